@@ -1,0 +1,52 @@
+//! The gateway's Prometheus metrics.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct GatewayMetrics {
+    /// `log_queries_total{endpoint}`.
+    pub queries: IntCounterVec,
+    /// `log_query_duration_seconds{endpoint,source="cache"|"db"}`.
+    pub query_duration: HistogramVec,
+    /// `cache_gets_total{result="hit"|"miss"|"error"}`.
+    pub cache_gets: IntCounterVec,
+    /// `circuit_breaker_state{name,state}`: 1 marks the current state.
+    pub breaker_state: IntGaugeVec,
+}
+
+impl GatewayMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = GatewayMetrics {
+            queries: IntCounterVec::new(
+                Opts::new("log_queries_total", "Queries answered, by endpoint"),
+                &["endpoint"],
+            )?,
+            query_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "log_query_duration_seconds",
+                    "Query time, by endpoint and where the answer came from",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+                &["endpoint", "source"],
+            )?,
+            cache_gets: IntCounterVec::new(
+                Opts::new("cache_gets_total", "Cache lookups, by result"),
+                &["result"],
+            )?,
+            breaker_state: IntGaugeVec::new(
+                Opts::new(
+                    "circuit_breaker_state",
+                    "Circuit breaker state: 1 marks the current one",
+                ),
+                &["name", "state"],
+            )?,
+        };
+        registry.register(Box::new(m.queries.clone()))?;
+        registry.register(Box::new(m.query_duration.clone()))?;
+        registry.register(Box::new(m.cache_gets.clone()))?;
+        registry.register(Box::new(m.breaker_state.clone()))?;
+        Ok(m)
+    }
+}

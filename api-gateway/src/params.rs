@@ -1,0 +1,378 @@
+//! Query-string parameters, validated into typed filters. Parameters arrive as
+//! strings so that every rejection is a 400 that names the parameter (serde's own
+//! errors would not).
+
+use chrono::{DateTime, Duration, Utc};
+use log_common::error::ApiError;
+use log_common::event::{parse_timestamp, Level};
+use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+pub const MAX_PAGE_SIZE: i64 = 1000;
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
+pub const MAX_QUERY_CHARS: usize = 500;
+
+/// `GET /logs` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct LogsParams {
+    /// Start of the window, inclusive: RFC 3339 or `2024-01-01T00:00:00` (UTC). Default: 24 h before `endTime`.
+    pub start_time: Option<String>,
+    /// End of the window, inclusive. Default: now.
+    pub end_time: Option<String>,
+    /// One level or a comma-separated list (`ERROR,FATAL`); aliases such as `warning` work.
+    pub level: Option<String>,
+    /// Exact source name.
+    pub source: Option<String>,
+    /// Exact correlation id.
+    pub correlation_id: Option<String>,
+    /// 0-based page number (offset paging). Ignored when `cursor` is given.
+    pub page: Option<String>,
+    /// Page size, 1..1000. Default 50.
+    pub size: Option<String>,
+    /// Keyset cursor: the `nextCursor` of the previous page. Stays fast at any depth.
+    pub cursor: Option<String>,
+}
+
+/// `GET /search` parameters: `LogsParams` plus the search text.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// Words to find in the message (stemmed English). `"a phrase"` in quotes,
+    /// `-word` to exclude, `or` between alternatives. At most 500 characters.
+    pub query: Option<String>,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub level: Option<String>,
+    pub source: Option<String>,
+    pub correlation_id: Option<String>,
+    pub page: Option<String>,
+    pub size: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// `GET /stats` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct StatsParams {
+    /// How many hours back from now, 1..168. Default 24.
+    pub hours_back: Option<String>,
+}
+
+/// Validated filters, shared by `/logs` and `/search`. Serialises to the cache key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogFilter {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// True when the client gave no `endTime` ("until now"): keyed as such, so the
+    /// cache key does not change every millisecond.
+    pub open_ended: bool,
+    /// True when `startTime` was not given (24 h before the end).
+    pub default_start: bool,
+    pub levels: Vec<Level>,
+    pub source: Option<String>,
+    pub correlation_id: Option<String>,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Paging {
+    Offset { page: i64, size: i64 },
+    After { cursor: Cursor, size: i64 },
+}
+
+impl Paging {
+    pub fn size(&self) -> i64 {
+        match self {
+            Paging::Offset { size, .. } | Paging::After { size, .. } => *size,
+        }
+    }
+}
+
+/// A position in "newest first, then id descending" order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cursor {
+    pub timestamp: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// Opaque to clients: microseconds since the epoch and the id.
+    pub fn encode(&self) -> String {
+        format!("{}_{}", self.timestamp.timestamp_micros(), self.id.simple())
+    }
+
+    pub fn decode(s: &str) -> Option<Cursor> {
+        let (micros, id) = s.split_once('_')?;
+        Some(Cursor {
+            timestamp: DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?,
+            id: Uuid::parse_str(id).ok()?,
+        })
+    }
+}
+
+impl LogsParams {
+    pub fn validate(self, now: DateTime<Utc>) -> Result<(LogFilter, Paging), ApiError> {
+        let filter = filter(
+            now,
+            self.start_time,
+            self.end_time,
+            self.level,
+            self.source,
+            self.correlation_id,
+            None,
+        )?;
+        Ok((filter, paging(self.page, self.size, self.cursor)?))
+    }
+}
+
+impl SearchParams {
+    pub fn validate(self, now: DateTime<Utc>) -> Result<(LogFilter, Paging), ApiError> {
+        let text = match self.query.as_deref().map(str::trim) {
+            None | Some("") => {
+                return Err(ApiError::invalid_field(
+                    "query",
+                    "is required and must not be blank",
+                ))
+            }
+            Some(q) if q.chars().count() > MAX_QUERY_CHARS => {
+                return Err(ApiError::invalid_field(
+                    "query",
+                    format!("must be at most {MAX_QUERY_CHARS} characters"),
+                ))
+            }
+            Some(q) => q.to_owned(),
+        };
+        let filter = filter(
+            now,
+            self.start_time,
+            self.end_time,
+            self.level,
+            self.source,
+            self.correlation_id,
+            Some(text),
+        )?;
+        Ok((filter, paging(self.page, self.size, self.cursor)?))
+    }
+}
+
+impl StatsParams {
+    pub fn hours_back(&self) -> Result<i64, ApiError> {
+        match &self.hours_back {
+            None => Ok(24),
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(h) if (1..=168).contains(&h) => Ok(h),
+                _ => Err(ApiError::invalid_field(
+                    "hoursBack",
+                    format!("must be a whole number from 1 to 168, got '{v}'"),
+                )),
+            },
+        }
+    }
+}
+
+fn filter(
+    now: DateTime<Utc>,
+    start_time: Option<String>,
+    end_time: Option<String>,
+    level: Option<String>,
+    source: Option<String>,
+    correlation_id: Option<String>,
+    text: Option<String>,
+) -> Result<LogFilter, ApiError> {
+    let parse_time = |name: &str, v: &str| {
+        parse_timestamp(v).ok_or_else(|| {
+            ApiError::invalid_field(
+                name,
+                format!("'{v}' is not RFC 3339 (2024-01-01T12:00:00Z) or 2024-01-01T12:00:00"),
+            )
+        })
+    };
+    let open_ended = end_time.is_none();
+    let end = match end_time.as_deref() {
+        Some(v) => parse_time("endTime", v)?,
+        None => now,
+    };
+    let start = match start_time.as_deref() {
+        Some(v) => parse_time("startTime", v)?,
+        None => end - Duration::hours(24),
+    };
+    if end < start {
+        return Err(ApiError::invalid_field(
+            "endTime",
+            "must not be before startTime",
+        ));
+    }
+    let mut levels = Vec::new();
+    if let Some(list) = level.as_deref() {
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let level: Level = name.parse().map_err(|e: log_common::event::UnknownLevel| {
+                ApiError::invalid_field("level", e.to_string())
+            })?;
+            if !levels.contains(&level) {
+                levels.push(level);
+            }
+        }
+        levels.sort();
+    }
+    let non_blank = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    Ok(LogFilter {
+        start,
+        end,
+        open_ended,
+        default_start: start_time.is_none(),
+        levels,
+        source: non_blank(source),
+        correlation_id: non_blank(correlation_id),
+        text,
+    })
+}
+
+fn paging(
+    page: Option<String>,
+    size: Option<String>,
+    cursor: Option<String>,
+) -> Result<Paging, ApiError> {
+    let size = match size.as_deref() {
+        None => DEFAULT_PAGE_SIZE,
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(s) if (1..=MAX_PAGE_SIZE).contains(&s) => s,
+            _ => {
+                return Err(ApiError::invalid_field(
+                    "size",
+                    format!("must be a whole number from 1 to {MAX_PAGE_SIZE}, got '{v}'"),
+                ))
+            }
+        },
+    };
+    if let Some(c) = cursor.as_deref().filter(|c| !c.is_empty()) {
+        let cursor = Cursor::decode(c).ok_or_else(|| {
+            ApiError::invalid_field("cursor", "is not a cursor this service issued")
+        })?;
+        return Ok(Paging::After { cursor, size });
+    }
+    let page = match page.as_deref() {
+        None => 0,
+        Some(v) => match v.trim().parse::<i64>() {
+            // Bounded so page * size cannot overflow; deep pages want the cursor.
+            Ok(p) if (0..=1_000_000).contains(&p) => p,
+            _ => {
+                return Err(ApiError::invalid_field(
+                    "page",
+                    format!("must be a whole number from 0 to 1000000, got '{v}'"),
+                ))
+            }
+        },
+    };
+    Ok(Paging::Offset { page, size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use log_common::error::ApiError;
+
+    fn field_of(err: ApiError) -> String {
+        match err {
+            ApiError::Validation { errors, .. } => errors[0].field.clone(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    fn logs(pairs: &[(&str, &str)]) -> Result<(LogFilter, Paging), ApiError> {
+        let query = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let params = actix_web::web::Query::<LogsParams>::from_query(&query).expect("params");
+        params.into_inner().validate(Utc::now())
+    }
+
+    #[test]
+    fn defaults_are_last_24h_page_0_size_50() {
+        let (filter, paging) = logs(&[]).expect("valid");
+        assert_eq!(filter.end - filter.start, Duration::hours(24));
+        assert!(filter.open_ended);
+        assert_eq!(paging, Paging::Offset { page: 0, size: 50 });
+    }
+
+    #[test]
+    fn each_bad_parameter_is_named() {
+        assert_eq!(
+            field_of(logs(&[("startTime", "nope")]).expect_err("bad")),
+            "startTime"
+        );
+        assert_eq!(
+            field_of(logs(&[("endTime", "2024-13-01T00:00:00")]).expect_err("bad")),
+            "endTime"
+        );
+        assert_eq!(
+            field_of(
+                logs(&[
+                    ("startTime", "2024-01-02T00:00:00"),
+                    ("endTime", "2024-01-01T00:00:00")
+                ])
+                .expect_err("bad")
+            ),
+            "endTime"
+        );
+        for size in ["0", "1001", "x", "-1"] {
+            assert_eq!(field_of(logs(&[("size", size)]).expect_err("bad")), "size");
+        }
+        assert_eq!(field_of(logs(&[("page", "-1")]).expect_err("bad")), "page");
+        assert_eq!(
+            field_of(logs(&[("level", "LOUD")]).expect_err("bad")),
+            "level"
+        );
+        assert_eq!(
+            field_of(logs(&[("cursor", "garbage")]).expect_err("bad")),
+            "cursor"
+        );
+    }
+
+    #[test]
+    fn levels_accept_lists_and_aliases() {
+        let (filter, _) = logs(&[("level", "warning,ERROR,err")]).expect("valid");
+        assert_eq!(filter.levels, vec![Level::Warn, Level::Error]);
+    }
+
+    #[test]
+    fn cursor_round_trips() {
+        let cursor = Cursor {
+            timestamp: DateTime::<Utc>::from_timestamp_micros(1_700_000_000_123_456).expect("ts"),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        let (_, paging) = logs(&[("cursor", &cursor.encode()), ("size", "10")]).expect("valid");
+        assert_eq!(paging, Paging::After { cursor, size: 10 });
+    }
+
+    #[test]
+    fn search_needs_a_query_and_stats_bounds_hours() {
+        let blank = SearchParams {
+            query: Some("  ".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            field_of(blank.validate(Utc::now()).expect_err("blank")),
+            "query"
+        );
+        let missing = SearchParams::default();
+        assert_eq!(
+            field_of(missing.validate(Utc::now()).expect_err("missing")),
+            "query"
+        );
+        for bad in ["0", "169", "abc"] {
+            let p = StatsParams {
+                hours_back: Some(bad.into()),
+            };
+            assert_eq!(field_of(p.hours_back().expect_err("bad")), "hoursBack");
+        }
+        assert_eq!(StatsParams::default().hours_back().expect("default"), 24);
+    }
+}

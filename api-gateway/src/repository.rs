@@ -1,0 +1,433 @@
+//! The SQL behind every query, over a diesel r2d2 pool and behind a circuit breaker
+//! (PostgreSQL down: 503 at once instead of every request waiting for a timeout).
+//!
+//! Queries are raw SQL with bound parameters (never string-built from input): the
+//! filters, full-text search and keyset comparison read more plainly as SQL, and
+//! each shape matches one of the indexes in `migrations/`.
+
+use crate::params::{Cursor, LogFilter, Paging};
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::sql_types::{
+    Array, BigInt, Double, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
+use log_common::breaker::CircuitBreaker;
+use log_common::error::ApiError;
+use log_common::event::{Level, LogEvent};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+type Query<'a> = BoxedSqlQuery<'a, Pg, SqlQuery>;
+
+/// `totalElements` is exact up to this many matches; past it the count stops (so a
+/// page over millions of rows stays cheap) and `totalElementsExact` is false.
+pub const COUNT_CAP: i64 = 100_000;
+/// `sourceCounts` in stats lists at most this many sources (the busiest).
+pub const STATS_MAX_SOURCES: i64 = 100;
+
+const EVENT_COLUMNS: &str =
+    "SELECT id, level, message, source, \"timestamp\", metadata, correlation_id, request_id, trace_id FROM log_events";
+
+#[derive(Clone)]
+pub struct Repository {
+    pool: PgPool,
+    breaker: CircuitBreaker,
+}
+
+#[derive(QueryableByName)]
+struct EventRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    level: String,
+    #[diesel(sql_type = Text)]
+    message: String,
+    #[diesel(sql_type = Text)]
+    source: String,
+    #[diesel(sql_type = Timestamptz)]
+    timestamp: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    metadata: Option<serde_json::Value>,
+    #[diesel(sql_type = Nullable<Text>)]
+    correlation_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    request_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    trace_id: Option<String>,
+}
+
+impl From<EventRow> for LogEvent {
+    fn from(row: EventRow) -> Self {
+        LogEvent {
+            id: row.id,
+            // The table's CHECK constraint admits only the six levels.
+            level: row.level.parse().unwrap_or(Level::Info),
+            message: row.message,
+            source: row.source,
+            timestamp: row.timestamp,
+            metadata: match row.metadata {
+                Some(serde_json::Value::Object(map)) => Some(map),
+                _ => None,
+            },
+            correlation_id: row.correlation_id,
+            request_id: row.request_id,
+            trace_id: row.trace_id,
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct KeyCount {
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct HourLevelCount {
+    #[diesel(sql_type = Timestamptz)]
+    hour: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    level: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct DurationRow {
+    #[diesel(sql_type = BigInt)]
+    samples: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    p50: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    p95: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    p99: Option<f64>,
+}
+
+/// One page of events plus what the Spring page shape needs.
+pub struct PageResult {
+    pub events: Vec<LogEvent>,
+    pub total: i64,
+    pub total_exact: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub total_logs: i64,
+    /// Every level, zero included.
+    pub level_counts: BTreeMap<String, i64>,
+    /// Events per source (the busiest 100).
+    pub source_counts: BTreeMap<String, i64>,
+    pub time_range: TimeRange,
+    /// ERROR + FATAL over all events in the window (0 when there are none).
+    pub error_rate: f64,
+    /// The ten busiest sources, busiest first.
+    pub top_sources: Vec<SourceCount>,
+    /// Events per hour and level, oldest hour first.
+    pub hourly: Vec<HourlyCount>,
+    /// Percentiles of `metadata.duration` over the events that carry a number there.
+    pub duration: DurationPercentiles,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TimeRange {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SourceCount {
+    pub source: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HourlyCount {
+    pub hour: DateTime<Utc>,
+    pub counts: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DurationPercentiles {
+    pub samples: i64,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl Repository {
+    pub fn new(pool: PgPool, breaker: CircuitBreaker) -> Self {
+        Repository { pool, breaker }
+    }
+
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Runs `work` on a pooled connection off the async threads. An open breaker or
+    /// an unreachable database is a 503 with Retry-After.
+    async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut PgConnection) -> QueryResult<T> + Send + 'static,
+    {
+        if !self.breaker.permits() {
+            return Err(
+                self.unavailable("PostgreSQL is unavailable (circuit breaker open)".to_owned())
+            );
+        }
+        let pool = self.pool.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| Outcome::Unreachable(e.to_string()))?;
+            work(&mut conn).map_err(Outcome::Query)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("query task failed: {e}")))?;
+        match result {
+            Ok(value) => {
+                self.breaker.record_success();
+                Ok(value)
+            }
+            Err(Outcome::Unreachable(e)) => {
+                self.breaker.record_failure();
+                Err(self.unavailable(format!("PostgreSQL is unreachable: {e}")))
+            }
+            Err(Outcome::Query(e)) => {
+                // A broken connection counts against the breaker; a query error does not.
+                if matches!(
+                    e,
+                    diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::ClosedConnection,
+                        _
+                    )
+                ) {
+                    self.breaker.record_failure();
+                    return Err(self.unavailable(format!("PostgreSQL connection lost: {e}")));
+                }
+                self.breaker.record_success();
+                Err(ApiError::Internal(
+                    anyhow::anyhow!(e).context("query failed"),
+                ))
+            }
+        }
+    }
+
+    fn unavailable(&self, message: String) -> ApiError {
+        ApiError::Unavailable {
+            message,
+            retry_after_secs: self.breaker.retry_after_secs(),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), ApiError> {
+        self.run(|conn| diesel::sql_query("SELECT 1").execute(conn).map(|_| ()))
+            .await
+    }
+
+    pub async fn find(&self, id: Uuid) -> Result<Option<LogEvent>, ApiError> {
+        self.run(move |conn| {
+            diesel::sql_query(format!("{EVENT_COLUMNS} WHERE id = $1"))
+                .bind::<SqlUuid, _>(id)
+                .get_result::<EventRow>(conn)
+                .optional()
+                .map(|row| row.map(LogEvent::from))
+        })
+        .await
+    }
+
+    /// A page, newest first with id as tie-break, so walking pages never repeats or
+    /// skips an event; plus the capped count of all matches.
+    pub async fn page(&self, filter: LogFilter, paging: Paging) -> Result<PageResult, ApiError> {
+        self.run(move |conn| {
+            let mut query = with_filter(diesel::sql_query(EVENT_COLUMNS).into_boxed(), &filter);
+            let (limit, offset) = match paging {
+                Paging::Offset { page, size } => (size, page * size),
+                Paging::After {
+                    cursor: Cursor { timestamp, id },
+                    size,
+                } => {
+                    query = query
+                        .sql(" AND (\"timestamp\", id) < (")
+                        .bind::<Timestamptz, _>(timestamp)
+                        .sql(", ")
+                        .bind::<SqlUuid, _>(id)
+                        .sql(")");
+                    (size, 0)
+                }
+            };
+            let events = query
+                .sql(" ORDER BY \"timestamp\" DESC, id DESC LIMIT ")
+                .bind::<BigInt, _>(limit)
+                .sql(" OFFSET ")
+                .bind::<BigInt, _>(offset)
+                .load::<EventRow>(conn)?
+                .into_iter()
+                .map(LogEvent::from)
+                .collect();
+            let counted = with_filter(
+                diesel::sql_query("SELECT count(*) AS n FROM (SELECT 1 FROM log_events")
+                    .into_boxed(),
+                &filter,
+            )
+            .sql(" LIMIT ")
+            .bind::<BigInt, _>(COUNT_CAP + 1)
+            .sql(") AS capped")
+            .get_result::<Count>(conn)?
+            .n;
+            Ok(PageResult {
+                events,
+                total: counted.min(COUNT_CAP),
+                total_exact: counted <= COUNT_CAP,
+            })
+        })
+        .await
+    }
+
+    pub async fn stats(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Stats, ApiError> {
+        self.run(move |conn| {
+            let window = |select: &str| {
+                diesel::sql_query(select)
+                    .into_boxed::<Pg>()
+                    .sql(" FROM log_events WHERE \"timestamp\" >= ")
+                    .bind::<Timestamptz, _>(since)
+                    .sql(" AND \"timestamp\" <= ")
+                    .bind::<Timestamptz, _>(until)
+            };
+            let by_level = window("SELECT level AS key, count(*) AS n")
+                .sql(" GROUP BY level")
+                .load::<KeyCount>(conn)?;
+            let by_source = window("SELECT source AS key, count(*) AS n")
+                .sql(" GROUP BY source ORDER BY n DESC, source LIMIT ")
+                .bind::<BigInt, _>(STATS_MAX_SOURCES)
+                .load::<KeyCount>(conn)?;
+            let hourly = window("SELECT date_trunc('hour', \"timestamp\") AS hour, level, count(*) AS n")
+                .sql(" GROUP BY 1, 2 ORDER BY 1")
+                .load::<HourLevelCount>(conn)?;
+            let duration = window(
+                "SELECT count(*) AS samples, \
+                 percentile_cont(0.5) WITHIN GROUP (ORDER BY (metadata->>'duration')::float8) AS p50, \
+                 percentile_cont(0.95) WITHIN GROUP (ORDER BY (metadata->>'duration')::float8) AS p95, \
+                 percentile_cont(0.99) WITHIN GROUP (ORDER BY (metadata->>'duration')::float8) AS p99",
+            )
+            .sql(" AND jsonb_typeof(metadata->'duration') = 'number'")
+            .get_result::<DurationRow>(conn)?;
+            Ok(assemble_stats(since, until, by_level, by_source, hourly, duration))
+        })
+        .await
+    }
+}
+
+enum Outcome {
+    Unreachable(String),
+    Query(diesel::result::Error),
+}
+
+/// Appends the WHERE clause every filter shape shares. All values are bound.
+fn with_filter<'a>(query: Query<'a>, filter: &LogFilter) -> Query<'a> {
+    let mut query = query
+        .sql(" WHERE \"timestamp\" >= ")
+        .bind::<Timestamptz, _>(filter.start)
+        .sql(" AND \"timestamp\" <= ")
+        .bind::<Timestamptz, _>(filter.end);
+    if !filter.levels.is_empty() {
+        let levels: Vec<String> = filter
+            .levels
+            .iter()
+            .map(|l| l.as_str().to_owned())
+            .collect();
+        query = query
+            .sql(" AND level = ANY(")
+            .bind::<Array<Text>, _>(levels)
+            .sql(")");
+    }
+    if let Some(source) = &filter.source {
+        query = query.sql(" AND source = ").bind::<Text, _>(source.clone());
+    }
+    if let Some(correlation_id) = &filter.correlation_id {
+        query = query
+            .sql(" AND correlation_id = ")
+            .bind::<Text, _>(correlation_id.clone());
+    }
+    if let Some(text) = &filter.text {
+        query = query
+            .sql(" AND search_vector @@ websearch_to_tsquery('english', ")
+            .bind::<Text, _>(text.clone())
+            .sql(")");
+    }
+    query
+}
+
+fn assemble_stats(
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    by_level: Vec<KeyCount>,
+    by_source: Vec<KeyCount>,
+    hourly: Vec<HourLevelCount>,
+    duration: DurationRow,
+) -> Stats {
+    let mut level_counts: BTreeMap<String, i64> = Level::ALL
+        .iter()
+        .map(|l| (l.as_str().to_owned(), 0))
+        .collect();
+    for row in by_level {
+        level_counts.insert(row.key, row.n);
+    }
+    let total_logs: i64 = level_counts.values().sum();
+    let errors = level_counts.get("ERROR").copied().unwrap_or(0)
+        + level_counts.get("FATAL").copied().unwrap_or(0);
+    let top_sources = by_source
+        .iter()
+        .take(10)
+        .map(|r| SourceCount {
+            source: r.key.clone(),
+            count: r.n,
+        })
+        .collect();
+    let mut hours: BTreeMap<DateTime<Utc>, BTreeMap<String, i64>> = BTreeMap::new();
+    for row in hourly {
+        hours.entry(row.hour).or_default().insert(row.level, row.n);
+    }
+    Stats {
+        total_logs,
+        level_counts,
+        source_counts: by_source.into_iter().map(|r| (r.key, r.n)).collect(),
+        time_range: TimeRange { since, until },
+        error_rate: if total_logs == 0 {
+            0.0
+        } else {
+            errors as f64 / total_logs as f64
+        },
+        top_sources,
+        hourly: hours
+            .into_iter()
+            .map(|(hour, counts)| HourlyCount { hour, counts })
+            .collect(),
+        duration: DurationPercentiles {
+            samples: duration.samples,
+            p50: duration.p50,
+            p95: duration.p95,
+            p99: duration.p99,
+        },
+    }
+}

@@ -1,0 +1,45 @@
+//! Liveness (`/api/query/health`, the seed's URL) and readiness (`/actuator/health`).
+
+use super::QueryState;
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use log_common::http::{ComponentHealth, HealthReport};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// The process is up and serving HTTP.
+#[utoipa::path(get, path = "/gateway/api/query/health", tag = "health",
+    responses((status = 200, description = "The service is running", body = Object,
+        example = json!({"status": "healthy", "service": "api-gateway", "timestamp": "2024-01-01T12:00:00Z"}))))]
+pub async fn liveness() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "status": "healthy",
+        "service": "api-gateway",
+        "version": env!("CARGO_PKG_VERSION"),
+        "timestamp": Utc::now(),
+    }))
+}
+
+/// PostgreSQL is required (DOWN, 503, without it); Redis only speeds answers up
+/// (DEGRADED, still 200, without it).
+#[utoipa::path(get, path = "/gateway/actuator/health", tag = "health",
+    responses((status = 200, description = "PostgreSQL reachable (Redis may be degraded)", body = HealthReport),
+              (status = 503, description = "PostgreSQL unreachable", body = HealthReport)))]
+pub async fn readiness(state: web::Data<QueryState>) -> HttpResponse {
+    let mut components = BTreeMap::new();
+    let postgres = match state.repository.ping().await {
+        Ok(()) => ComponentHealth::up(Some(
+            json!({ "breaker": state.repository.breaker().state().as_str() }),
+        )),
+        Err(e) => ComponentHealth::down(e.to_string()),
+    };
+    components.insert("postgres", postgres);
+    let redis = match state.cache.ping().await {
+        Ok(()) => ComponentHealth::up(Some(
+            json!({ "breaker": state.cache.breaker().state().as_str() }),
+        )),
+        Err(e) => ComponentHealth::down(e),
+    };
+    components.insert("redis", redis);
+    HealthReport::new("api-gateway", components, &["postgres"]).into_response()
+}

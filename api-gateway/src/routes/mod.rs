@@ -1,0 +1,35 @@
+//! HTTP surface of the gateway, all under `/gateway`.
+
+mod health;
+mod openapi;
+mod query;
+
+pub use openapi::ApiDoc;
+pub use query::QueryState;
+
+use actix_web::web;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub fn configure(cfg: &mut web::ServiceConfig, prometheus_enabled: bool) {
+    let mut actuator =
+        web::scope("/gateway/actuator").route("/health", web::get().to(health::readiness));
+    if prometheus_enabled {
+        actuator = actuator.route(
+            "/prometheus",
+            web::get().to(log_common::http::prometheus_metrics),
+        );
+    }
+    cfg.service(
+        web::scope("/gateway/api/query")
+            .route("/logs", web::get().to(query::logs))
+            .route("/logs/{id}", web::get().to(query::log_by_id))
+            .route("/search", web::get().to(query::search))
+            .route("/stats", web::get().to(query::stats))
+            .route("/health", web::get().to(health::liveness)),
+    )
+    .service(actuator)
+    .service(
+        SwaggerUi::new("/gateway/swagger-ui/{_:.*}").url("/gateway/v3/api-docs", ApiDoc::openapi()),
+    );
+}

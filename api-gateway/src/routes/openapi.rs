@@ -1,0 +1,19 @@
+//! The OpenAPI document, served at `/gateway/v3/api-docs` with Swagger UI at
+//! `/gateway/swagger-ui/`.
+
+use super::{health, query};
+use crate::repository::{DurationPercentiles, HourlyCount, SourceCount, Stats, TimeRange};
+use log_common::error::{ErrorBody, UnavailableBody};
+use log_common::event::{FieldError, Level, LogEvent};
+use log_common::http::{ComponentHealth, HealthReport};
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "api-gateway", description = "Query stored log events. Answers are cached in Redis: a window that reaches into the last 5 minutes for 5 s, a closed window for 5 min, stats for 30 s."),
+    paths(query::logs, query::search, query::stats, query::log_by_id, health::liveness, health::readiness),
+    components(schemas(query::LogPage, LogEvent, Level, Stats, TimeRange, SourceCount, HourlyCount, DurationPercentiles,
+        ErrorBody, UnavailableBody, FieldError, HealthReport, ComponentHealth)),
+    tags((name = "query", description = "Search and page through log events"), (name = "health", description = "Liveness and readiness"))
+)]
+pub struct ApiDoc;

@@ -1,0 +1,82 @@
+//! The gateway's settings, read once at start from the environment (or flags).
+
+use clap::Parser;
+use log_common::settings::{HttpSettings, MetricsSettings, PostgresSettings};
+
+/// api-gateway: time-range, filter, full-text search and stats queries over the
+/// stored log events, cached in Redis.
+///
+/// Every option can be given as a flag or through the environment variable shown.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "api-gateway", version)]
+pub struct Settings {
+    #[command(flatten)]
+    pub http: HttpSettings,
+    #[command(flatten)]
+    pub postgres: PostgresSettings,
+    #[command(flatten)]
+    pub redis: RedisSettings,
+    #[command(flatten)]
+    pub cache: CacheSettings,
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
+}
+
+impl Settings {
+    pub const DEFAULT_PORT: u16 = 8080;
+
+    /// Defaults only: what tests start from.
+    pub fn defaults() -> Self {
+        Settings::parse_from(["api-gateway"])
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RedisSettings {
+    #[arg(long = "redis-host", env = "REDIS_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long = "redis-port", env = "REDIS_PORT", default_value_t = 6379)]
+    pub port: u16,
+    /// Longest wait for one Redis command; past it the answer comes from PostgreSQL.
+    #[arg(
+        long = "redis-timeout-ms",
+        env = "REDIS_TIMEOUT_MS",
+        default_value_t = 100
+    )]
+    pub timeout_ms: u64,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CacheSettings {
+    /// TTL of a query whose window reaches into the last `CACHE_RECENT_WINDOW_SECS`:
+    /// new events can still arrive there, so keep it short.
+    #[arg(
+        long = "cache-ttl-recent-secs",
+        env = "CACHE_TTL_RECENT_SECS",
+        default_value_t = 5
+    )]
+    pub ttl_recent_secs: u64,
+    /// TTL of a query over a window that closed before that: its answer is settled.
+    #[arg(
+        long = "cache-ttl-closed-secs",
+        env = "CACHE_TTL_CLOSED_SECS",
+        default_value_t = 300
+    )]
+    pub ttl_closed_secs: u64,
+    #[arg(
+        long = "cache-ttl-stats-secs",
+        env = "CACHE_TTL_STATS_SECS",
+        default_value_t = 30
+    )]
+    pub ttl_stats_secs: u64,
+    /// How far back "recent" reaches (late events land within it).
+    #[arg(
+        long = "cache-recent-window-secs",
+        env = "CACHE_RECENT_WINDOW_SECS",
+        default_value_t = 300
+    )]
+    pub recent_window_secs: u64,
+    /// Set to false to turn the cache off entirely.
+    #[arg(long = "cache-enabled", env = "CACHE_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+}

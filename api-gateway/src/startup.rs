@@ -1,0 +1,138 @@
+//! Builds the gateway: PostgreSQL and Redis pools, breakers, the app, shutdown.
+
+use crate::cache::Cache;
+use crate::metrics::GatewayMetrics;
+use crate::repository::Repository;
+use crate::routes::{self, QueryState};
+use crate::settings::Settings;
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::PgConnection;
+use log_common::breaker::CircuitBreaker;
+use log_common::error::{not_found, path_config, query_config};
+use log_common::http::{observe, HttpMetrics};
+use prometheus::Registry;
+use std::future::Future;
+use std::net::TcpListener;
+use std::time::Duration;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Creates the pools (without connecting: the gateway starts, and reports its
+    /// health, while a dependency is still down) and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        let http_metrics = HttpMetrics::register(&registry)?;
+        let metrics = GatewayMetrics::register(&registry)?;
+
+        let manager = ConnectionManager::<PgConnection>::new(settings.postgres.connection_url()?);
+        let pg_pool = Pool::builder()
+            .max_size(settings.postgres.pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_millis(settings.postgres.connect_timeout_ms))
+            .build_unchecked(manager);
+        let pg_breaker = CircuitBreaker::new(
+            "postgres",
+            3,
+            Duration::from_secs(2),
+            Duration::from_secs(15),
+            metrics.breaker_state.clone(),
+        );
+        let repository = Repository::new(pg_pool, pg_breaker);
+
+        let redis_pool = if settings.cache.enabled {
+            let url = format!("redis://{}:{}", settings.redis.host, settings.redis.port);
+            let mut config = deadpool_redis::Config::from_url(url);
+            let timeout = Duration::from_millis(settings.redis.timeout_ms);
+            let mut pool_config = deadpool_redis::PoolConfig::new(16);
+            pool_config.timeouts.wait = Some(timeout);
+            pool_config.timeouts.create = Some(timeout);
+            pool_config.timeouts.recycle = Some(timeout);
+            config.pool = Some(pool_config);
+            Some(
+                config
+                    .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                    .context("invalid Redis settings (REDIS_HOST, REDIS_PORT)")?,
+            )
+        } else {
+            None
+        };
+        let redis_breaker = CircuitBreaker::new(
+            "redis",
+            3,
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+            metrics.breaker_state.clone(),
+        );
+        let cache = Cache::new(
+            redis_pool,
+            redis_breaker,
+            Duration::from_millis(settings.redis.timeout_ms),
+            metrics.clone(),
+        );
+
+        let state = web::Data::new(QueryState {
+            repository,
+            cache,
+            metrics,
+            cache_settings: settings.cache.clone(),
+        });
+        let address = settings.http.address(Settings::DEFAULT_PORT);
+        let listener =
+            TcpListener::bind(&address).with_context(|| format!("cannot bind {address}"))?;
+        let port = listener.local_addr()?.port();
+        let registry = web::Data::new(registry);
+        let http_metrics = web::Data::new(http_metrics);
+        let prometheus_enabled = settings.metrics.prometheus_enabled;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(observe))
+                .app_data(state.clone())
+                .app_data(registry.clone())
+                .app_data(http_metrics.clone())
+                .app_data(query_config())
+                .app_data(path_config())
+                .configure(|cfg| routes::configure(cfg, prometheus_enabled))
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(30);
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        tracing::info!(%address, port, "api-gateway listening");
+        Ok(Application {
+            port,
+            server: server.run(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight
+    /// queries finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        tokio::select! {
+            result = &mut server => result??,
+            () = shutdown => {
+                tracing::info!("draining: no new connections, finishing in-flight queries");
+                handle.stop(true).await;
+                server.await??;
+            }
+        }
+        tracing::info!("api-gateway stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,538 @@
+//! The log event: parsing, validation and normalisation as the contract pins them.
+//!
+//! Parsing works on a `serde_json::Value` rather than a derived struct so that every
+//! rejection can name the field and say what was wrong with it (a derived struct
+//! would stop at the first type error with serde's wording).
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::str::FromStr;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Longest accepted `message`, in bytes of UTF-8.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+/// Longest accepted `source`, in characters.
+pub const MAX_SOURCE_CHARS: usize = 100;
+/// Largest accepted `metadata`, serialised, in bytes.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Longest accepted correlation, request or trace id, in characters.
+pub const MAX_ID_CHARS: usize = 128;
+/// Largest accepted body of `/ingest`.
+pub const MAX_SINGLE_BODY_BYTES: usize = 1024 * 1024;
+/// Most events in one `/batch` or `/bulk` request.
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// Largest accepted body of `/batch` or `/bulk` (after decompression).
+pub const MAX_BATCH_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Severity, normalised from the many spellings clients use.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl Level {
+    pub const ALL: [Level; 6] = [
+        Level::Trace,
+        Level::Debug,
+        Level::Info,
+        Level::Warn,
+        Level::Error,
+        Level::Fatal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "TRACE",
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+            Level::Fatal => "FATAL",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of [`Level::from_str`]; its text is what users read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown level '{0}': expected one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL")]
+pub struct UnknownLevel(pub String);
+
+impl FromStr for Level {
+    type Err = UnknownLevel;
+
+    /// Case-insensitive; accepts the aliases the contract lists. Anything else is an
+    /// error rather than a guess, so a typo never files an ERROR under INFO.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "trace" => Ok(Level::Trace),
+            "debug" => Ok(Level::Debug),
+            "info" => Ok(Level::Info),
+            "warn" | "warning" => Ok(Level::Warn),
+            "error" | "err" => Ok(Level::Error),
+            "fatal" | "critical" | "crash" | "panic" => Ok(Level::Fatal),
+            _ => Err(UnknownLevel(s.to_owned())),
+        }
+    }
+}
+
+/// One field that failed validation; appears in the error JSON's `errors` list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A validated, normalised log event: what goes to Kafka and what the gateway returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEvent {
+    pub id: Uuid,
+    pub level: Level,
+    pub message: String,
+    pub source: String,
+    /// Always RFC 3339 in UTC on output.
+    #[serde(serialize_with = "serialize_utc")]
+    pub timestamp: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+fn serialize_utc<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+/// What a client may send: the documented input shape (for OpenAPI only; parsing
+/// goes through [`LogEvent::from_json`]).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct LogEventInput {
+    /// UUID; assigned by the producer (time-ordered v7) when absent.
+    id: Option<Uuid>,
+    /// TRACE, DEBUG, INFO, WARN, ERROR or FATAL, case-insensitive; `warning`, `err`,
+    /// `critical`, `crash` and `panic` are accepted aliases.
+    #[schema(example = "ERROR")]
+    level: String,
+    /// At most 32 KiB.
+    #[schema(example = "Database connection failed")]
+    message: String,
+    /// At most 100 characters.
+    #[schema(example = "user-service")]
+    source: String,
+    /// RFC 3339, or zone-less `2024-01-01T00:00:00` read as UTC; absent means now.
+    timestamp: Option<String>,
+    /// Any JSON object, at most 16 KiB serialised.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
+    /// Also accepted as `correlation_id`.
+    correlation_id: Option<String>,
+    /// Also accepted as `request_id`.
+    request_id: Option<String>,
+    /// Also accepted as `trace_id`.
+    trace_id: Option<String>,
+}
+
+impl LogEvent {
+    /// Validates and normalises one event from its JSON form.
+    ///
+    /// `default_id` and `received_at` fill `id` and `timestamp` when the client left
+    /// them out: the producer passes a fresh v7 UUID and its receive time.
+    pub fn from_json(
+        value: Value,
+        default_id: impl FnOnce() -> Uuid,
+        received_at: DateTime<Utc>,
+    ) -> Result<LogEvent, Vec<FieldError>> {
+        let Value::Object(mut object) = value else {
+            return Err(vec![FieldError::new(
+                "$",
+                format!("expected a JSON object, got {}", json_type(&value)),
+            )]);
+        };
+        let mut errors = Vec::new();
+
+        let id = match take(&mut object, "id", None) {
+            None => Some(default_id()),
+            Some(Value::String(s)) => match Uuid::parse_str(&s) {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    errors.push(FieldError::new("id", "must be a UUID"));
+                    None
+                }
+            },
+            Some(other) => {
+                errors.push(type_error("id", "a UUID string", &other));
+                None
+            }
+        };
+
+        let level = match required_string(&mut object, "level", &mut errors) {
+            Some(s) => match s.parse::<Level>() {
+                Ok(level) => Some(level),
+                Err(e) => {
+                    errors.push(FieldError::new("level", e.to_string()));
+                    None
+                }
+            },
+            None => None,
+        };
+
+        let message = required_string(&mut object, "message", &mut errors);
+        if let Some(m) = &message {
+            if m.len() > MAX_MESSAGE_BYTES {
+                errors.push(FieldError::new(
+                    "message",
+                    format!("must be at most {MAX_MESSAGE_BYTES} bytes, got {}", m.len()),
+                ));
+            }
+        }
+
+        let source =
+            required_string(&mut object, "source", &mut errors).map(|s| s.trim().to_owned());
+        if let Some(s) = &source {
+            let chars = s.chars().count();
+            if chars > MAX_SOURCE_CHARS {
+                errors.push(FieldError::new(
+                    "source",
+                    format!("must be at most {MAX_SOURCE_CHARS} characters, got {chars}"),
+                ));
+            }
+        }
+
+        let timestamp = match take(&mut object, "timestamp", None) {
+            None => Some(received_at),
+            Some(Value::String(s)) => match parse_timestamp(&s) {
+                Some(t) => Some(t),
+                None => {
+                    errors.push(FieldError::new(
+                        "timestamp",
+                        "must be RFC 3339 (2024-01-01T12:00:00Z) or 2024-01-01T12:00:00 (UTC)",
+                    ));
+                    None
+                }
+            },
+            Some(other) => {
+                errors.push(type_error("timestamp", "a string", &other));
+                None
+            }
+        };
+
+        let metadata = match take(&mut object, "metadata", None) {
+            None => None,
+            Some(Value::Object(map)) => {
+                let serialised = serde_json::to_string(&map).unwrap_or_default();
+                let size = serialised.len();
+                if serialised.contains("\\u0000") {
+                    errors.push(FieldError::new("metadata", NUL_MESSAGE));
+                } else if size > MAX_METADATA_BYTES {
+                    errors.push(FieldError::new(
+                        "metadata",
+                        format!(
+                            "must be at most {MAX_METADATA_BYTES} bytes serialised, got {size}"
+                        ),
+                    ));
+                }
+                Some(map)
+            }
+            Some(other) => {
+                errors.push(type_error("metadata", "a JSON object", &other));
+                None
+            }
+        };
+
+        let correlation_id =
+            optional_id(&mut object, "correlationId", "correlation_id", &mut errors);
+        let request_id = optional_id(&mut object, "requestId", "request_id", &mut errors);
+        let trace_id = optional_id(&mut object, "traceId", "trace_id", &mut errors);
+
+        match (id, level, message, source, timestamp) {
+            (Some(id), Some(level), Some(message), Some(source), Some(timestamp))
+                if errors.is_empty() =>
+            {
+                Ok(LogEvent {
+                    id,
+                    level,
+                    message,
+                    source,
+                    timestamp,
+                    metadata,
+                    correlation_id,
+                    request_id,
+                    trace_id,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Removes a field, trying its snake_case alias when the camelCase name is absent.
+/// An explicit `null` counts as absent.
+fn take(object: &mut Map<String, Value>, name: &str, alias: Option<&str>) -> Option<Value> {
+    let value = object
+        .remove(name)
+        .or_else(|| alias.and_then(|a| object.remove(a)));
+    value.filter(|v| !v.is_null())
+}
+
+fn required_string(
+    object: &mut Map<String, Value>,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    match take(object, name, None) {
+        None => {
+            errors.push(FieldError::new(name, "is required"));
+            None
+        }
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            errors.push(FieldError::new(name, "must not be blank"));
+            None
+        }
+        Some(Value::String(s)) if s.contains('\0') => {
+            errors.push(FieldError::new(name, NUL_MESSAGE));
+            None
+        }
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            errors.push(type_error(name, "a string", &other));
+            None
+        }
+    }
+}
+
+/// PostgreSQL's text and jsonb cannot hold U+0000, so such an event could never be stored.
+const NUL_MESSAGE: &str = "must not contain NUL (\\u0000) characters";
+
+fn optional_id(
+    object: &mut Map<String, Value>,
+    name: &str,
+    alias: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    match take(object, name, Some(alias)) {
+        None => None,
+        Some(Value::String(s)) if s.chars().count() > MAX_ID_CHARS => {
+            errors.push(FieldError::new(
+                name,
+                format!("must be at most {MAX_ID_CHARS} characters"),
+            ));
+            None
+        }
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) if s.contains('\0') => {
+            errors.push(FieldError::new(name, NUL_MESSAGE));
+            None
+        }
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            errors.push(type_error(name, "a string", &other));
+            None
+        }
+    }
+}
+
+fn type_error(field: &str, expected: &str, got: &Value) -> FieldError {
+    FieldError::new(field, format!("must be {expected}, got {}", json_type(got)))
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// RFC 3339 with any offset, or the seed's zone-less form read as UTC.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M"))
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<LogEvent, Vec<FieldError>> {
+        LogEvent::from_json(value, Uuid::now_v7, Utc::now())
+    }
+
+    fn fields(errors: Vec<FieldError>) -> Vec<String> {
+        errors.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn level_aliases_normalise() {
+        for (input, expected) in [
+            ("info", Level::Info),
+            ("WARNING", Level::Warn),
+            ("Err", Level::Error),
+            ("critical", Level::Fatal),
+            ("crash", Level::Fatal),
+            ("panic", Level::Fatal),
+            (" trace ", Level::Trace),
+        ] {
+            assert_eq!(input.parse::<Level>(), Ok(expected), "{input}");
+        }
+        assert!("verbose".parse::<Level>().is_err());
+        assert!("".parse::<Level>().is_err());
+    }
+
+    #[test]
+    fn minimal_event_gets_id_and_timestamp() {
+        let now = Utc::now();
+        let fixed = Uuid::now_v7();
+        let event = LogEvent::from_json(
+            json!({"level": "warning", "message": "m", "source": " svc "}),
+            || fixed,
+            now,
+        )
+        .expect("valid");
+        assert_eq!(event.id, fixed);
+        assert_eq!(event.timestamp, now);
+        assert_eq!(event.level, Level::Warn);
+        assert_eq!(event.source, "svc");
+    }
+
+    #[test]
+    fn snake_case_aliases_are_accepted() {
+        let event = parse(json!({"level": "INFO", "message": "m", "source": "s",
+            "correlation_id": "c-1", "request_id": "r-1", "trace_id": "t-1"}))
+        .expect("valid");
+        assert_eq!(event.correlation_id.as_deref(), Some("c-1"));
+        assert_eq!(event.request_id.as_deref(), Some("r-1"));
+        assert_eq!(event.trace_id.as_deref(), Some("t-1"));
+    }
+
+    #[test]
+    fn timestamps_in_every_accepted_form() {
+        let expected = "2024-01-01T10:00:00Z"
+            .parse::<DateTime<Utc>>()
+            .expect("literal");
+        for input in [
+            "2024-01-01T10:00:00Z",
+            "2024-01-01T12:00:00+02:00",
+            "2024-01-01T10:00:00",
+        ] {
+            assert_eq!(parse_timestamp(input), Some(expected), "{input}");
+        }
+        assert_eq!(parse_timestamp("yesterday"), None);
+        let err =
+            parse(json!({"level": "INFO", "message": "m", "source": "s", "timestamp": "nope"}))
+                .expect_err("invalid");
+        assert_eq!(fields(err), ["timestamp"]);
+    }
+
+    #[test]
+    fn every_missing_field_is_named() {
+        let err = parse(json!({})).expect_err("invalid");
+        assert_eq!(fields(err), ["level", "message", "source"]);
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let err = parse(json!({"id": 7, "level": 1, "message": [], "source": {}, "metadata": "x"}))
+            .expect_err("invalid");
+        assert_eq!(
+            fields(err),
+            ["id", "level", "message", "source", "metadata"]
+        );
+    }
+
+    #[test]
+    fn non_object_is_rejected() {
+        let err = parse(json!([1, 2])).expect_err("invalid");
+        assert_eq!(err[0].field, "$");
+        assert!(err[0].message.contains("an array"));
+    }
+
+    #[test]
+    fn limits_are_enforced_at_the_boundary() {
+        let ok = parse(
+            json!({"level": "INFO", "message": "a".repeat(MAX_MESSAGE_BYTES),
+            "source": "s".repeat(MAX_SOURCE_CHARS)}),
+        );
+        assert!(ok.is_ok());
+        let err = parse(
+            json!({"level": "INFO", "message": "a".repeat(MAX_MESSAGE_BYTES + 1),
+            "source": "s".repeat(MAX_SOURCE_CHARS + 1)}),
+        )
+        .expect_err("too long");
+        assert_eq!(fields(err), ["message", "source"]);
+        let big = json!({"k": "v".repeat(MAX_METADATA_BYTES)});
+        let err = parse(json!({"level": "INFO", "message": "m", "source": "s", "metadata": big}))
+            .expect_err("too big");
+        assert_eq!(fields(err), ["metadata"]);
+    }
+
+    #[test]
+    fn nul_characters_are_rejected_everywhere() {
+        let err = parse(json!({"level": "INFO", "message": "a\0b", "source": "s",
+            "correlationId": "\0", "metadata": {"k": "\0"}}))
+        .expect_err("NUL");
+        assert_eq!(fields(err), ["message", "metadata", "correlationId"]);
+    }
+
+    #[test]
+    fn blank_required_strings_are_rejected() {
+        let err =
+            parse(json!({"level": "INFO", "message": "  ", "source": ""})).expect_err("blank");
+        assert_eq!(fields(err), ["message", "source"]);
+    }
+
+    #[test]
+    fn serialises_camel_case_rfc3339_utc() {
+        let event = parse(json!({"level": "INFO", "message": "m", "source": "s",
+            "timestamp": "2024-01-01T12:00:00+02:00", "correlationId": "c"}))
+        .expect("valid");
+        let out = serde_json::to_value(&event).expect("serialise");
+        assert_eq!(out["timestamp"], "2024-01-01T10:00:00Z");
+        assert_eq!(out["correlationId"], "c");
+        assert!(out.get("metadata").is_none());
+        let back: LogEvent = serde_json::from_value(out).expect("round trip");
+        assert_eq!(back, event);
+    }
+}

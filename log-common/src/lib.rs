@@ -1,0 +1,22 @@
+//! What the three services share, and nothing more.
+//!
+//! # Layout
+//! - [`event`]: the log event as users send it and as it travels through Kafka,
+//!   with the contract's validation and normalisation (levels, timestamps, limits).
+//! - [`breaker`]: a circuit breaker whose state shows in metrics and health.
+//! - [`error`]: the one error type at the HTTP boundary and its Spring-shaped JSON.
+//! - [`http`]: middleware every service wraps its app in (request metrics, error
+//!   paths) and the `/actuator/prometheus` handler.
+//! - [`schema`]: diesel's view of the tables in `migrations/` (one copy for all).
+//! - [`settings`]: typed settings pieces read from the contract's environment variables.
+//! - [`telemetry`]: `tracing` subscriber setup (JSON logs when `LOG_FORMAT=json`).
+//! - [`shutdown`]: a future that resolves on SIGINT or SIGTERM.
+
+pub mod breaker;
+pub mod error;
+pub mod event;
+pub mod http;
+pub mod schema;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;

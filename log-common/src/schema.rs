@@ -1,0 +1,33 @@
+// The tables of `migrations/`, for diesel. Keep in step with the SQL there.
+
+diesel::table! {
+    log_events (id) {
+        id -> Uuid,
+        #[max_length = 5]
+        level -> Varchar,
+        message -> Text,
+        #[max_length = 100]
+        source -> Varchar,
+        timestamp -> Timestamptz,
+        metadata -> Nullable<Jsonb>,
+        #[max_length = 128]
+        correlation_id -> Nullable<Varchar>,
+        #[max_length = 128]
+        request_id -> Nullable<Varchar>,
+        #[max_length = 128]
+        trace_id -> Nullable<Varchar>,
+        kafka_partition -> Int4,
+        kafka_offset -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    consumer_offsets (consumer_group, topic, partition) {
+        consumer_group -> Text,
+        topic -> Text,
+        partition -> Int4,
+        next_offset -> Int8,
+        updated_at -> Timestamptz,
+    }
+}

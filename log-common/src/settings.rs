@@ -1,0 +1,206 @@
+//! Settings pieces shared by the services, read from the contract's environment
+//! variables through `clap` (so `--help` lists every variable and its default, and a
+//! malformed value stops the start with the variable's name).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A secret: parsed like a string, printed as `****`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"****\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+/// Where the HTTP server listens.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpSettings {
+    /// Address to bind; loopback by default so nothing is exposed by accident.
+    #[arg(long = "bind-host", env = "BIND_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// 0 picks a free port (tests use that).
+    #[arg(long = "port", env = "SERVER_PORT")]
+    pub port: Option<u16>,
+    /// Worker threads for the HTTP server; 0 means one per core.
+    #[arg(long = "http-workers", env = "HTTP_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+}
+
+impl HttpSettings {
+    pub fn address(&self, default_port: u16) -> String {
+        format!("{}:{}", self.host, self.port.unwrap_or(default_port))
+    }
+}
+
+/// PostgreSQL connection settings, in the seed's variable names.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PostgresSettings {
+    /// `postgres://host:port/db` or the seed's `jdbc:postgresql://host:port/db`.
+    #[arg(
+        long = "postgres-url",
+        env = "POSTGRES_URL",
+        default_value = "postgres://127.0.0.1:5432/logprocessor"
+    )]
+    pub url: String,
+    #[arg(
+        long = "postgres-username",
+        env = "POSTGRES_USERNAME",
+        default_value = "loguser"
+    )]
+    pub username: String,
+    #[arg(
+        long = "postgres-password",
+        env = "POSTGRES_PASSWORD",
+        default_value = "logpass",
+        hide_env_values = true
+    )]
+    pub password: Secret,
+    /// Most connections the service's pool opens.
+    #[arg(
+        long = "postgres-pool-size",
+        env = "POSTGRES_POOL_SIZE",
+        default_value_t = 10
+    )]
+    pub pool_size: u32,
+    /// How long a request waits for a pool connection before it fails.
+    #[arg(
+        long = "postgres-connect-timeout-ms",
+        env = "POSTGRES_CONNECT_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
+    pub connect_timeout_ms: u64,
+}
+
+impl PostgresSettings {
+    /// A libpq URL with the credentials in it. Credentials already in `POSTGRES_URL`
+    /// win over the separate variables.
+    pub fn connection_url(&self) -> anyhow::Result<String> {
+        to_libpq_url(&self.url, &self.username, self.password.expose())
+    }
+}
+
+fn to_libpq_url(url: &str, username: &str, password: &str) -> anyhow::Result<String> {
+    let rest = url
+        .strip_prefix("jdbc:postgresql://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .or_else(|| url.strip_prefix("postgres://"))
+        .ok_or_else(|| {
+            anyhow::anyhow!("POSTGRES_URL must start with postgres://, postgresql:// or jdbc:postgresql://, got '{url}'")
+        })?;
+    if rest.is_empty() || rest.starts_with('/') {
+        anyhow::bail!("POSTGRES_URL has no host: '{url}'");
+    }
+    if rest.contains('@') {
+        return Ok(format!("postgres://{rest}"));
+    }
+    Ok(format!(
+        "postgres://{}:{}@{rest}",
+        percent_encode(username),
+        percent_encode(password)
+    ))
+}
+
+/// Enough URL encoding for user names and passwords in a libpq URL.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Kafka connection settings, in the seed's variable names.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KafkaSettings {
+    #[arg(
+        long = "kafka-bootstrap-servers",
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub bootstrap_servers: String,
+    #[arg(
+        long = "kafka-topic",
+        env = "KAFKA_TOPIC",
+        default_value = "log-events"
+    )]
+    pub topic: String,
+    /// Where messages that can never be stored go, with headers saying why.
+    #[arg(
+        long = "kafka-dlq-topic",
+        env = "KAFKA_DLQ_TOPIC",
+        default_value = "log-events-dlq"
+    )]
+    pub dlq_topic: String,
+}
+
+/// `PROMETHEUS_ENABLED` (the seed's name): when false, `/actuator/prometheus` is not served.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MetricsSettings {
+    #[arg(long = "prometheus-enabled", env = "PROMETHEUS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub prometheus_enabled: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jdbc_and_plain_urls_become_libpq_urls() {
+        assert_eq!(
+            to_libpq_url(
+                "jdbc:postgresql://localhost:5432/logprocessor",
+                "loguser",
+                "logpass"
+            )
+            .expect("ok"),
+            "postgres://loguser:logpass@localhost:5432/logprocessor"
+        );
+        assert_eq!(
+            to_libpq_url("postgres://db:5432/x?sslmode=disable", "u", "p@ss word").expect("ok"),
+            "postgres://u:p%40ss%20word@db:5432/x?sslmode=disable"
+        );
+        assert_eq!(
+            to_libpq_url("postgresql://a:b@db/x", "ignored", "ignored").expect("ok"),
+            "postgres://a:b@db/x"
+        );
+    }
+
+    #[test]
+    fn bad_urls_name_the_variable() {
+        let err = to_libpq_url("mysql://db/x", "u", "p").expect_err("bad scheme");
+        assert!(err.to_string().contains("POSTGRES_URL"));
+        assert!(to_libpq_url("postgres:///x", "u", "p").is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let secret: Secret = "hunter2".parse().expect("infallible");
+        assert_eq!(format!("{secret} {secret:?}"), "**** \"****\"");
+        assert_eq!(secret.expose(), "hunter2");
+    }
+}

@@ -1,0 +1,28 @@
+//! log-consumer: Kafka -> PostgreSQL with exactly-once offsets.
+//!
+//! Each batch is one PostgreSQL transaction holding both the rows and the next
+//! offset of every partition in the batch. On assignment, partitions are sought to
+//! those stored offsets, so a crash at any point replays exactly what was not
+//! committed, and rows are keyed by event id so even a replay cannot duplicate.
+//!
+//! # Layout
+//! - [`settings`]: every environment variable the service reads.
+//! - [`startup`]: migrations, the Kafka consumer, the pipeline task, the HTTP server.
+//! - [`pipeline`]: the poll -> batch -> write loop, with retry and dead letters.
+//! - [`rebalance`]: the consumer context that seeks assigned partitions to the
+//!   offsets stored in PostgreSQL and tracks which partitions we own.
+//! - [`record`]: turning a Kafka message into a row, or into a reason it is poison.
+//! - [`store`]: PostgreSQL (diesel): migrations, offsets, the batch transaction.
+//! - [`dead_letter`]: the producer for `log-events-dlq`.
+//! - [`http`]: `/actuator/health` and `/actuator/prometheus`.
+//! - [`metrics`]: the consumer's Prometheus metrics.
+
+pub mod dead_letter;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
+pub mod rebalance;
+pub mod record;
+pub mod settings;
+pub mod startup;
+pub mod store;

@@ -1,0 +1,106 @@
+//! The consumer's Prometheus metrics (names from the seed where it has one).
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    /// `kafka_messages_consumed_total`: messages taken off Kafka.
+    pub consumed: IntCounter,
+    /// `kafka_consumption_errors_total{kind}`: poll errors, poison messages, failed writes.
+    pub errors: IntCounterVec,
+    /// `log_processing_duration_seconds`: one batch, from first record to commit.
+    pub processing: Histogram,
+    /// `db_write_duration_seconds`: the batch transaction alone.
+    pub db_write: Histogram,
+    /// `consumer_batch_size`: records per batch.
+    pub batch_size: Histogram,
+    /// `log_events_stored_total`: rows inserted.
+    pub rows_written: IntCounter,
+    /// `log_events_duplicates_total`: rows skipped because the id was already stored.
+    pub duplicates: IntCounter,
+    /// `dead_letter_messages_total`: messages sent to the dead-letter topic.
+    pub dead_letters: IntCounter,
+    /// `db_write_retries_total`: transient failures retried.
+    pub retries: IntCounter,
+    /// `kafka_consumer_lag{partition}`: from librdkafka's statistics.
+    pub lag: IntGaugeVec,
+    /// `kafka_consumer_assigned_partitions`.
+    pub assigned: IntGauge,
+}
+
+impl ConsumerMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let seconds = || {
+            vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]
+        };
+        let m = ConsumerMetrics {
+            consumed: IntCounter::new(
+                "kafka_messages_consumed_total",
+                "Messages consumed from Kafka",
+            )?,
+            errors: IntCounterVec::new(
+                Opts::new(
+                    "kafka_consumption_errors_total",
+                    "Consumption errors, by kind",
+                ),
+                &["kind"],
+            )?,
+            processing: Histogram::with_opts(
+                HistogramOpts::new(
+                    "log_processing_duration_seconds",
+                    "Batch time from first record to commit",
+                )
+                .buckets(seconds()),
+            )?,
+            db_write: Histogram::with_opts(
+                HistogramOpts::new("db_write_duration_seconds", "Batch transaction duration")
+                    .buckets(seconds()),
+            )?,
+            batch_size: Histogram::with_opts(
+                HistogramOpts::new("consumer_batch_size", "Records per batch").buckets(vec![
+                    1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+                ]),
+            )?,
+            rows_written: IntCounter::new(
+                "log_events_stored_total",
+                "Rows inserted into log_events",
+            )?,
+            duplicates: IntCounter::new(
+                "log_events_duplicates_total",
+                "Events skipped: id already stored",
+            )?,
+            dead_letters: IntCounter::new(
+                "dead_letter_messages_total",
+                "Messages sent to the dead-letter topic",
+            )?,
+            retries: IntCounter::new(
+                "db_write_retries_total",
+                "Batch writes retried after a transient failure",
+            )?,
+            lag: IntGaugeVec::new(
+                Opts::new("kafka_consumer_lag", "Messages behind the log end"),
+                &["partition"],
+            )?,
+            assigned: IntGauge::new(
+                "kafka_consumer_assigned_partitions",
+                "Partitions this instance owns",
+            )?,
+        };
+        registry.register(Box::new(m.consumed.clone()))?;
+        registry.register(Box::new(m.errors.clone()))?;
+        registry.register(Box::new(m.processing.clone()))?;
+        registry.register(Box::new(m.db_write.clone()))?;
+        registry.register(Box::new(m.batch_size.clone()))?;
+        registry.register(Box::new(m.rows_written.clone()))?;
+        registry.register(Box::new(m.duplicates.clone()))?;
+        registry.register(Box::new(m.dead_letters.clone()))?;
+        registry.register(Box::new(m.retries.clone()))?;
+        registry.register(Box::new(m.lag.clone()))?;
+        registry.register(Box::new(m.assigned.clone()))?;
+        Ok(m)
+    }
+}

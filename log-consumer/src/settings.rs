@@ -1,0 +1,75 @@
+//! The consumer's settings, read once at start from the environment (or flags).
+
+use clap::Parser;
+use log_common::settings::{HttpSettings, KafkaSettings, MetricsSettings, PostgresSettings};
+
+/// log-consumer: stores log events from Kafka in PostgreSQL, exactly once.
+///
+/// Every option can be given as a flag or through the environment variable shown.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "log-consumer", version)]
+pub struct Settings {
+    #[command(flatten)]
+    pub http: HttpSettings,
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+    #[command(flatten)]
+    pub postgres: PostgresSettings,
+    #[command(flatten)]
+    pub consumer: ConsumerTuning,
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
+}
+
+impl Settings {
+    pub const DEFAULT_PORT: u16 = 8082;
+
+    /// Defaults only: what tests start from.
+    pub fn defaults() -> Self {
+        Settings::parse_from(["log-consumer"])
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConsumerTuning {
+    #[arg(
+        long = "kafka-group-id",
+        env = "KAFKA_GROUP_ID",
+        default_value = "log-consumer-group"
+    )]
+    pub group_id: String,
+    /// A batch is written when it holds this many records…
+    #[arg(
+        long = "batch-max-records",
+        env = "CONSUMER_BATCH_MAX_RECORDS",
+        default_value_t = 5000
+    )]
+    pub batch_max_records: usize,
+    /// …or when this long has passed since its first record.
+    #[arg(
+        long = "batch-max-wait-ms",
+        env = "CONSUMER_BATCH_MAX_WAIT_MS",
+        default_value_t = 100
+    )]
+    pub batch_max_wait_ms: u64,
+    /// First wait after a failed write; doubles (with jitter) up to the max.
+    #[arg(
+        long = "retry-initial-ms",
+        env = "CONSUMER_RETRY_INITIAL_MS",
+        default_value_t = 200
+    )]
+    pub retry_initial_ms: u64,
+    #[arg(
+        long = "retry-max-ms",
+        env = "CONSUMER_RETRY_MAX_MS",
+        default_value_t = 10_000
+    )]
+    pub retry_max_ms: u64,
+    /// Kafka session timeout: how soon a killed consumer's partitions move on.
+    #[arg(
+        long = "kafka-session-timeout-ms",
+        env = "KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub session_timeout_ms: u32,
+}

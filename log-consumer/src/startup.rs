@@ -1,0 +1,206 @@
+//! Builds the consumer: migrations, Kafka consumer, pipeline task, HTTP server.
+
+use crate::dead_letter::DeadLetters;
+use crate::http::{self, HealthState};
+use crate::metrics::ConsumerMetrics;
+use crate::pipeline::{LogConsumer, Pipeline, PipelineStatus};
+use crate::rebalance::{Assignment, PipelineContext};
+use crate::settings::Settings;
+use crate::store::Store;
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use log_common::error::not_found;
+use log_common::http::{observe, HttpMetrics};
+use prometheus::Registry;
+use rdkafka::consumer::Consumer;
+use rdkafka::ClientConfig;
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pipeline: Pipeline,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Application {
+    /// Applies migrations (waiting for PostgreSQL), subscribes to the topic and
+    /// binds the HTTP listener. Nothing is consumed until `run_until_stopped`.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        let http_metrics = HttpMetrics::register(&registry)?;
+        let metrics = ConsumerMetrics::register(&registry)?;
+        let store = Store::new(
+            &settings.postgres,
+            &settings.consumer.group_id,
+            &settings.kafka.topic,
+        )?;
+        migrate_when_ready(&store).await?;
+
+        let assignment = Arc::new(Assignment::default());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let context = PipelineContext {
+            store: store.clone(),
+            assignment: assignment.clone(),
+            metrics: metrics.clone(),
+            topic: settings.kafka.topic.clone(),
+            stopping: stopping.clone(),
+        };
+        let consumer: LogConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &settings.kafka.bootstrap_servers)
+            .set("group.id", &settings.consumer.group_id)
+            .set("client.id", "log-consumer")
+            // PostgreSQL holds the offsets; Kafka's are a mirror we write ourselves.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                settings.consumer.session_timeout_ms.to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (settings.consumer.session_timeout_ms / 3)
+                    .max(500)
+                    .to_string(),
+            )
+            .set("max.poll.interval.ms", "600000")
+            // Bounded prefetch: memory stays flat while the database is away.
+            .set("queued.max.messages.kbytes", "65536")
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(context)
+            .context("cannot create the Kafka consumer")?;
+        consumer
+            .subscribe(&[&settings.kafka.topic])
+            .context("cannot subscribe")?;
+        let consumer = Arc::new(consumer);
+
+        let status = Arc::new(PipelineStatus::default());
+        let pipeline = Pipeline {
+            consumer,
+            store: store.clone(),
+            dead_letters: DeadLetters::new(
+                &settings.kafka.bootstrap_servers,
+                &settings.kafka.dlq_topic,
+                &settings.kafka.topic,
+            )?,
+            metrics: metrics.clone(),
+            tuning: settings.consumer.clone(),
+            topic: settings.kafka.topic.clone(),
+            assignment: assignment.clone(),
+            status: status.clone(),
+        };
+
+        let health = web::Data::new(HealthState {
+            store,
+            assignment,
+            status,
+            metrics,
+        });
+        let address = settings.http.address(Settings::DEFAULT_PORT);
+        let listener =
+            TcpListener::bind(&address).with_context(|| format!("cannot bind {address}"))?;
+        let port = listener.local_addr()?.port();
+        let registry = web::Data::new(registry);
+        let http_metrics = web::Data::new(http_metrics);
+        let prometheus_enabled = settings.metrics.prometheus_enabled;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(observe))
+                .app_data(health.clone())
+                .app_data(registry.clone())
+                .app_data(http_metrics.clone())
+                .configure(|cfg| http::configure(cfg, prometheus_enabled))
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?
+        .workers(1)
+        .disable_signals()
+        .run();
+        tracing::info!(%address, port, "log-consumer listening");
+        Ok(Application {
+            port,
+            server,
+            pipeline,
+            stopping,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Consumes until `shutdown` resolves; then finishes and commits the batch in
+    /// hand, leaves the consumer group and stops the HTTP server.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let consumer = self.pipeline.consumer.clone();
+        let store = self.pipeline.store.clone();
+        let mut pipeline = tokio::spawn(self.pipeline.run(stop_rx));
+        let retention = tokio::spawn(retention_loop(store));
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+
+        tokio::select! {
+            () = shutdown => {}
+            result = &mut pipeline => {
+                result.context("pipeline task failed")?;
+                anyhow::bail!("pipeline stopped unexpectedly");
+            }
+        }
+        tracing::info!("draining: finishing the current batch");
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+        pipeline.await.context("pipeline task failed")?;
+        retention.abort();
+        // Leave the group now so our partitions move at once, not after the session timeout.
+        consumer.unsubscribe();
+        handle.stop(true).await;
+        server.await??;
+        tracing::info!("log-consumer stopped");
+        Ok(())
+    }
+}
+
+async fn migrate_when_ready(store: &Store) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(250);
+    for attempt in 1.. {
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.run_migrations()).await? {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 40 => {
+                tracing::warn!(error = %e, attempt, "PostgreSQL not ready for migrations; waiting");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(3));
+            }
+            Err(e) => return Err(e.context("PostgreSQL never became ready")),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Deletes events older than `RETENTION_DAYS` (default 30) once an hour.
+async fn retention_loop(store: Store) {
+    let days: u32 = std::env::var("RETENTION_DAYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.enforce_retention(days)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(deleted = n, days, "retention enforced"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed; next try in an hour"),
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
+    }
+}

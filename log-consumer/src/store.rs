@@ -1,0 +1,204 @@
+//! PostgreSQL through diesel: migrations, stored offsets, and the batch transaction
+//! that makes consumption exactly-once.
+
+use crate::record::NewLogEvent;
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::BigInt;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use log_common::schema::{consumer_offsets, log_events};
+use log_common::settings::PostgresSettings;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+
+/// PostgreSQL allows 65,535 bind parameters per statement; 11 columns a row.
+const ROWS_PER_INSERT: usize = 5000;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Worth retrying: the database is away, a connection dropped, a deadlock.
+    #[error("transient database error: {0}")]
+    Transient(String),
+    /// Retrying cannot help: this data can never be stored as it is.
+    #[error("database rejected the data: {0}")]
+    Permanent(String),
+}
+
+impl From<DieselError> for StoreError {
+    fn from(e: DieselError) -> Self {
+        // Only errors about the data itself are permanent. Everything else is
+        // retried: mistaking an outage for bad data would dead-letter good events.
+        match &e {
+            DieselError::DatabaseError(
+                DatabaseErrorKind::CheckViolation
+                | DatabaseErrorKind::NotNullViolation
+                | DatabaseErrorKind::ForeignKeyViolation
+                | DatabaseErrorKind::RestrictViolation
+                | DatabaseErrorKind::ExclusionViolation,
+                _,
+            ) => StoreError::Permanent(e.to_string()),
+            DieselError::DatabaseError(_, info)
+                if [
+                    "invalid byte sequence",
+                    "value too long",
+                    "unsupported Unicode escape",
+                ]
+                .iter()
+                .any(|m| info.message().contains(m)) =>
+            {
+                StoreError::Permanent(e.to_string())
+            }
+            DieselError::SerializationError(_) => StoreError::Permanent(e.to_string()),
+            _ => StoreError::Transient(e.to_string()),
+        }
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for StoreError {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        StoreError::Transient(format!("no database connection: {e}"))
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+    group: String,
+    topic: String,
+}
+
+impl Store {
+    /// Builds the pool without connecting: the consumer starts (and reports its
+    /// health) even while PostgreSQL is still coming up.
+    pub fn new(settings: &PostgresSettings, group: &str, topic: &str) -> anyhow::Result<Self> {
+        let manager = ConnectionManager::<PgConnection>::new(settings.connection_url()?);
+        let pool = Pool::builder()
+            .max_size(settings.pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_millis(settings.connect_timeout_ms))
+            .build_unchecked(manager);
+        Ok(Store {
+            pool,
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn run_migrations(&self) -> anyhow::Result<()> {
+        let mut conn = self.pool.get()?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+        for version in applied {
+            tracing::info!(%version, "migration applied");
+        }
+        Ok(())
+    }
+
+    pub fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.get()?;
+        diesel::sql_query("SELECT 1").execute(&mut conn)?;
+        Ok(())
+    }
+
+    /// The next offset to read for each of `partitions` that has one stored.
+    pub fn load_offsets(&self, partitions: &[i32]) -> Result<HashMap<i32, i64>, StoreError> {
+        use consumer_offsets::dsl as o;
+        let mut conn = self.pool.get()?;
+        let rows: Vec<(i32, i64)> = o::consumer_offsets
+            .filter(o::consumer_group.eq(&self.group))
+            .filter(o::topic.eq(&self.topic))
+            .filter(o::partition.eq_any(partitions))
+            .select((o::partition, o::next_offset))
+            .load(&mut conn)?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// One transaction: insert the rows (skipping ids already stored) and move each
+    /// partition's stored offset to `next_offsets`. Returns the rows inserted.
+    pub fn write_batch(
+        &self,
+        rows: &[NewLogEvent],
+        next_offsets: &BTreeMap<i32, i64>,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.pool.get()?;
+        let inserted = conn.transaction::<usize, DieselError, _>(|conn| {
+            let mut inserted = 0;
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                inserted += diesel::insert_into(log_events::table)
+                    .values(chunk)
+                    .on_conflict(log_events::id)
+                    .do_nothing()
+                    .execute(conn)?;
+            }
+            self.store_offsets(conn, next_offsets)?;
+            Ok(inserted)
+        })?;
+        Ok(inserted)
+    }
+
+    fn store_offsets(
+        &self,
+        conn: &mut PgConnection,
+        next_offsets: &BTreeMap<i32, i64>,
+    ) -> QueryResult<()> {
+        use consumer_offsets::dsl as o;
+        if next_offsets.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<_> = next_offsets
+            .iter()
+            .map(|(partition, offset)| {
+                (
+                    o::consumer_group.eq(&self.group),
+                    o::topic.eq(&self.topic),
+                    o::partition.eq(*partition),
+                    o::next_offset.eq(*offset),
+                )
+            })
+            .collect();
+        diesel::insert_into(o::consumer_offsets)
+            .values(&values)
+            .on_conflict((o::consumer_group, o::topic, o::partition))
+            .do_update()
+            // Never move an offset backwards: a stale instance that lost its partition
+            // mid-write must not rewind the new owner (its rows are skipped as dupes).
+            .set((
+                o::next_offset.eq(sql::<BigInt>(
+                    "GREATEST(consumer_offsets.next_offset, excluded.next_offset)",
+                )),
+                o::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Deletes events older than `days`, in small slices so no lock is held long and
+    /// ingest is never blocked. Returns how many rows went.
+    pub fn enforce_retention(&self, days: u32) -> Result<usize, StoreError> {
+        let mut conn = self.pool.get()?;
+        let mut total = 0;
+        loop {
+            let deleted = diesel::sql_query(
+                "DELETE FROM log_events WHERE id IN (SELECT id FROM log_events \
+                 WHERE \"timestamp\" < now() - make_interval(days => $1) LIMIT 5000)",
+            )
+            .bind::<diesel::sql_types::Integer, _>(i32::try_from(days).unwrap_or(i32::MAX))
+            .execute(&mut conn)?;
+            total += deleted;
+            if deleted < 5000 {
+                return Ok(total);
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The producer's Prometheus metrics (names from the seed where it has one).
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct ProducerMetrics {
+    /// `log_ingestion_total{level}`: events Kafka acknowledged (or queued, for async).
+    pub ingested: IntCounterVec,
+    /// `log_ingestion_rejected_total{reason}`: events refused before Kafka
+    /// (validation, rate_limited, unavailable).
+    pub rejected: IntCounterVec,
+    /// `log_ingestion_duration_seconds{endpoint}`: request time to final answer.
+    pub duration: HistogramVec,
+    /// `kafka_messages_sent_total{result="success"|"failure"}`.
+    pub kafka_sent: IntCounterVec,
+    /// `circuit_breaker_state{name,state}`: 1 for the current state, 0 for the others.
+    pub breaker_state: IntGaugeVec,
+    /// `rate_limit_rejections_total`: requests answered 429.
+    pub rate_limited: IntCounterVec,
+}
+
+impl ProducerMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let ingested = IntCounterVec::new(
+            Opts::new("log_ingestion_total", "Log events accepted, by level"),
+            &["level"],
+        )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "log_ingestion_rejected_total",
+                "Log events refused, by reason",
+            ),
+            &["reason"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "log_ingestion_duration_seconds",
+                "Ingest request duration, by endpoint",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["endpoint"],
+        )?;
+        let kafka_sent = IntCounterVec::new(
+            Opts::new("kafka_messages_sent_total", "Kafka deliveries, by result"),
+            &["result"],
+        )?;
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "circuit_breaker_state",
+                "Circuit breaker state: 1 marks the current one",
+            ),
+            &["name", "state"],
+        )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new("rate_limit_rejections_total", "Requests refused with 429"),
+            &["endpoint"],
+        )?;
+        registry.register(Box::new(ingested.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(kafka_sent.clone()))?;
+        registry.register(Box::new(breaker_state.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        Ok(ProducerMetrics {
+            ingested,
+            rejected,
+            duration,
+            kafka_sent,
+            breaker_state,
+            rate_limited,
+        })
+    }
+}

@@ -1,0 +1,214 @@
+//! The Kafka side of the producer: an idempotent rdkafka producer behind a circuit
+//! breaker. Every send is awaited until Kafka acknowledged it (acks=all) or the
+//! bounded delivery timeout passed, so an HTTP 2xx always means "Kafka has it".
+
+use crate::metrics::ProducerMetrics;
+use crate::settings::{BreakerSettings, ProducerTuning};
+use futures::future::join_all;
+use log_common::breaker::{BreakerState, CircuitBreaker};
+use log_common::event::LogEvent;
+use log_common::settings::KafkaSettings;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Header carrying the event id, so consumers and tools can dedupe without parsing.
+pub const EVENT_ID_HEADER: &str = "event-id";
+
+/// Why an event was not taken by Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The breaker is open: Kafka failed recently, so we do not even try.
+    #[error("Kafka is unavailable (circuit breaker open)")]
+    BreakerOpen,
+    #[error("Kafka did not take the event: {0}")]
+    Failed(String),
+}
+
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+    breaker: CircuitBreaker,
+    metrics: ProducerMetrics,
+}
+
+impl Publisher {
+    pub fn new(
+        kafka: &KafkaSettings,
+        tuning: &ProducerTuning,
+        breaker: &BreakerSettings,
+        metrics: ProducerMetrics,
+    ) -> anyhow::Result<Self> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &kafka.bootstrap_servers)
+            .set("client.id", "log-producer")
+            // Durability first: every in-sync replica has the event before we say 2xx,
+            // and idempotence means librdkafka's own retries cannot duplicate it.
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("compression.type", &tuning.compression)
+            .set("linger.ms", tuning.linger_ms.to_string())
+            .set("batch.size", "1000000")
+            .set("message.timeout.ms", tuning.delivery_timeout_ms.to_string())
+            .set(
+                "queue.buffering.max.messages",
+                tuning.queue_max_messages.to_string(),
+            )
+            .set("message.max.bytes", "2097152")
+            .create()
+            .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
+
+        let breaker = CircuitBreaker::new(
+            "kafka",
+            breaker.failure_threshold,
+            Duration::from_millis(breaker.open_ms),
+            Duration::from_millis(breaker.max_open_ms),
+            metrics.breaker_state.clone(),
+        );
+        Ok(Publisher {
+            producer,
+            topic: kafka.topic.clone(),
+            breaker,
+            metrics,
+        })
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// What `Retry-After` says while the breaker is open.
+    pub fn retry_after_secs(&self) -> u64 {
+        self.breaker.retry_after_secs()
+    }
+
+    /// Asks the breaker for permission; an open breaker answers at once.
+    pub fn check_available(&self) -> Result<(), PublishError> {
+        if self.breaker.permits() {
+            Ok(())
+        } else {
+            Err(PublishError::BreakerOpen)
+        }
+    }
+
+    /// Publishes one event and waits for Kafka's acknowledgement.
+    pub async fn publish(&self, event: &LogEvent) -> Result<(), PublishError> {
+        let delivery = self.enqueue(event)?;
+        self.settle(event, delivery).await
+    }
+
+    /// Publishes many events concurrently: all are queued first (librdkafka batches
+    /// them per partition), then every acknowledgement is awaited.
+    pub async fn publish_all(&self, events: &[LogEvent]) -> Vec<Result<(), PublishError>> {
+        let queued: Vec<_> = events.iter().map(|e| self.enqueue(e)).collect();
+        join_all(events.iter().zip(queued).map(|(event, queued)| async move {
+            match queued {
+                Ok(delivery) => self.settle(event, delivery).await,
+                Err(e) => Err(e),
+            }
+        }))
+        .await
+    }
+
+    /// Queues one event without waiting for Kafka (the `/ingest/async` path). The
+    /// acknowledgement is still awaited in the background for metrics and the breaker.
+    pub fn publish_in_background(self: &Arc<Self>, event: LogEvent) -> Result<(), PublishError> {
+        let delivery = self.enqueue(&event)?;
+        let publisher = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = publisher.settle(&event, delivery).await {
+                tracing::warn!(event_id = %event.id, error = %e, "async event was not delivered");
+            }
+        });
+        Ok(())
+    }
+
+    fn enqueue(&self, event: &LogEvent) -> Result<DeliveryFuture, PublishError> {
+        let payload = serde_json::to_vec(event).map_err(|e| PublishError::Failed(e.to_string()))?;
+        let id = event.id.to_string();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: EVENT_ID_HEADER,
+            value: Some(id.as_str()),
+        });
+        // Keyed by source: one source's events stay in order on one partition.
+        let record = FutureRecord::to(&self.topic)
+            .key(event.source.as_str())
+            .payload(&payload)
+            .headers(headers);
+        self.producer.send_result(record).map_err(|(e, _record)| {
+            self.record_failure();
+            PublishError::Failed(format!("could not queue: {e}"))
+        })
+    }
+
+    async fn settle(&self, event: &LogEvent, delivery: DeliveryFuture) -> Result<(), PublishError> {
+        match delivery.await {
+            Ok(Ok(_)) => {
+                self.breaker.record_success();
+                self.metrics
+                    .kafka_sent
+                    .with_label_values(&["success"])
+                    .inc();
+                self.metrics
+                    .ingested
+                    .with_label_values(&[event.level.as_str()])
+                    .inc();
+                Ok(())
+            }
+            Ok(Err((e, _message))) => {
+                self.record_failure();
+                Err(PublishError::Failed(e.to_string()))
+            }
+            Err(_canceled) => {
+                self.record_failure();
+                Err(PublishError::Failed(
+                    "the producer shut down before delivery".to_owned(),
+                ))
+            }
+        }
+    }
+
+    fn record_failure(&self) {
+        self.breaker.record_failure();
+        self.metrics
+            .kafka_sent
+            .with_label_values(&["failure"])
+            .inc();
+    }
+
+    /// Can we reach a broker and see the topic? Used by the readiness check.
+    pub async fn check_kafka(self: &Arc<Self>) -> Result<usize, String> {
+        let publisher = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            publisher
+                .producer
+                .client()
+                .fetch_metadata(Some(&publisher.topic), Duration::from_secs(2))
+                .map_err(|e| e.to_string())
+                .and_then(|metadata| {
+                    let topic = metadata
+                        .topics()
+                        .first()
+                        .ok_or("topic missing from metadata")?;
+                    if topic.error().is_some() || topic.partitions().is_empty() {
+                        return Err(format!("topic '{}' is not available", publisher.topic));
+                    }
+                    Ok(topic.partitions().len())
+                })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Waits until every queued event was delivered or timed out (graceful shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        match self.producer.flush(timeout) {
+            Ok(()) => tracing::info!("Kafka producer queue flushed"),
+            Err(e) => {
+                tracing::error!(error = %e, in_flight = self.producer.in_flight_count(), "flush incomplete")
+            }
+        }
+    }
+}

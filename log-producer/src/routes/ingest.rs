@@ -1,0 +1,390 @@
+//! Ingest endpoints: one event, one event queued, a JSON array, an NDJSON body.
+//!
+//! Order of checks on every request: parse the body (4xx for malformed input), charge
+//! the client's rate limit by event count (429), ask the Kafka breaker (503), validate
+//! each event (400 / per-item errors), publish and await the acknowledgements.
+
+use crate::metrics::ProducerMetrics;
+use crate::publisher::{PublishError, Publisher};
+use crate::rate_limit::ClientRateLimiter;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use log_common::error::{ApiError, ErrorBody, UnavailableBody};
+use log_common::event::{FieldError, LogEvent, LogEventInput, MAX_BATCH_EVENTS};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Instant;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Header carrying the client's API key; also the rate-limit key when present.
+pub const API_KEY_HEADER: &str = "X-API-Key";
+
+pub struct IngestState {
+    pub publisher: Arc<Publisher>,
+    pub limiter: ClientRateLimiter,
+    pub metrics: ProducerMetrics,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestResponse {
+    /// "accepted" (Kafka acknowledged) or "queued" (async: in the producer's queue).
+    #[schema(example = "accepted")]
+    pub status: &'static str,
+    pub log_id: Uuid,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResponse {
+    #[schema(example = "completed")]
+    pub status: &'static str,
+    pub total_events: usize,
+    /// Events Kafka acknowledged.
+    pub success_count: usize,
+    /// Events rejected as invalid or not delivered; each one is listed in `errors`.
+    pub failure_count: usize,
+    pub errors: Vec<BatchItemError>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItemError {
+    /// Position in the array (`/batch`) or 0-based line number (`/bulk`).
+    pub index: usize,
+    /// The event's id when it got far enough to have one.
+    pub log_id: Option<Uuid>,
+    pub message: String,
+}
+
+impl IngestState {
+    /// Rate limit, counted in events, keyed by API key or else the client's IP.
+    fn charge(&self, req: &HttpRequest, endpoint: &str, events: usize) -> Result<(), ApiError> {
+        let client = client_key(req);
+        self.limiter.check(&client, events).map_err(|retry| {
+            self.metrics
+                .rate_limited
+                .with_label_values(&[endpoint])
+                .inc();
+            self.metrics
+                .rejected
+                .with_label_values(&["rate_limited"])
+                .inc_by(events as u64);
+            ApiError::RateLimited {
+                retry_after_secs: retry.0.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        })
+    }
+
+    fn check_breaker(&self, events: usize) -> Result<(), ApiError> {
+        self.publisher
+            .check_available()
+            .map_err(|e| self.unavailable(e, events))
+    }
+
+    fn unavailable(&self, error: PublishError, events: usize) -> ApiError {
+        self.metrics
+            .rejected
+            .with_label_values(&["unavailable"])
+            .inc_by(events as u64);
+        ApiError::Unavailable {
+            message: error.to_string(),
+            retry_after_secs: self.publisher.retry_after_secs(),
+        }
+    }
+
+    fn invalid(&self, errors: Vec<FieldError>) -> ApiError {
+        self.metrics
+            .rejected
+            .with_label_values(&["validation"])
+            .inc();
+        ApiError::validation(errors)
+    }
+
+    fn observe(&self, endpoint: &str, started: Instant) {
+        self.metrics
+            .duration
+            .with_label_values(&[endpoint])
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+fn client_key(req: &HttpRequest) -> String {
+    if let Some(key) = req
+        .headers()
+        .get(API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        return format!("key:{key}");
+    }
+    // The socket's peer, not X-Forwarded-For: a header any client can forge would
+    // let it pick its own bucket.
+    req.peer_addr()
+        .map(|a| format!("ip:{}", a.ip()))
+        .unwrap_or_else(|| "ip:unknown".to_owned())
+}
+
+fn parse_event(value: Value) -> Result<LogEvent, Vec<FieldError>> {
+    LogEvent::from_json(value, Uuid::now_v7, Utc::now())
+}
+
+/// Ingest one event; answers after Kafka acknowledged it (acks=all).
+#[utoipa::path(post, path = "/producer/api/logs/ingest", tag = "ingest", request_body = LogEventInput,
+    responses(
+        (status = 200, description = "Kafka acknowledged the event", body = IngestResponse),
+        (status = 400, description = "Invalid event; `errors` names each field", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 429, description = "Rate limit exceeded; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Kafka unavailable; see Retry-After", body = UnavailableBody)))]
+pub async fn ingest(
+    req: HttpRequest,
+    state: web::Data<IngestState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    state.charge(&req, "ingest", 1)?;
+    state.check_breaker(1)?;
+    let event = parse_event(body.into_inner()).map_err(|e| state.invalid(e))?;
+    state
+        .publisher
+        .publish(&event)
+        .await
+        .map_err(|e| state.unavailable(e, 1))?;
+    state.observe("ingest", started);
+    Ok(HttpResponse::Ok().json(IngestResponse {
+        status: "accepted",
+        log_id: event.id,
+        message: "Log event accepted".to_owned(),
+    }))
+}
+
+/// Queue one event and answer at once. 202 means the event is in this producer's
+/// queue, not yet acknowledged by Kafka: it can still be lost if the producer dies
+/// before delivery. Use `/ingest` when that matters.
+#[utoipa::path(post, path = "/producer/api/logs/ingest/async", tag = "ingest", request_body = LogEventInput,
+    responses(
+        (status = 202, description = "Queued in the producer (not yet acknowledged by Kafka)", body = IngestResponse),
+        (status = 400, description = "Invalid event", body = ErrorBody),
+        (status = 429, description = "Rate limit exceeded", body = ErrorBody),
+        (status = 503, description = "Kafka unavailable or queue full", body = UnavailableBody)))]
+pub async fn ingest_async(
+    req: HttpRequest,
+    state: web::Data<IngestState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    state.charge(&req, "ingest_async", 1)?;
+    state.check_breaker(1)?;
+    let event = parse_event(body.into_inner()).map_err(|e| state.invalid(e))?;
+    let id = event.id;
+    state
+        .publisher
+        .publish_in_background(event)
+        .map_err(|e| state.unavailable(e, 1))?;
+    state.observe("ingest_async", started);
+    Ok(HttpResponse::Accepted().json(IngestResponse {
+        status: "queued",
+        log_id: id,
+        message: "Log event queued for delivery".to_owned(),
+    }))
+}
+
+/// Ingest a JSON array of events, all sent concurrently.
+///
+/// Valid events are published even when others in the batch are invalid; the answer
+/// lists each failure by index. 400 when no event is valid, 503 when Kafka took none.
+#[utoipa::path(post, path = "/producer/api/logs/batch", tag = "ingest", request_body = Vec<LogEventInput>,
+    responses(
+        (status = 200, description = "Every valid event was offered to Kafka; failures listed", body = BatchResponse),
+        (status = 400, description = "Not an array, empty, or no valid event", body = ErrorBody),
+        (status = 413, description = "Over 10,000 events or 16 MiB", body = ErrorBody),
+        (status = 429, description = "Rate limit exceeded", body = ErrorBody),
+        (status = 503, description = "Kafka unavailable", body = UnavailableBody)))]
+pub async fn batch(
+    req: HttpRequest,
+    state: web::Data<IngestState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let Value::Array(items) = body.into_inner() else {
+        return Err(ApiError::BadRequest(
+            "body must be a JSON array of log events".to_owned(),
+        ));
+    };
+    let items = items.into_iter().map(Ok).collect();
+    let response = ingest_many(&req, &state, "batch", items).await?;
+    state.observe("batch", started);
+    Ok(response)
+}
+
+/// Ingest NDJSON: one event per line (blank lines skipped). `Content-Encoding: gzip`
+/// or `zstd` bodies are decompressed; the 16 MiB limit applies after decompression.
+#[utoipa::path(post, path = "/producer/api/logs/bulk", tag = "ingest",
+    request_body(content = String, content_type = "application/x-ndjson",
+        description = "One JSON event per line"),
+    responses(
+        (status = 200, description = "Every valid line was offered to Kafka; failures listed by line", body = BatchResponse),
+        (status = 400, description = "Empty body or no valid line", body = ErrorBody),
+        (status = 413, description = "Over 10,000 events or 16 MiB", body = ErrorBody),
+        (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
+        (status = 429, description = "Rate limit exceeded", body = ErrorBody),
+        (status = 503, description = "Kafka unavailable", body = UnavailableBody)))]
+pub async fn bulk(
+    req: HttpRequest,
+    state: web::Data<IngestState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    check_ndjson_content_type(&req)?;
+    let items: Vec<(usize, Result<Value, String>)> = body
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.trim_ascii().is_empty())
+        .map(|(line_no, line)| {
+            let parsed =
+                serde_json::from_slice::<Value>(line).map_err(|e| format!("malformed JSON: {e}"));
+            (line_no, parsed)
+        })
+        .collect();
+    let response = ingest_many_indexed(&req, &state, "bulk", items).await?;
+    state.observe("bulk", started);
+    Ok(response)
+}
+
+fn check_ndjson_content_type(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let mime = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
+    const ACCEPTED: [&str; 5] = [
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonl",
+        "application/json",
+        "text/plain",
+    ];
+    if ACCEPTED.iter().any(|a| a.eq_ignore_ascii_case(mime)) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/x-ndjson (or {}), got '{mime}'",
+            ACCEPTED[1..].join(", ")
+        )))
+    }
+}
+
+async fn ingest_many(
+    req: &HttpRequest,
+    state: &IngestState,
+    endpoint: &str,
+    items: Vec<Result<Value, String>>,
+) -> Result<HttpResponse, ApiError> {
+    ingest_many_indexed(
+        req,
+        state,
+        endpoint,
+        items.into_iter().enumerate().collect(),
+    )
+    .await
+}
+
+async fn ingest_many_indexed(
+    req: &HttpRequest,
+    state: &IngestState,
+    endpoint: &str,
+    items: Vec<(usize, Result<Value, String>)>,
+) -> Result<HttpResponse, ApiError> {
+    let total = items.len();
+    if total == 0 {
+        return Err(ApiError::BadRequest(
+            "no events: the body holds no log event".to_owned(),
+        ));
+    }
+    if total > MAX_BATCH_EVENTS {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{total} events; the limit is {MAX_BATCH_EVENTS} per request"
+        )));
+    }
+    state.charge(req, endpoint, total)?;
+    state.check_breaker(total)?;
+
+    let mut errors = Vec::new();
+    let mut field_errors = Vec::new();
+    let mut valid = Vec::with_capacity(total);
+    for (index, item) in items {
+        match item
+            .map_err(|m| vec![FieldError::new("$", m)])
+            .and_then(parse_event)
+        {
+            Ok(event) => valid.push((index, event)),
+            Err(errs) => {
+                let message = errs
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                field_errors.extend(
+                    errs.into_iter()
+                        .map(|e| FieldError::new(format!("[{index}].{}", e.field), e.message)),
+                );
+                errors.push(BatchItemError {
+                    index,
+                    log_id: None,
+                    message,
+                });
+            }
+        }
+    }
+    if valid.is_empty() {
+        return Err(state.invalid(field_errors));
+    }
+    if !errors.is_empty() {
+        state
+            .metrics
+            .rejected
+            .with_label_values(&["validation"])
+            .inc_by(errors.len() as u64);
+    }
+
+    let events: Vec<LogEvent> = valid.iter().map(|(_, e)| e.clone()).collect();
+    let results = state.publisher.publish_all(&events).await;
+    let mut delivered = 0;
+    let mut last_failure = None;
+    for ((index, event), result) in valid.iter().zip(results) {
+        match result {
+            Ok(()) => delivered += 1,
+            Err(e) => {
+                errors.push(BatchItemError {
+                    index: *index,
+                    log_id: Some(event.id),
+                    message: e.to_string(),
+                });
+                last_failure = Some(e);
+            }
+        }
+    }
+    if delivered == 0 {
+        if let Some(e) = last_failure {
+            return Err(state.unavailable(e, events.len()));
+        }
+    }
+    errors.sort_by_key(|e| e.index);
+    Ok(HttpResponse::Ok().json(BatchResponse {
+        status: "completed",
+        total_events: total,
+        success_count: delivered,
+        failure_count: total - delivered,
+        errors,
+    }))
+}

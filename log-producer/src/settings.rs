@@ -1,0 +1,105 @@
+//! The producer's settings, read once at start from the environment (or flags).
+
+use clap::Parser;
+use log_common::settings::{HttpSettings, KafkaSettings, MetricsSettings};
+
+/// log-producer: validates log events and publishes them to Kafka.
+///
+/// Every option can be given as a flag or through the environment variable shown.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "log-producer", version)]
+pub struct Settings {
+    #[command(flatten)]
+    pub http: HttpSettings,
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+    #[command(flatten)]
+    pub producer: ProducerTuning,
+    #[command(flatten)]
+    pub rate_limit: RateLimitSettings,
+    #[command(flatten)]
+    pub breaker: BreakerSettings,
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
+}
+
+impl Settings {
+    pub const DEFAULT_PORT: u16 = 8081;
+
+    /// Defaults only: what tests start from.
+    pub fn defaults() -> Self {
+        Settings::parse_from(["log-producer"])
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProducerTuning {
+    /// How long librdkafka waits to fill a batch; a few ms buys much throughput.
+    #[arg(long = "kafka-linger-ms", env = "KAFKA_LINGER_MS", default_value_t = 5)]
+    pub linger_ms: u32,
+    /// Upper bound on waiting for Kafka's acknowledgement; past it the event is
+    /// reported as failed, so no request can hang on a dead broker.
+    #[arg(
+        long = "kafka-delivery-timeout-ms",
+        env = "KAFKA_DELIVERY_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub delivery_timeout_ms: u32,
+    /// lz4, zstd, gzip, snappy or none.
+    #[arg(
+        long = "kafka-compression",
+        env = "KAFKA_COMPRESSION",
+        default_value = "lz4"
+    )]
+    pub compression: String,
+    /// Most messages queued in the producer before sends are refused (bounded memory).
+    #[arg(
+        long = "kafka-queue-max-messages",
+        env = "KAFKA_QUEUE_MAX_MESSAGES",
+        default_value_t = 500_000
+    )]
+    pub queue_max_messages: u32,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RateLimitSettings {
+    /// Sustained events per second allowed to one client (API key, else IP).
+    #[arg(
+        long = "rate-limit-per-second",
+        env = "RATE_LIMIT_EVENTS_PER_SECOND",
+        default_value_t = 200_000
+    )]
+    pub events_per_second: u32,
+    /// Events one client may send at once above the sustained rate. At least the
+    /// largest batch (10,000), or such a batch could never pass.
+    #[arg(
+        long = "rate-limit-burst",
+        env = "RATE_LIMIT_BURST",
+        default_value_t = 400_000
+    )]
+    pub burst: u32,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BreakerSettings {
+    /// Consecutive failed deliveries that open the Kafka circuit breaker.
+    #[arg(
+        long = "breaker-failure-threshold",
+        env = "BREAKER_FAILURE_THRESHOLD",
+        default_value_t = 5
+    )]
+    pub failure_threshold: u32,
+    /// First open period; doubles on every failed probe up to `BREAKER_MAX_OPEN_MS`.
+    #[arg(
+        long = "breaker-open-ms",
+        env = "BREAKER_OPEN_MS",
+        default_value_t = 2000
+    )]
+    pub open_ms: u64,
+    #[arg(
+        long = "breaker-max-open-ms",
+        env = "BREAKER_MAX_OPEN_MS",
+        default_value_t = 30_000
+    )]
+    pub max_open_ms: u64,
+}

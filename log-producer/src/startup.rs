@@ -1,0 +1,116 @@
+//! Builds the producer's app and runs it until shutdown.
+
+use crate::metrics::ProducerMetrics;
+use crate::publisher::Publisher;
+use crate::rate_limit::ClientRateLimiter;
+use crate::routes::{self, IngestState};
+use crate::settings::Settings;
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use log_common::error::{not_found, query_config};
+use log_common::http::{observe, HttpMetrics};
+use prometheus::Registry;
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    publisher: Arc<Publisher>,
+}
+
+impl Application {
+    /// Creates the Kafka producer and binds the listener (port 0 picks a free one).
+    /// Nothing is served until [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        let http_metrics = HttpMetrics::register(&registry)?;
+        let metrics = ProducerMetrics::register(&registry)?;
+        let publisher = Arc::new(Publisher::new(
+            &settings.kafka,
+            &settings.producer,
+            &settings.breaker,
+            metrics.clone(),
+        )?);
+        let limiter = ClientRateLimiter::new(
+            settings.rate_limit.events_per_second,
+            settings.rate_limit.burst,
+        )?;
+        let state = web::Data::new(IngestState {
+            publisher: publisher.clone(),
+            limiter,
+            metrics,
+        });
+        spawn_idle_client_sweeper(state.clone());
+
+        let address = settings.http.address(Settings::DEFAULT_PORT);
+        let listener =
+            TcpListener::bind(&address).with_context(|| format!("cannot bind {address}"))?;
+        let port = listener.local_addr()?.port();
+        let registry = web::Data::new(registry);
+        let http_metrics = web::Data::new(http_metrics);
+        let prometheus_enabled = settings.metrics.prometheus_enabled;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(observe))
+                .app_data(state.clone())
+                .app_data(registry.clone())
+                .app_data(http_metrics.clone())
+                .app_data(query_config())
+                .configure(|cfg| routes::configure(cfg, prometheus_enabled))
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?
+        // Shutdown is ours to run (see `run_until_stopped`), so the Kafka queue is
+        // flushed after the last request, not raced by actix's own signal handling.
+        .disable_signals()
+        .shutdown_timeout(30);
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        tracing::info!(%address, port, "log-producer listening");
+        Ok(Application {
+            port,
+            server: server.run(),
+            publisher,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests finish and flushes every queued event to Kafka.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        tokio::select! {
+            result = &mut server => result??,
+            () = shutdown => {
+                tracing::info!("draining: no new connections, finishing in-flight requests");
+                handle.stop(true).await;
+                server.await??;
+            }
+        }
+        let publisher = self.publisher;
+        tokio::task::spawn_blocking(move || publisher.flush(Duration::from_secs(15))).await?;
+        tracing::info!("log-producer stopped");
+        Ok(())
+    }
+}
+
+/// The rate limiter keeps a bucket per client; drop the idle ones now and then.
+fn spawn_idle_client_sweeper(state: web::Data<IngestState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            state.limiter.forget_idle_clients();
+        }
+    });
+}

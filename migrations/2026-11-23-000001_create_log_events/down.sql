@@ -1,0 +1,2 @@
+DROP TABLE consumer_offsets;
+DROP TABLE log_events;
