@@ -33,9 +33,9 @@ impl Settings {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RedisSettings {
-    #[arg(long = "redis-host", env = "REDIS_HOST", default_value = "127.0.0.1")]
+    #[arg(id = "redis_host", long = "redis-host", env = "REDIS_HOST", default_value = "127.0.0.1")]
     pub host: String,
-    #[arg(long = "redis-port", env = "REDIS_PORT", default_value_t = 6379)]
+    #[arg(id = "redis_port", long = "redis-port", env = "REDIS_PORT", default_value_t = 6379)]
     pub port: u16,
     /// Longest wait for one Redis command; past it the answer comes from PostgreSQL.
     #[arg(
@@ -79,4 +79,17 @@ pub struct CacheSettings {
     /// Set to false to turn the cache off entirely.
     #[arg(long = "cache-enabled", env = "CACHE_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub enabled: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn settings_definition_is_consistent_and_defaults_parse() {
+        Settings::command().debug_assert();
+        let settings = Settings::try_parse_from(["api-gateway"]).expect("defaults parse");
+        assert_eq!(settings.redis.port, 6379);
+    }
 }

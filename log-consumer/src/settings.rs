@@ -73,3 +73,15 @@ pub struct ConsumerTuning {
     )]
     pub session_timeout_ms: u32,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn settings_definition_is_consistent_and_defaults_parse() {
+        Settings::command().debug_assert();
+        Settings::try_parse_from(["log-consumer"]).expect("defaults parse");
+    }
+}

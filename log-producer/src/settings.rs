@@ -103,3 +103,15 @@ pub struct BreakerSettings {
     )]
     pub max_open_ms: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn settings_definition_is_consistent_and_defaults_parse() {
+        Settings::command().debug_assert();
+        Settings::try_parse_from(["log-producer"]).expect("defaults parse");
+    }
+}

@@ -1,0 +1,272 @@
+//! The gateway on port 0 against the real PostgreSQL and Redis, over rows seeded
+//! straight into `log_events` under a source name unique to each test.
+
+use crate::helpers::{db, http, json, spawn_gateway, unique};
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use serde_json::Value;
+use std::collections::HashSet;
+use uuid::Uuid;
+
+const LEVELS: [&str; 4] = ["INFO", "WARN", "ERROR", "DEBUG"];
+
+struct Seeded {
+    source: String,
+    other_source: String,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+/// 120 events over two sources, four levels and the last two hours; some share a
+/// timestamp (to prove the id tie-break) and some mention "database".
+fn seed() -> Seeded {
+    let source = unique("gw");
+    let other_source = unique("gw-other");
+    let base = Utc::now() - Duration::hours(2);
+    let mut conn = db();
+    for i in 0..120i64 {
+        let src = if i % 3 == 0 { &other_source } else { &source };
+        // Pairs share a timestamp.
+        let ts = base + Duration::seconds((i / 2) * 60);
+        let message = match i % 4 {
+            0 => format!("Database connection failed #{i}"),
+            1 => format!("user logged in #{i}"),
+            2 => format!("database query slow #{i}"),
+            _ => format!("cache warmed #{i}"),
+        };
+        let correlation = (i % 10 == 0).then(|| format!("{source}-corr"));
+        diesel::sql_query(
+            "INSERT INTO log_events (id, level, message, source, \"timestamp\", metadata, correlation_id, kafka_partition, kafka_offset) \
+             VALUES ($1, $2, $3, $4, $5, jsonb_build_object('duration', $6::bigint), $7, 0, $6)",
+        )
+        .bind::<SqlUuid, _>(Uuid::new_v4())
+        .bind::<Text, _>(LEVELS[(i % 4) as usize])
+        .bind::<Text, _>(message)
+        .bind::<Text, _>(src)
+        .bind::<Timestamptz, _>(ts)
+        .bind::<BigInt, _>(i)
+        .bind::<Nullable<Text>, _>(correlation)
+        .execute(&mut conn)
+        .expect("seed row");
+    }
+    Seeded {
+        source,
+        other_source,
+        start: base - Duration::minutes(1),
+        end: Utc::now(),
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn sql_count(where_clause: &str, sources: (&str, &str)) -> i64 {
+    diesel::sql_query(format!("SELECT count(*) AS n FROM log_events WHERE source IN ($1, $2) AND {where_clause}"))
+        .bind::<Text, _>(sources.0)
+        .bind::<Text, _>(sources.1)
+        .get_result::<Count>(&mut db())
+        .expect("count")
+        .n
+}
+
+fn rfc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    json(http().get(url).send().await.expect("request")).await
+}
+
+#[tokio::test]
+async fn every_filter_combination_agrees_with_sql() {
+    let s = seed();
+    let app = spawn_gateway(|_| {}).await;
+    let window = format!("startTime={}&endTime={}", rfc(s.start), rfc(s.end));
+    let corr = format!("{}-corr", s.source);
+    let cases = [
+        (format!("source={}", s.source), format!("source = '{}'", s.source)),
+        (format!("source={}&level=ERROR", s.source), format!("source = '{}' AND level = 'ERROR'", s.source)),
+        (format!("source={}&level=warning,err", s.source), format!("source = '{}' AND level IN ('WARN','ERROR')", s.source)),
+        (format!("source={}&correlationId={corr}", s.source), format!("source = '{}' AND correlation_id = '{corr}'", s.source)),
+        (format!("source={}&level=INFO&correlationId={corr}", s.source), format!("source = '{}' AND level = 'INFO' AND correlation_id = '{corr}'", s.source)),
+        (format!("source={}&level=DEBUG", s.other_source), format!("source = '{}' AND level = 'DEBUG'", s.other_source)),
+    ];
+    for (query, predicate) in cases {
+        let expected = sql_count(&predicate, (&s.source, &s.other_source));
+        let (status, page) = get(&format!("{}/gateway/api/query/logs?{window}&{query}&size=1000", app.base)).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["totalElements"], expected, "{query}");
+        assert_eq!(page["numberOfElements"], expected, "{query}");
+        assert!(expected > 0, "the seed covers {query}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn paging_by_offset_and_by_cursor_covers_each_event_exactly_once() {
+    let s = seed();
+    let app = spawn_gateway(|s| s.cache.enabled = false).await;
+    let expected = sql_count(&format!("source = '{}'", s.source), (&s.source, &s.other_source)) as usize;
+    let window = format!("startTime={}&endTime={}", rfc(s.start), rfc(s.end));
+
+    let mut seen = Vec::new();
+    for page_no in 0.. {
+        let (_, page) = get(&format!("{}/gateway/api/query/logs?{window}&source={}&size=7&page={page_no}", app.base, s.source)).await;
+        assert_eq!(page["first"], page_no == 0);
+        seen.extend(page["content"].as_array().expect("content").iter().map(|e| e["id"].to_string()));
+        if page["last"] == true {
+            assert_eq!(page["totalPages"], page_no + 1);
+            break;
+        }
+    }
+    assert_eq!(seen.len(), expected);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), expected, "no repeats");
+
+    let mut by_cursor = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, page) = get(&format!("{}/gateway/api/query/logs?{window}&source={}&size=7&cursor={cursor}", app.base, s.source)).await;
+        let content = page["content"].as_array().expect("content");
+        let timestamps: Vec<&str> = content.iter().map(|e| e["timestamp"].as_str().expect("ts")).collect();
+        assert!(timestamps.windows(2).all(|w| w[0] >= w[1]), "newest first: {timestamps:?}");
+        by_cursor.extend(content.iter().map(|e| e["id"].to_string()));
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(by_cursor, seen, "cursor paging walks the same order");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn search_finds_words_phrases_exclusions_and_alternatives() {
+    let s = seed();
+    let app = spawn_gateway(|_| {}).await;
+    let window = format!("startTime={}&endTime={}&source={}&size=1000", rfc(s.start), rfc(s.end), s.source);
+    let count = |q: &str| {
+        let url = format!("{}/gateway/api/query/search?{window}&query={}", app.base, urlencode(q));
+        async move {
+            let (status, page) = get(&url).await;
+            assert_eq!(status, 200, "{page}");
+            page["totalElements"].as_i64().expect("total")
+        }
+    };
+    let mine = |pattern: &str| sql_count(&format!("source = '{}' AND message ILIKE '{pattern}'", s.source), (&s.source, &s.other_source));
+    let database = mine("%database%");
+    assert!(database > 0);
+    assert_eq!(count("database").await, database, "word, any case");
+    assert_eq!(count("\"connection failed\"").await, mine("%connection failed%"), "phrase");
+    assert_eq!(count("database -slow").await, mine("%database connection%"), "exclusion");
+    assert_eq!(count("cache or logged").await, mine("%cache%") + mine("%logged%"), "alternatives");
+    assert_eq!(count("connections").await, mine("%connection%"), "stemming: connections ~ connection");
+    let (status, page) = get(&format!("{}/gateway/api/query/search?{window}&query={}", app.base, urlencode("'; DROP TABLE log_events; --"))).await;
+    assert_eq!(status, 200, "injection-looking text is just text: {page}");
+    assert_eq!(page["totalElements"], 0);
+    app.stop().await;
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_naming_the_parameter() {
+    let app = spawn_gateway(|_| {}).await;
+    let base = format!("{}/gateway/api/query", app.base);
+    for (path, field) in [
+        ("logs?startTime=yesterday", "startTime"),
+        ("logs?startTime=2024-01-02T00:00:00&endTime=2024-01-01T00:00:00", "endTime"),
+        ("logs?size=0", "size"),
+        ("logs?size=1001", "size"),
+        ("logs?page=x", "page"),
+        ("logs?level=LOUD", "level"),
+        ("search?query=", "query"),
+        ("search", "query"),
+        ("stats?hoursBack=0", "hoursBack"),
+        ("stats?hoursBack=169", "hoursBack"),
+        ("logs/not-a-uuid", "id"),
+    ] {
+        let (status, body) = get(&format!("{base}/{path}")).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["errors"][0]["field"], field, "{path}: {body}");
+        assert_eq!(body["path"].as_str().map(|p| p.starts_with("/gateway/api/query/")), Some(true));
+    }
+    let (status, body) = get(&format!("{base}/logs/{}", Uuid::new_v4())).await;
+    assert_eq!(status, 404, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn stats_count_levels_sources_hours_and_durations() {
+    let s = seed();
+    let app = spawn_gateway(|_| {}).await;
+    let (status, stats) = get(&format!("{}/gateway/api/query/stats?hoursBack=3", app.base)).await;
+    assert_eq!(status, 200, "{stats}");
+    let total = stats["totalLogs"].as_i64().expect("total");
+    assert!(total >= 120, "{stats}");
+    let levels: i64 = stats["levelCounts"].as_object().expect("levels").values().map(|v| v.as_i64().unwrap_or(0)).sum();
+    assert_eq!(levels, total);
+    assert!(stats["hourly"].as_array().expect("hourly").len() >= 2);
+    assert!(stats["duration"]["samples"].as_i64().expect("samples") >= 120);
+    assert!(stats["duration"]["p50"].as_f64().is_some());
+    assert!(stats["errorRate"].as_f64().expect("rate") > 0.0);
+    assert!(stats["timeRange"]["since"].is_string());
+    let _ = s;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_identical_query_is_a_cache_hit() {
+    let s = seed();
+    let app = spawn_gateway(|_| {}).await;
+    // A closed window far in the past: cacheable for minutes.
+    let url = format!(
+        "{}/gateway/api/query/logs?source={}&startTime={}&endTime={}",
+        app.base,
+        s.source,
+        rfc(s.start),
+        rfc(s.start + Duration::minutes(30))
+    );
+    let (_, first) = get(&url).await;
+    let (_, second) = get(&url).await;
+    assert_eq!(first, second);
+    let metrics = http()
+        .get(format!("{}/gateway/actuator/prometheus", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("cache_gets_total{result=\"hit\"} 1"), "{metrics}");
+    assert!(metrics.contains("cache_gets_total{result=\"miss\"} 1"), "{metrics}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_redis_answers_still_come_from_postgres() {
+    let s = seed();
+    // Nothing listens on port 1: every Redis call fails fast.
+    let app = spawn_gateway(|settings| settings.redis.port = 1).await;
+    let url = format!("{}/gateway/api/query/logs?source={}&startTime={}", app.base, s.source, rfc(s.start));
+    let expected = sql_count(&format!("source = '{}'", s.source), (&s.source, &s.other_source));
+    for _ in 0..5 {
+        let (status, page) = get(&url).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["totalElements"], expected);
+    }
+    let (status, health) = get(&format!("{}/gateway/actuator/health", app.base)).await;
+    assert_eq!(status, 200, "Redis is optional: {health}");
+    assert_eq!(health["status"], "DEGRADED");
+    app.stop().await;
+}

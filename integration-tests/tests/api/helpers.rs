@@ -1,0 +1,186 @@
+//! Spawning services on port 0, talking to the real infrastructure, waiting.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+use serde_json::Value;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+pub const KAFKA: &str = "127.0.0.1:9092";
+pub const POSTGRES: &str = "postgres://loguser:logpass@127.0.0.1:5432/logprocessor";
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", Uuid::new_v4().simple())
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// Fails at once, with what to do, when the infrastructure is not up: a test that
+/// hangs on a missing broker tells nobody anything.
+pub fn require_infrastructure() {
+    use std::net::{SocketAddr, TcpStream};
+    for (name, port) in [("Kafka", 9092), ("PostgreSQL", 5432), ("Redis", 6379)] {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+            panic!("{name} is not listening on 127.0.0.1:{port}: start the stack with ./setup.sh");
+        }
+    }
+}
+
+pub async fn create_topic(name: &str, partitions: i32) {
+    require_infrastructure();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics([&topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .await
+        .expect("create topic");
+    for result in results {
+        result.expect("topic created");
+    }
+}
+
+pub fn db() -> PgConnection {
+    require_infrastructure();
+    PgConnection::establish(POSTGRES).expect("connect to PostgreSQL")
+}
+
+#[derive(QueryableByName, Debug)]
+pub struct StoredRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub level: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub message: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub timestamp: DateTime<Utc>,
+}
+
+/// Rows stored for one source, oldest first.
+pub fn rows_for_source(source: &str) -> Vec<StoredRow> {
+    diesel::sql_query("SELECT id, level, message, \"timestamp\" FROM log_events WHERE source = $1 ORDER BY \"timestamp\", id")
+        .bind::<diesel::sql_types::Text, _>(source)
+        .load(&mut db())
+        .expect("query rows")
+}
+
+/// Polls `probe` until it returns Some, or fails after `limit` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        if started.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, value)
+}
+
+pub fn event(source: &str, level: &str, message: &str) -> Value {
+    serde_json::json!({ "level": level, "message": message, "source": source })
+}
+
+/// Runs an app's `run_until_stopped` in the background; dropping the handle stops it.
+pub struct Running {
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    pub fn spawn<Fut>(port: u16, run: impl FnOnce(tokio::sync::oneshot::Receiver<()>) -> Fut) -> Running
+    where
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(run(stopped));
+        Running {
+            base: format!("http://127.0.0.1:{port}"),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Graceful stop: drains like SIGTERM would, and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task").expect("app stopped cleanly");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+pub async fn spawn_producer(configure: impl FnOnce(&mut log_producer::settings::Settings)) -> Running {
+    require_infrastructure();
+    log_common::telemetry::init_for_tests();
+    let mut settings = log_producer::settings::Settings::defaults();
+    settings.http.port = Some(0);
+    settings.http.workers = 2;
+    configure(&mut settings);
+    let app = log_producer::startup::Application::build(settings).await.expect("producer builds");
+    let port = app.port();
+    Running::spawn(port, move |stop| app.run_until_stopped(async move { let _ = stop.await; }))
+}
+
+pub async fn spawn_gateway(configure: impl FnOnce(&mut api_gateway::settings::Settings)) -> Running {
+    require_infrastructure();
+    log_common::telemetry::init_for_tests();
+    let mut settings = api_gateway::settings::Settings::defaults();
+    settings.http.port = Some(0);
+    settings.http.workers = 2;
+    configure(&mut settings);
+    let app = api_gateway::startup::Application::build(settings).await.expect("gateway builds");
+    let port = app.port();
+    Running::spawn(port, move |stop| app.run_until_stopped(async move { let _ = stop.await; }))
+}
+
+pub async fn spawn_consumer(topic: &str, dlq_topic: &str, group: &str) -> Running {
+    require_infrastructure();
+    log_common::telemetry::init_for_tests();
+    let mut settings = log_consumer::settings::Settings::defaults();
+    settings.http.port = Some(0);
+    settings.kafka.topic = topic.to_owned();
+    settings.kafka.dlq_topic = dlq_topic.to_owned();
+    settings.consumer.group_id = group.to_owned();
+    settings.consumer.batch_max_wait_ms = 50;
+    let app = log_consumer::startup::Application::build(settings).await.expect("consumer builds");
+    let port = app.port();
+    Running::spawn(port, move |stop| app.run_until_stopped(async move { let _ = stop.await; }))
+}

@@ -1,0 +1,309 @@
+//! The producer on port 0 against the real broker, writing to a topic of its own.
+
+use crate::helpers::{create_topic, event, http, json, spawn_producer, unique, KAFKA};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+/// What a test reads back from the producer's topic.
+struct Record {
+    key: String,
+    event: Value,
+    id_header: Option<String>,
+}
+
+/// Reads exactly `expected` records from `topic` (and waits a little for extras).
+async fn read_back(topic: &str, expected: usize) -> Vec<Record> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .set("group.id", unique("test-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut records = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // After the expected count, keep listening briefly: extras would be duplicates.
+        let wait_until = if records.len() >= expected {
+            tokio::time::Instant::now() + Duration::from_secs(2)
+        } else {
+            deadline
+        };
+        match tokio::time::timeout_at(wait_until, consumer.recv()).await {
+            Ok(Ok(message)) => records.push(Record {
+                key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                event: serde_json::from_slice(message.payload().unwrap_or_default()).expect("JSON payload"),
+                id_header: message.headers().and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == "event-id")
+                        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+                }),
+            }),
+            Ok(Err(e)) => panic!("read back failed: {e}"),
+            Err(_) => break,
+        }
+    }
+    records
+}
+
+async fn producer_on_own_topic() -> (crate::helpers::Running, String) {
+    let topic = unique("producer-test");
+    create_topic(&topic, 3).await;
+    let t = topic.clone();
+    let app = spawn_producer(move |s| s.kafka.topic = t).await;
+    (app, topic)
+}
+
+#[tokio::test]
+async fn single_event_is_acked_normalised_keyed_by_source_and_carries_its_id() {
+    let (app, topic) = producer_on_own_topic().await;
+    let (status, body) = json(
+        http()
+            .post(format!("{}/producer/api/logs/ingest", app.base))
+            .json(&json!({"level": "warning", "message": "disk almost full", "source": "disk-svc",
+                "timestamp": "2024-01-01T12:00:00+02:00", "correlation_id": "c-9"}))
+            .send()
+            .await
+            .expect("ingest"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["logId"].as_str().expect("logId").to_owned();
+    assert_eq!(uuid::Uuid::parse_str(&id).expect("uuid").get_version_num(), 7, "time-ordered id");
+
+    let records = read_back(&topic, 1).await;
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert_eq!(record.key, "disk-svc");
+    assert_eq!(record.id_header.as_deref(), Some(id.as_str()));
+    assert_eq!(record.event["level"], "WARN");
+    assert_eq!(record.event["timestamp"], "2024-01-01T10:00:00Z");
+    assert_eq!(record.event["correlationId"], "c-9");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn batch_sends_every_valid_event_once_and_lists_the_invalid_ones() {
+    let (app, topic) = producer_on_own_topic().await;
+    let mut events: Vec<Value> = (0..300)
+        .map(|i| event(&format!("svc-{}", i % 7), "INFO", &format!("m{i}")))
+        .collect();
+    events[10] = json!({"level": "LOUD", "message": "x", "source": "s"});
+    events[20] = json!({"message": "no level", "source": "s"});
+    let (status, body) = json(
+        http()
+            .post(format!("{}/producer/api/logs/batch", app.base))
+            .json(&events)
+            .send()
+            .await
+            .expect("batch"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["totalEvents"], 300);
+    assert_eq!(body["successCount"], 298);
+    assert_eq!(body["failureCount"], 2);
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors[0]["index"], 10);
+    assert!(errors[0]["message"].as_str().expect("msg").contains("level"));
+    assert_eq!(errors[1]["index"], 20);
+
+    let records = read_back(&topic, 298).await;
+    assert_eq!(records.len(), 298, "exact count, no duplicates");
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    for r in &records {
+        assert_eq!(r.event["source"].as_str(), Some(r.key.as_str()), "keyed by source");
+        *per_key.entry(r.key.clone()).or_default() += 1;
+    }
+    assert_eq!(per_key.len(), 7);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bulk_accepts_ndjson_plain_and_gzip() {
+    let (app, topic) = producer_on_own_topic().await;
+    let lines: String = (0..50)
+        .map(|i| format!("{}\n", event("bulk-svc", "DEBUG", &format!("line {i}"))))
+        .collect();
+    let body = format!("{lines}\n   \nnot json\n");
+    let (status, report) = json(
+        http()
+            .post(format!("{}/producer/api/logs/bulk", app.base))
+            .header("Content-Type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .expect("bulk"),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["successCount"], 50);
+    assert_eq!(report["failureCount"], 1);
+    assert_eq!(report["errors"][0]["index"], 52, "0-based line number of the bad line");
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(lines.as_bytes()).expect("gzip");
+    let (status, report) = json(
+        http()
+            .post(format!("{}/producer/api/logs/bulk", app.base))
+            .header("Content-Type", "application/x-ndjson")
+            .header("Content-Encoding", "gzip")
+            .body(gz.finish().expect("gzip"))
+            .send()
+            .await
+            .expect("bulk gzip"),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["successCount"], 50);
+
+    assert_eq!(read_back(&topic, 100).await.len(), 100);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_json_error_naming_the_problem() {
+    let (app, _topic) = producer_on_own_topic().await;
+    let client = http();
+    let ingest = format!("{}/producer/api/logs/ingest", app.base);
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (client.post(&ingest).json(&json!({"message": "m", "source": "s"})), 400, "level"),
+        (client.post(&ingest).json(&json!({"level": "LOUD", "message": "m", "source": "s"})), 400, "level"),
+        (client.post(&ingest).json(&json!({"level": "INFO", "message": "m", "source": "s", "timestamp": "soon"})), 400, "timestamp"),
+        (client.post(&ingest).json(&json!({"level": "INFO", "message": "m", "source": "s".repeat(101)})), 400, "source"),
+        (client.post(&ingest).json(&json!({"level": "INFO", "message": "m", "source": "s", "metadata": [1]})), 400, "metadata"),
+        (client.post(&ingest).json(&json!([{"level": "INFO"}])), 400, "$"),
+        (client.post(&ingest).header("Content-Type", "application/json").body("{not json"), 400, "malformed"),
+        (client.post(&ingest).header("Content-Type", "application/json"), 400, "empty"),
+        (client.post(&ingest).header("Content-Type", "text/plain").body("{}"), 415, "Content-Type"),
+        (client.post(&ingest).header("Content-Type", "application/json").body(vec![b' '; 1024 * 1024 + 1]), 413, "limit"),
+        (client.post(format!("{}/producer/api/logs/batch", app.base)).json(&json!({"level": "INFO"})), 400, "array"),
+        (client.post(format!("{}/producer/api/logs/batch", app.base)).json(&json!([])), 400, "no events"),
+        (client.get(&ingest), 405, "Method Not Allowed"),
+        (client.get(format!("{}/producer/nowhere", app.base)), 404, "no route"),
+    ];
+    for (request, expected_status, mentions) in cases {
+        let (status, body) = json(request.send().await.expect("request")).await;
+        assert_eq!(status, expected_status, "{body}");
+        assert_eq!(body["status"], expected_status, "{body}");
+        assert!(body["timestamp"].is_string() && body["path"].is_string(), "{body}");
+        assert!(body.to_string().contains(mentions), "{body} should mention {mentions}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_answers_429_with_retry_after_counted_in_events() {
+    let topic = unique("producer-rate");
+    create_topic(&topic, 1).await;
+    let app = spawn_producer(move |s| {
+        s.kafka.topic = topic;
+        s.rate_limit.events_per_second = 1;
+        s.rate_limit.burst = 5;
+    })
+    .await;
+    let client = http();
+    let batch: Vec<Value> = (0..5).map(|i| event("rl", "INFO", &format!("{i}"))).collect();
+    let response = client
+        .post(format!("{}/producer/api/logs/batch", app.base))
+        .json(&batch)
+        .send()
+        .await
+        .expect("batch");
+    assert_eq!(response.status(), 200, "a batch of 5 uses the whole burst");
+    let response = client
+        .post(format!("{}/producer/api/logs/ingest", app.base))
+        .json(&event("rl", "INFO", "one more"))
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let (_, body) = json(response).await;
+    assert_eq!(body["status"], 429);
+
+    let metrics = client
+        .get(format!("{}/producer/actuator/prometheus", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("rate_limit_rejections_total{endpoint=\"ingest\"} 1"), "{metrics}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_topic_opens_the_breaker_and_answers_503_without_any_2xx() {
+    // A topic that does not exist (auto-create is off) fails every delivery, like a
+    // broker that is away, without stopping the shared broker other tests use.
+    let app = spawn_producer(|s| {
+        s.kafka.topic = unique("no-such-topic");
+        s.producer.delivery_timeout_ms = 1000;
+        s.breaker.failure_threshold = 2;
+        s.breaker.open_ms = 60_000;
+    })
+    .await;
+    let client = http();
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let response = client
+            .post(format!("{}/producer/api/logs/ingest", app.base))
+            .json(&event("breaker", "INFO", &format!("{i}")))
+            .send()
+            .await
+            .expect("ingest");
+        statuses.push(response.status().as_u16());
+        if i == 3 {
+            assert!(response.headers().contains_key("retry-after"));
+            let (_, body) = json(response).await;
+            assert_eq!(body["status"], "unavailable", "{body}");
+        }
+    }
+    assert!(statuses.iter().all(|s| *s == 503), "never a 2xx for an undelivered event: {statuses:?}");
+    let (status, health) = json(
+        client
+            .get(format!("{}/producer/actuator/health", app.base))
+            .send()
+            .await
+            .expect("health"),
+    )
+    .await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["components"]["circuitBreaker"]["details"]["state"], "open", "{health}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn openapi_document_and_swagger_ui_are_served() {
+    let (app, _topic) = producer_on_own_topic().await;
+    let client = http();
+    let (status, doc) = json(
+        client
+            .get(format!("{}/producer/v3/api-docs", app.base))
+            .send()
+            .await
+            .expect("docs"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for path in ["/producer/api/logs/ingest", "/producer/api/logs/batch", "/producer/api/logs/bulk"] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    let ui = client
+        .get(format!("{}/producer/swagger-ui/", app.base))
+        .send()
+        .await
+        .expect("ui");
+    assert_eq!(ui.status(), 200);
+    assert!(ui.text().await.expect("html").contains("swagger"));
+    app.stop().await;
+}

@@ -1,0 +1,158 @@
+//! The stack `./setup.sh` started: health as the contract says, and the walking
+//! skeleton from curl to PostgreSQL and back through the gateway.
+
+use crate::helpers::{event, eventually, http, json, require_infrastructure, unique};
+use std::time::{Duration, Instant};
+
+const PRODUCER: &str = "http://127.0.0.1:8081";
+const CONSUMER: &str = "http://127.0.0.1:8082";
+const GATEWAY: &str = "http://127.0.0.1:8080";
+
+/// Fails fast with what to do when setup.sh's services are not running.
+async fn require_stack() {
+    require_infrastructure();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().expect("client");
+    for url in [
+        format!("{PRODUCER}/producer/api/logs/health"),
+        format!("{CONSUMER}/actuator/health"),
+        format!("{GATEWAY}/gateway/api/query/health"),
+    ] {
+        if client.get(&url).send().await.is_err() {
+            panic!("{url} does not answer: start the stack with ./setup.sh (./setup.sh status shows what is down)");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_service_reports_health_as_the_contract_says() {
+    require_stack().await;
+    let client = http();
+    for (url, service) in [
+        (format!("{PRODUCER}/producer/api/logs/health"), "log-producer"),
+        (format!("{GATEWAY}/gateway/api/query/health"), "api-gateway"),
+    ] {
+        let (status, body) = json(client.get(&url).send().await.expect("request")).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        assert_eq!(body["status"], "healthy", "{url}: {body}");
+        assert_eq!(body["service"], service, "{url}: {body}");
+    }
+    for (url, service) in [
+        (format!("{PRODUCER}/producer/actuator/health"), "log-producer"),
+        (format!("{CONSUMER}/actuator/health"), "log-consumer"),
+        (format!("{GATEWAY}/gateway/actuator/health"), "api-gateway"),
+    ] {
+        let (status, body) = json(client.get(&url).send().await.expect("request")).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        assert_eq!(body["status"], "UP", "{url}: {body}");
+        assert_eq!(body["service"], service, "{url}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn every_service_exposes_prometheus_metrics() {
+    require_stack().await;
+    let client = http();
+    for (url, metric) in [
+        (format!("{PRODUCER}/producer/actuator/prometheus"), "circuit_breaker_state"),
+        (format!("{CONSUMER}/actuator/prometheus"), "kafka_consumer_assigned_partitions"),
+        (format!("{GATEWAY}/gateway/actuator/prometheus"), "circuit_breaker_state"),
+    ] {
+        let response = client.get(&url).send().await.expect("request");
+        assert_eq!(response.status(), 200, "{url}");
+        let text = response.text().await.expect("body");
+        assert!(text.contains(metric), "{url} lacks {metric}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn an_ingested_event_is_queryable_through_the_gateway() {
+    require_stack().await;
+    let client = http();
+    let source = unique("e2e-single");
+    let started = Instant::now();
+    let (status, body) = json(
+        client
+            .post(format!("{PRODUCER}/producer/api/logs/ingest"))
+            .json(&serde_json::json!({
+                "level": "error", "message": "Database connection failed", "source": source,
+                "metadata": {"userId": "12345", "duration": 5000}, "correlationId": "corr-1"
+            }))
+            .send()
+            .await
+            .expect("ingest"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "accepted");
+    let id = body["logId"].as_str().expect("logId").to_owned();
+
+    let url = format!("{GATEWAY}/gateway/api/query/logs?source={source}");
+    let page = eventually("the event to be queryable", Duration::from_secs(30), || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let (_, page) = json(client.get(&url).send().await.ok()?).await;
+            (page["totalElements"] == 1).then_some(page)
+        }
+    })
+    .await;
+    println!("ingest -> queryable through the gateway in {:?}", started.elapsed());
+    let stored = &page["content"][0];
+    assert_eq!(stored["id"], id.as_str());
+    assert_eq!(stored["level"], "ERROR");
+    assert_eq!(stored["message"], "Database connection failed");
+    assert_eq!(stored["metadata"]["duration"], 5000);
+    assert_eq!(stored["correlationId"], "corr-1");
+
+    let (status, by_id) = json(
+        client
+            .get(format!("{GATEWAY}/gateway/api/query/logs/{id}"))
+            .send()
+            .await
+            .expect("by id"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(by_id["source"], source.as_str());
+}
+
+#[tokio::test]
+async fn a_batch_arrives_complete_and_exactly_once() {
+    require_stack().await;
+    let client = http();
+    let source = unique("e2e-batch");
+    let events: Vec<_> = (0..200).map(|i| event(&source, "INFO", &format!("event {i}"))).collect();
+    let (status, body) = json(
+        client
+            .post(format!("{PRODUCER}/producer/api/logs/batch"))
+            .json(&events)
+            .send()
+            .await
+            .expect("batch"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["successCount"], 200, "{body}");
+    assert_eq!(body["failureCount"], 0, "{body}");
+
+    let url = format!("{GATEWAY}/gateway/api/query/logs?source={source}&size=1000");
+    let page = eventually("all 200 events to be stored", Duration::from_secs(30), || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let (_, page) = json(client.get(&url).send().await.ok()?).await;
+            (page["totalElements"] == 200).then_some(page)
+        }
+    })
+    .await;
+    let mut messages: Vec<String> = page["content"]
+        .as_array()
+        .expect("content")
+        .iter()
+        .map(|e| e["message"].as_str().expect("message").to_owned())
+        .collect();
+    messages.sort();
+    messages.dedup();
+    assert_eq!(messages.len(), 200, "every event once");
+    // Stays at 200: nothing arrives twice later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(crate::helpers::rows_for_source(&source).len(), 200);
+}
