@@ -23,7 +23,41 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
-type Query<'a> = BoxedSqlQuery<'a, Pg, SqlQuery>;
+
+/// Raw SQL with numbered placeholders: diesel's `bind` attaches a value but the SQL
+/// must still say `$n` for it, so this keeps the count.
+struct Sql<'a> {
+    query: BoxedSqlQuery<'a, Pg, SqlQuery>,
+    binds: usize,
+}
+
+impl<'a> Sql<'a> {
+    fn new(sql: &str) -> Self {
+        Sql {
+            query: diesel::sql_query(sql).into_boxed(),
+            binds: 0,
+        }
+    }
+
+    fn sql(mut self, sql: &str) -> Self {
+        self.query = self.query.sql(sql);
+        self
+    }
+
+    fn bind<T, V>(mut self, value: V) -> Self
+    where
+        Pg: diesel::sql_types::HasSqlType<T>,
+        V: diesel::serialize::ToSql<T, Pg> + Send + 'a,
+        T: Send + 'a,
+    {
+        self.binds += 1;
+        self.query = self
+            .query
+            .sql(format!("${}", self.binds))
+            .bind::<T, V>(value);
+        self
+    }
+}
 
 /// `totalElements` is exact up to this many matches; past it the count stops (so a
 /// page over millions of rows stays cheap) and `totalElementsExact` is false.
@@ -256,7 +290,7 @@ impl Repository {
     /// skips an event; plus the capped count of all matches.
     pub async fn page(&self, filter: LogFilter, paging: Paging) -> Result<PageResult, ApiError> {
         self.run(move |conn| {
-            let mut query = with_filter(diesel::sql_query(EVENT_COLUMNS).into_boxed(), &filter);
+            let mut query = with_filter(Sql::new(EVENT_COLUMNS), &filter);
             let (limit, offset) = match paging {
                 Paging::Offset { page, size } => (size, page * size),
                 Paging::After {
@@ -277,18 +311,19 @@ impl Repository {
                 .bind::<BigInt, _>(limit)
                 .sql(" OFFSET ")
                 .bind::<BigInt, _>(offset)
+                .query
                 .load::<EventRow>(conn)?
                 .into_iter()
                 .map(LogEvent::from)
                 .collect();
             let counted = with_filter(
-                diesel::sql_query("SELECT count(*) AS n FROM (SELECT 1 FROM log_events")
-                    .into_boxed(),
+                Sql::new("SELECT count(*) AS n FROM (SELECT 1 FROM log_events"),
                 &filter,
             )
             .sql(" LIMIT ")
             .bind::<BigInt, _>(COUNT_CAP + 1)
             .sql(") AS capped")
+            .query
             .get_result::<Count>(conn)?
             .n;
             Ok(PageResult {
@@ -307,8 +342,7 @@ impl Repository {
     ) -> Result<Stats, ApiError> {
         self.run(move |conn| {
             let window = |select: &str| {
-                diesel::sql_query(select)
-                    .into_boxed::<Pg>()
+                Sql::new(select)
                     .sql(" FROM log_events WHERE \"timestamp\" >= ")
                     .bind::<Timestamptz, _>(since)
                     .sql(" AND \"timestamp\" <= ")
@@ -316,13 +350,16 @@ impl Repository {
             };
             let by_level = window("SELECT level AS key, count(*) AS n")
                 .sql(" GROUP BY level")
+                .query
                 .load::<KeyCount>(conn)?;
             let by_source = window("SELECT source AS key, count(*) AS n")
                 .sql(" GROUP BY source ORDER BY n DESC, source LIMIT ")
                 .bind::<BigInt, _>(STATS_MAX_SOURCES)
+                .query
                 .load::<KeyCount>(conn)?;
             let hourly = window("SELECT date_trunc('hour', \"timestamp\") AS hour, level, count(*) AS n")
                 .sql(" GROUP BY 1, 2 ORDER BY 1")
+                .query
                 .load::<HourLevelCount>(conn)?;
             let duration = window(
                 "SELECT count(*) AS samples, \
@@ -331,6 +368,7 @@ impl Repository {
                  percentile_cont(0.99) WITHIN GROUP (ORDER BY (metadata->>'duration')::float8) AS p99",
             )
             .sql(" AND jsonb_typeof(metadata->'duration') = 'number'")
+            .query
             .get_result::<DurationRow>(conn)?;
             Ok(assemble_stats(since, until, by_level, by_source, hourly, duration))
         })
@@ -344,7 +382,7 @@ enum Outcome {
 }
 
 /// Appends the WHERE clause every filter shape shares. All values are bound.
-fn with_filter<'a>(query: Query<'a>, filter: &LogFilter) -> Query<'a> {
+fn with_filter<'a>(query: Sql<'a>, filter: &LogFilter) -> Sql<'a> {
     let mut query = query
         .sql(" WHERE \"timestamp\" >= ")
         .bind::<Timestamptz, _>(filter.start)

@@ -33,9 +33,19 @@ impl Settings {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RedisSettings {
-    #[arg(id = "redis_host", long = "redis-host", env = "REDIS_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        id = "redis_host",
+        long = "redis-host",
+        env = "REDIS_HOST",
+        default_value = "127.0.0.1"
+    )]
     pub host: String,
-    #[arg(id = "redis_port", long = "redis-port", env = "REDIS_PORT", default_value_t = 6379)]
+    #[arg(
+        id = "redis_port",
+        long = "redis-port",
+        env = "REDIS_PORT",
+        default_value_t = 6379
+    )]
     pub port: u16,
     /// Longest wait for one Redis command; past it the answer comes from PostgreSQL.
     #[arg(

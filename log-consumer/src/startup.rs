@@ -192,7 +192,11 @@ async fn retention_loop(store: Store) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    // First pass a minute after start, then hourly: a restart loop never turns into
+    // a delete loop, and start-up stays quick.
+    let hour = Duration::from_secs(3600);
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(60), hour);
     loop {
         tick.tick().await;
         let s = store.clone();

@@ -1,7 +1,9 @@
 //! The consumer on port 0 against the real broker and PostgreSQL, on a topic, dead
 //! letter topic and consumer group of its own.
 
-use crate::helpers::{create_topic, eventually, http, json, rows_for_source, spawn_consumer, unique, KAFKA};
+use crate::helpers::{
+    create_topic, eventually, http, json, rows_for_source, spawn_consumer, unique, KAFKA,
+};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -39,7 +41,10 @@ fn producer() -> FutureProducer {
 
 async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
     producer
-        .send(FutureRecord::to(topic).key(key).payload(payload), Timeout::After(Duration::from_secs(10)))
+        .send(
+            FutureRecord::to(topic).key(key).payload(payload),
+            Timeout::After(Duration::from_secs(10)),
+        )
         .await
         .map_err(|(e, _)| e)
         .expect("sent");
@@ -47,17 +52,22 @@ async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8])
 
 async fn send_events(producer: &FutureProducer, topic: &str, source: &str, ids: &[Uuid]) {
     for (i, id) in ids.iter().enumerate() {
+        // Recent timestamps: RETENTION_DAYS would delete old ones.
         let event = json!({"id": id, "level": "INFO", "message": format!("event {i}"), "source": source,
-            "timestamp": "2024-01-01T00:00:00Z"});
+            "timestamp": chrono::Utc::now()});
         send(producer, topic, source, event.to_string().as_bytes()).await;
     }
 }
 
 async fn wait_for_rows(source: &str, expected: usize) -> Vec<Uuid> {
-    let ids = eventually(&format!("{expected} rows for {source}"), Duration::from_secs(60), || async {
-        let rows = rows_for_source(source);
-        (rows.len() >= expected).then(|| rows.into_iter().map(|r| r.id).collect::<Vec<_>>())
-    })
+    let ids = eventually(
+        &format!("{expected} rows for {source}"),
+        Duration::from_secs(60),
+        || async {
+            let rows = rows_for_source(source);
+            (rows.len() >= expected).then(|| rows.into_iter().map(|r| r.id).collect::<Vec<_>>())
+        },
+    )
     .await;
     // Give a late duplicate the chance to show itself.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -75,14 +85,21 @@ async fn stores_every_event_once_across_restarts_and_replays() {
     let app = spawn_consumer(&t.topic, &t.dlq, &t.group).await;
     let stored = wait_for_rows(&source, 300).await;
     assert_eq!(rows_for_source(&source).len(), 300);
-    assert_eq!(stored.iter().collect::<HashSet<_>>(), first.iter().collect::<HashSet<_>>());
+    assert_eq!(
+        stored.iter().collect::<HashSet<_>>(),
+        first.iter().collect::<HashSet<_>>()
+    );
 
     // Replaying ids already stored (a producer retry, a re-sent batch) adds nothing.
     send_events(&producer, &t.topic, &source, &first[..50]).await;
     let second: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
     send_events(&producer, &t.topic, &source, &second).await;
     wait_for_rows(&source, 400).await;
-    assert_eq!(rows_for_source(&source).len(), 400, "replayed ids are stored once");
+    assert_eq!(
+        rows_for_source(&source).len(),
+        400,
+        "replayed ids are stored once"
+    );
 
     // A crash (the task is dropped mid-flight) and a restart: it resumes from the
     // offsets in PostgreSQL and neither loses nor repeats anything.
@@ -95,7 +112,14 @@ async fn stores_every_event_once_across_restarts_and_replays() {
     assert_eq!(rows.len(), 500);
     assert_eq!(rows.iter().map(|r| r.id).collect::<HashSet<_>>().len(), 500);
 
-    let (status, health) = json(http().get(format!("{}/actuator/health", app.base)).send().await.expect("health")).await;
+    let (status, health) = json(
+        http()
+            .get(format!("{}/actuator/health", app.base))
+            .send()
+            .await
+            .expect("health"),
+    )
+    .await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["status"], "UP");
     app.stop().await;
@@ -121,7 +145,11 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
 
     let app = spawn_consumer(&t.topic, &t.dlq, &t.group).await;
     wait_for_rows(&source, 20).await;
-    assert_eq!(rows_for_source(&source).len(), 20, "valid events after the poison are stored");
+    assert_eq!(
+        rows_for_source(&source).len(),
+        20,
+        "valid events after the poison are stored"
+    );
 
     let reader: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", KAFKA)
@@ -144,13 +172,22 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
                 .and_then(|h| h.value)
                 .map(|v| String::from_utf8_lossy(v).into_owned())
         };
-        assert_eq!(header("dlq-original-topic").as_deref(), Some(t.topic.as_str()));
+        assert_eq!(
+            header("dlq-original-topic").as_deref(),
+            Some(t.topic.as_str())
+        );
         assert!(header("dlq-original-offset").is_some());
         reasons.push(header("dlq-error").expect("reason"));
     }
     assert_eq!(reasons.len(), 5);
-    assert!(reasons.iter().any(|r| r.contains("unknown level")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("not JSON")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("unknown level")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("not JSON")),
+        "{reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r.contains("empty")), "{reasons:?}");
 
     let metrics = http()
@@ -161,6 +198,9 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
         .text()
         .await
         .expect("text");
-    assert!(metrics.contains("dead_letter_messages_total 5"), "{metrics}");
+    assert!(
+        metrics.contains("dead_letter_messages_total 5"),
+        "{metrics}"
+    );
     app.stop().await;
 }

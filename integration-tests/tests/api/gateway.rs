@@ -65,12 +65,14 @@ struct Count {
 }
 
 fn sql_count(where_clause: &str, sources: (&str, &str)) -> i64 {
-    diesel::sql_query(format!("SELECT count(*) AS n FROM log_events WHERE source IN ($1, $2) AND {where_clause}"))
-        .bind::<Text, _>(sources.0)
-        .bind::<Text, _>(sources.1)
-        .get_result::<Count>(&mut db())
-        .expect("count")
-        .n
+    diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM log_events WHERE source IN ($1, $2) AND {where_clause}"
+    ))
+    .bind::<Text, _>(sources.0)
+    .bind::<Text, _>(sources.1)
+    .get_result::<Count>(&mut db())
+    .expect("count")
+    .n
 }
 
 fn rfc(t: DateTime<Utc>) -> String {
@@ -88,16 +90,41 @@ async fn every_filter_combination_agrees_with_sql() {
     let window = format!("startTime={}&endTime={}", rfc(s.start), rfc(s.end));
     let corr = format!("{}-corr", s.source);
     let cases = [
-        (format!("source={}", s.source), format!("source = '{}'", s.source)),
-        (format!("source={}&level=ERROR", s.source), format!("source = '{}' AND level = 'ERROR'", s.source)),
-        (format!("source={}&level=warning,err", s.source), format!("source = '{}' AND level IN ('WARN','ERROR')", s.source)),
-        (format!("source={}&correlationId={corr}", s.source), format!("source = '{}' AND correlation_id = '{corr}'", s.source)),
-        (format!("source={}&level=INFO&correlationId={corr}", s.source), format!("source = '{}' AND level = 'INFO' AND correlation_id = '{corr}'", s.source)),
-        (format!("source={}&level=DEBUG", s.other_source), format!("source = '{}' AND level = 'DEBUG'", s.other_source)),
+        (
+            format!("source={}", s.source),
+            format!("source = '{}'", s.source),
+        ),
+        (
+            format!("source={}&level=ERROR", s.source),
+            format!("source = '{}' AND level = 'ERROR'", s.source),
+        ),
+        (
+            format!("source={}&level=warning,err", s.source),
+            format!("source = '{}' AND level IN ('WARN','ERROR')", s.source),
+        ),
+        (
+            format!("source={}&correlationId={corr}", s.source),
+            format!("source = '{}' AND correlation_id = '{corr}'", s.source),
+        ),
+        (
+            format!("source={}&level=INFO&correlationId={corr}", s.source),
+            format!(
+                "source = '{}' AND level = 'INFO' AND correlation_id = '{corr}'",
+                s.source
+            ),
+        ),
+        (
+            format!("source={}&level=DEBUG", s.other_source),
+            format!("source = '{}' AND level = 'DEBUG'", s.other_source),
+        ),
     ];
     for (query, predicate) in cases {
         let expected = sql_count(&predicate, (&s.source, &s.other_source));
-        let (status, page) = get(&format!("{}/gateway/api/query/logs?{window}&{query}&size=1000", app.base)).await;
+        let (status, page) = get(&format!(
+            "{}/gateway/api/query/logs?{window}&{query}&size=1000",
+            app.base
+        ))
+        .await;
         assert_eq!(status, 200, "{page}");
         assert_eq!(page["totalElements"], expected, "{query}");
         assert_eq!(page["numberOfElements"], expected, "{query}");
@@ -110,29 +137,56 @@ async fn every_filter_combination_agrees_with_sql() {
 async fn paging_by_offset_and_by_cursor_covers_each_event_exactly_once() {
     let s = seed();
     let app = spawn_gateway(|s| s.cache.enabled = false).await;
-    let expected = sql_count(&format!("source = '{}'", s.source), (&s.source, &s.other_source)) as usize;
+    let expected = sql_count(
+        &format!("source = '{}'", s.source),
+        (&s.source, &s.other_source),
+    ) as usize;
     let window = format!("startTime={}&endTime={}", rfc(s.start), rfc(s.end));
 
     let mut seen = Vec::new();
     for page_no in 0.. {
-        let (_, page) = get(&format!("{}/gateway/api/query/logs?{window}&source={}&size=7&page={page_no}", app.base, s.source)).await;
+        let (_, page) = get(&format!(
+            "{}/gateway/api/query/logs?{window}&source={}&size=7&page={page_no}",
+            app.base, s.source
+        ))
+        .await;
         assert_eq!(page["first"], page_no == 0);
-        seen.extend(page["content"].as_array().expect("content").iter().map(|e| e["id"].to_string()));
+        seen.extend(
+            page["content"]
+                .as_array()
+                .expect("content")
+                .iter()
+                .map(|e| e["id"].to_string()),
+        );
         if page["last"] == true {
             assert_eq!(page["totalPages"], page_no + 1);
             break;
         }
     }
     assert_eq!(seen.len(), expected);
-    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), expected, "no repeats");
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        expected,
+        "no repeats"
+    );
 
     let mut by_cursor = Vec::new();
     let mut cursor = String::new();
     loop {
-        let (_, page) = get(&format!("{}/gateway/api/query/logs?{window}&source={}&size=7&cursor={cursor}", app.base, s.source)).await;
+        let (_, page) = get(&format!(
+            "{}/gateway/api/query/logs?{window}&source={}&size=7&cursor={cursor}",
+            app.base, s.source
+        ))
+        .await;
         let content = page["content"].as_array().expect("content");
-        let timestamps: Vec<&str> = content.iter().map(|e| e["timestamp"].as_str().expect("ts")).collect();
-        assert!(timestamps.windows(2).all(|w| w[0] >= w[1]), "newest first: {timestamps:?}");
+        let timestamps: Vec<&str> = content
+            .iter()
+            .map(|e| e["timestamp"].as_str().expect("ts"))
+            .collect();
+        assert!(
+            timestamps.windows(2).all(|w| w[0] >= w[1]),
+            "newest first: {timestamps:?}"
+        );
         by_cursor.extend(content.iter().map(|e| e["id"].to_string()));
         match page["nextCursor"].as_str() {
             Some(next) => cursor = next.to_owned(),
@@ -147,24 +201,59 @@ async fn paging_by_offset_and_by_cursor_covers_each_event_exactly_once() {
 async fn search_finds_words_phrases_exclusions_and_alternatives() {
     let s = seed();
     let app = spawn_gateway(|_| {}).await;
-    let window = format!("startTime={}&endTime={}&source={}&size=1000", rfc(s.start), rfc(s.end), s.source);
+    let window = format!(
+        "startTime={}&endTime={}&source={}&size=1000",
+        rfc(s.start),
+        rfc(s.end),
+        s.source
+    );
     let count = |q: &str| {
-        let url = format!("{}/gateway/api/query/search?{window}&query={}", app.base, urlencode(q));
+        let url = format!(
+            "{}/gateway/api/query/search?{window}&query={}",
+            app.base,
+            urlencode(q)
+        );
         async move {
             let (status, page) = get(&url).await;
             assert_eq!(status, 200, "{page}");
             page["totalElements"].as_i64().expect("total")
         }
     };
-    let mine = |pattern: &str| sql_count(&format!("source = '{}' AND message ILIKE '{pattern}'", s.source), (&s.source, &s.other_source));
+    let mine = |pattern: &str| {
+        sql_count(
+            &format!("source = '{}' AND message ILIKE '{pattern}'", s.source),
+            (&s.source, &s.other_source),
+        )
+    };
     let database = mine("%database%");
     assert!(database > 0);
     assert_eq!(count("database").await, database, "word, any case");
-    assert_eq!(count("\"connection failed\"").await, mine("%connection failed%"), "phrase");
-    assert_eq!(count("database -slow").await, mine("%database connection%"), "exclusion");
-    assert_eq!(count("cache or logged").await, mine("%cache%") + mine("%logged%"), "alternatives");
-    assert_eq!(count("connections").await, mine("%connection%"), "stemming: connections ~ connection");
-    let (status, page) = get(&format!("{}/gateway/api/query/search?{window}&query={}", app.base, urlencode("'; DROP TABLE log_events; --"))).await;
+    assert_eq!(
+        count("\"connection failed\"").await,
+        mine("%connection failed%"),
+        "phrase"
+    );
+    assert_eq!(
+        count("database -slow").await,
+        mine("%database connection%"),
+        "exclusion"
+    );
+    assert_eq!(
+        count("cache or logged").await,
+        mine("%cache%") + mine("%logged%"),
+        "alternatives"
+    );
+    assert_eq!(
+        count("connections").await,
+        mine("%connection%"),
+        "stemming: connections ~ connection"
+    );
+    let (status, page) = get(&format!(
+        "{}/gateway/api/query/search?{window}&query={}",
+        app.base,
+        urlencode("'; DROP TABLE log_events; --")
+    ))
+    .await;
     assert_eq!(status, 200, "injection-looking text is just text: {page}");
     assert_eq!(page["totalElements"], 0);
     app.stop().await;
@@ -185,7 +274,10 @@ async fn bad_parameters_are_400_naming_the_parameter() {
     let base = format!("{}/gateway/api/query", app.base);
     for (path, field) in [
         ("logs?startTime=yesterday", "startTime"),
-        ("logs?startTime=2024-01-02T00:00:00&endTime=2024-01-01T00:00:00", "endTime"),
+        (
+            "logs?startTime=2024-01-02T00:00:00&endTime=2024-01-01T00:00:00",
+            "endTime",
+        ),
         ("logs?size=0", "size"),
         ("logs?size=1001", "size"),
         ("logs?page=x", "page"),
@@ -199,7 +291,12 @@ async fn bad_parameters_are_400_naming_the_parameter() {
         let (status, body) = get(&format!("{base}/{path}")).await;
         assert_eq!(status, 400, "{path}: {body}");
         assert_eq!(body["errors"][0]["field"], field, "{path}: {body}");
-        assert_eq!(body["path"].as_str().map(|p| p.starts_with("/gateway/api/query/")), Some(true));
+        assert_eq!(
+            body["path"]
+                .as_str()
+                .map(|p| p.starts_with("/gateway/api/query/")),
+            Some(true)
+        );
     }
     let (status, body) = get(&format!("{base}/logs/{}", Uuid::new_v4())).await;
     assert_eq!(status, 404, "{body}");
@@ -214,7 +311,12 @@ async fn stats_count_levels_sources_hours_and_durations() {
     assert_eq!(status, 200, "{stats}");
     let total = stats["totalLogs"].as_i64().expect("total");
     assert!(total >= 120, "{stats}");
-    let levels: i64 = stats["levelCounts"].as_object().expect("levels").values().map(|v| v.as_i64().unwrap_or(0)).sum();
+    let levels: i64 = stats["levelCounts"]
+        .as_object()
+        .expect("levels")
+        .values()
+        .map(|v| v.as_i64().unwrap_or(0))
+        .sum();
     assert_eq!(levels, total);
     assert!(stats["hourly"].as_array().expect("hourly").len() >= 2);
     assert!(stats["duration"]["samples"].as_i64().expect("samples") >= 120);
@@ -248,8 +350,14 @@ async fn a_second_identical_query_is_a_cache_hit() {
         .text()
         .await
         .expect("text");
-    assert!(metrics.contains("cache_gets_total{result=\"hit\"} 1"), "{metrics}");
-    assert!(metrics.contains("cache_gets_total{result=\"miss\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("cache_gets_total{result=\"hit\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cache_gets_total{result=\"miss\"} 1"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
@@ -258,8 +366,16 @@ async fn without_redis_answers_still_come_from_postgres() {
     let s = seed();
     // Nothing listens on port 1: every Redis call fails fast.
     let app = spawn_gateway(|settings| settings.redis.port = 1).await;
-    let url = format!("{}/gateway/api/query/logs?source={}&startTime={}", app.base, s.source, rfc(s.start));
-    let expected = sql_count(&format!("source = '{}'", s.source), (&s.source, &s.other_source));
+    let url = format!(
+        "{}/gateway/api/query/logs?source={}&startTime={}",
+        app.base,
+        s.source,
+        rfc(s.start)
+    );
+    let expected = sql_count(
+        &format!("source = '{}'", s.source),
+        (&s.source, &s.other_source),
+    );
     for _ in 0..5 {
         let (status, page) = get(&url).await;
         assert_eq!(status, 200, "{page}");

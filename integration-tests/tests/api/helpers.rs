@@ -45,7 +45,10 @@ pub async fn create_topic(name: &str, partitions: i32) {
         .expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let results = admin
-        .create_topics([&topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
         .await
         .expect("create topic");
     for result in results {
@@ -115,7 +118,10 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn spawn<Fut>(port: u16, run: impl FnOnce(tokio::sync::oneshot::Receiver<()>) -> Fut) -> Running
+    pub fn spawn<Fut>(
+        port: u16,
+        run: impl FnOnce(tokio::sync::oneshot::Receiver<()>) -> Fut,
+    ) -> Running
     where
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
@@ -147,28 +153,44 @@ impl Drop for Running {
     }
 }
 
-pub async fn spawn_producer(configure: impl FnOnce(&mut log_producer::settings::Settings)) -> Running {
+pub async fn spawn_producer(
+    configure: impl FnOnce(&mut log_producer::settings::Settings),
+) -> Running {
     require_infrastructure();
     log_common::telemetry::init_for_tests();
     let mut settings = log_producer::settings::Settings::defaults();
     settings.http.port = Some(0);
     settings.http.workers = 2;
     configure(&mut settings);
-    let app = log_producer::startup::Application::build(settings).await.expect("producer builds");
+    let app = log_producer::startup::Application::build(settings)
+        .await
+        .expect("producer builds");
     let port = app.port();
-    Running::spawn(port, move |stop| app.run_until_stopped(async move { let _ = stop.await; }))
+    Running::spawn(port, move |stop| {
+        app.run_until_stopped(async move {
+            let _ = stop.await;
+        })
+    })
 }
 
-pub async fn spawn_gateway(configure: impl FnOnce(&mut api_gateway::settings::Settings)) -> Running {
+pub async fn spawn_gateway(
+    configure: impl FnOnce(&mut api_gateway::settings::Settings),
+) -> Running {
     require_infrastructure();
     log_common::telemetry::init_for_tests();
     let mut settings = api_gateway::settings::Settings::defaults();
     settings.http.port = Some(0);
     settings.http.workers = 2;
     configure(&mut settings);
-    let app = api_gateway::startup::Application::build(settings).await.expect("gateway builds");
+    let app = api_gateway::startup::Application::build(settings)
+        .await
+        .expect("gateway builds");
     let port = app.port();
-    Running::spawn(port, move |stop| app.run_until_stopped(async move { let _ = stop.await; }))
+    Running::spawn(port, move |stop| {
+        app.run_until_stopped(async move {
+            let _ = stop.await;
+        })
+    })
 }
 
 pub async fn spawn_consumer(topic: &str, dlq_topic: &str, group: &str) -> Running {
@@ -180,7 +202,13 @@ pub async fn spawn_consumer(topic: &str, dlq_topic: &str, group: &str) -> Runnin
     settings.kafka.dlq_topic = dlq_topic.to_owned();
     settings.consumer.group_id = group.to_owned();
     settings.consumer.batch_max_wait_ms = 50;
-    let app = log_consumer::startup::Application::build(settings).await.expect("consumer builds");
+    let app = log_consumer::startup::Application::build(settings)
+        .await
+        .expect("consumer builds");
     let port = app.port();
-    Running::spawn(port, move |stop| app.run_until_stopped(async move { let _ = stop.await; }))
+    Running::spawn(port, move |stop| {
+        app.run_until_stopped(async move {
+            let _ = stop.await;
+        })
+    })
 }

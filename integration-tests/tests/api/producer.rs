@@ -38,7 +38,8 @@ async fn read_back(topic: &str, expected: usize) -> Vec<Record> {
         match tokio::time::timeout_at(wait_until, consumer.recv()).await {
             Ok(Ok(message)) => records.push(Record {
                 key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-                event: serde_json::from_slice(message.payload().unwrap_or_default()).expect("JSON payload"),
+                event: serde_json::from_slice(message.payload().unwrap_or_default())
+                    .expect("JSON payload"),
                 id_header: message.headers().and_then(|h| {
                     h.iter()
                         .find(|h| h.key == "event-id")
@@ -66,8 +67,10 @@ async fn single_event_is_acked_normalised_keyed_by_source_and_carries_its_id() {
     let (status, body) = json(
         http()
             .post(format!("{}/producer/api/logs/ingest", app.base))
-            .json(&json!({"level": "warning", "message": "disk almost full", "source": "disk-svc",
-                "timestamp": "2024-01-01T12:00:00+02:00", "correlation_id": "c-9"}))
+            .json(
+                &json!({"level": "warning", "message": "disk almost full", "source": "disk-svc",
+                "timestamp": "2024-01-01T12:00:00+02:00", "correlation_id": "c-9"}),
+            )
             .send()
             .await
             .expect("ingest"),
@@ -75,7 +78,11 @@ async fn single_event_is_acked_normalised_keyed_by_source_and_carries_its_id() {
     .await;
     assert_eq!(status, 200, "{body}");
     let id = body["logId"].as_str().expect("logId").to_owned();
-    assert_eq!(uuid::Uuid::parse_str(&id).expect("uuid").get_version_num(), 7, "time-ordered id");
+    assert_eq!(
+        uuid::Uuid::parse_str(&id).expect("uuid").get_version_num(),
+        7,
+        "time-ordered id"
+    );
 
     let records = read_back(&topic, 1).await;
     assert_eq!(records.len(), 1);
@@ -112,14 +119,21 @@ async fn batch_sends_every_valid_event_once_and_lists_the_invalid_ones() {
     assert_eq!(body["failureCount"], 2);
     let errors = body["errors"].as_array().expect("errors");
     assert_eq!(errors[0]["index"], 10);
-    assert!(errors[0]["message"].as_str().expect("msg").contains("level"));
+    assert!(errors[0]["message"]
+        .as_str()
+        .expect("msg")
+        .contains("level"));
     assert_eq!(errors[1]["index"], 20);
 
     let records = read_back(&topic, 298).await;
     assert_eq!(records.len(), 298, "exact count, no duplicates");
     let mut per_key: HashMap<String, usize> = HashMap::new();
     for r in &records {
-        assert_eq!(r.event["source"].as_str(), Some(r.key.as_str()), "keyed by source");
+        assert_eq!(
+            r.event["source"].as_str(),
+            Some(r.key.as_str()),
+            "keyed by source"
+        );
         *per_key.entry(r.key.clone()).or_default() += 1;
     }
     assert_eq!(per_key.len(), 7);
@@ -146,7 +160,10 @@ async fn bulk_accepts_ndjson_plain_and_gzip() {
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["successCount"], 50);
     assert_eq!(report["failureCount"], 1);
-    assert_eq!(report["errors"][0]["index"], 52, "0-based line number of the bad line");
+    assert_eq!(
+        report["errors"][0]["index"], 52,
+        "0-based line number of the bad line"
+    );
 
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(lines.as_bytes()).expect("gzip");
@@ -174,27 +191,110 @@ async fn bad_input_gets_a_clear_json_error_naming_the_problem() {
     let client = http();
     let ingest = format!("{}/producer/api/logs/ingest", app.base);
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
-        (client.post(&ingest).json(&json!({"message": "m", "source": "s"})), 400, "level"),
-        (client.post(&ingest).json(&json!({"level": "LOUD", "message": "m", "source": "s"})), 400, "level"),
-        (client.post(&ingest).json(&json!({"level": "INFO", "message": "m", "source": "s", "timestamp": "soon"})), 400, "timestamp"),
-        (client.post(&ingest).json(&json!({"level": "INFO", "message": "m", "source": "s".repeat(101)})), 400, "source"),
-        (client.post(&ingest).json(&json!({"level": "INFO", "message": "m", "source": "s", "metadata": [1]})), 400, "metadata"),
-        (client.post(&ingest).json(&json!([{"level": "INFO"}])), 400, "$"),
-        (client.post(&ingest).header("Content-Type", "application/json").body("{not json"), 400, "malformed"),
-        (client.post(&ingest).header("Content-Type", "application/json"), 400, "empty"),
-        (client.post(&ingest).header("Content-Type", "text/plain").body("{}"), 415, "Content-Type"),
-        (client.post(&ingest).header("Content-Type", "application/json").body(vec![b' '; 1024 * 1024 + 1]), 413, "limit"),
-        (client.post(format!("{}/producer/api/logs/batch", app.base)).json(&json!({"level": "INFO"})), 400, "array"),
-        (client.post(format!("{}/producer/api/logs/batch", app.base)).json(&json!([])), 400, "no events"),
+        (
+            client
+                .post(&ingest)
+                .json(&json!({"message": "m", "source": "s"})),
+            400,
+            "level",
+        ),
+        (
+            client
+                .post(&ingest)
+                .json(&json!({"level": "LOUD", "message": "m", "source": "s"})),
+            400,
+            "level",
+        ),
+        (
+            client.post(&ingest).json(
+                &json!({"level": "INFO", "message": "m", "source": "s", "timestamp": "soon"}),
+            ),
+            400,
+            "timestamp",
+        ),
+        (
+            client
+                .post(&ingest)
+                .json(&json!({"level": "INFO", "message": "m", "source": "s".repeat(101)})),
+            400,
+            "source",
+        ),
+        (
+            client
+                .post(&ingest)
+                .json(&json!({"level": "INFO", "message": "m", "source": "s", "metadata": [1]})),
+            400,
+            "metadata",
+        ),
+        (
+            client.post(&ingest).json(&json!([{"level": "INFO"}])),
+            400,
+            "$",
+        ),
+        (
+            client
+                .post(&ingest)
+                .header("Content-Type", "application/json")
+                .body("{not json"),
+            400,
+            "malformed",
+        ),
+        (
+            client
+                .post(&ingest)
+                .header("Content-Type", "application/json"),
+            400,
+            "empty",
+        ),
+        (
+            client
+                .post(&ingest)
+                .header("Content-Type", "text/plain")
+                .body("{}"),
+            415,
+            "Content-Type",
+        ),
+        (
+            client
+                .post(&ingest)
+                .header("Content-Type", "application/json")
+                .body(vec![b' '; 1024 * 1024 + 1]),
+            413,
+            "limit",
+        ),
+        (
+            client
+                .post(format!("{}/producer/api/logs/batch", app.base))
+                .json(&json!({"level": "INFO"})),
+            400,
+            "array",
+        ),
+        (
+            client
+                .post(format!("{}/producer/api/logs/batch", app.base))
+                .json(&json!([])),
+            400,
+            "no events",
+        ),
         (client.get(&ingest), 405, "Method Not Allowed"),
-        (client.get(format!("{}/producer/nowhere", app.base)), 404, "no route"),
+        (
+            client.get(format!("{}/producer/nowhere", app.base)),
+            404,
+            "no route",
+        ),
     ];
     for (request, expected_status, mentions) in cases {
         let (status, body) = json(request.send().await.expect("request")).await;
         assert_eq!(status, expected_status, "{body}");
         assert_eq!(body["status"], expected_status, "{body}");
-        assert!(body["timestamp"].is_string() && body["path"].is_string(), "{body}");
-        assert!(body.to_string().contains(mentions), "{body} should mention {mentions}");
+        assert!(
+            body["timestamp"].is_string() && body["path"].is_string(),
+            "{body}"
+        );
+        assert!(
+            body.to_string().contains(mentions),
+            "{body} should mention {mentions}"
+        );
     }
     app.stop().await;
 }
@@ -210,7 +310,9 @@ async fn over_the_rate_limit_answers_429_with_retry_after_counted_in_events() {
     })
     .await;
     let client = http();
-    let batch: Vec<Value> = (0..5).map(|i| event("rl", "INFO", &format!("{i}"))).collect();
+    let batch: Vec<Value> = (0..5)
+        .map(|i| event("rl", "INFO", &format!("{i}")))
+        .collect();
     let response = client
         .post(format!("{}/producer/api/logs/batch", app.base))
         .json(&batch)
@@ -237,7 +339,10 @@ async fn over_the_rate_limit_answers_429_with_retry_after_counted_in_events() {
         .text()
         .await
         .expect("text");
-    assert!(metrics.contains("rate_limit_rejections_total{endpoint=\"ingest\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("rate_limit_rejections_total{endpoint=\"ingest\"} 1"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
@@ -268,7 +373,10 @@ async fn a_missing_topic_opens_the_breaker_and_answers_503_without_any_2xx() {
             assert_eq!(body["status"], "unavailable", "{body}");
         }
     }
-    assert!(statuses.iter().all(|s| *s == 503), "never a 2xx for an undelivered event: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 503),
+        "never a 2xx for an undelivered event: {statuses:?}"
+    );
     let (status, health) = json(
         client
             .get(format!("{}/producer/actuator/health", app.base))
@@ -278,7 +386,10 @@ async fn a_missing_topic_opens_the_breaker_and_answers_503_without_any_2xx() {
     )
     .await;
     assert_eq!(status, 503, "{health}");
-    assert_eq!(health["components"]["circuitBreaker"]["details"]["state"], "open", "{health}");
+    assert_eq!(
+        health["components"]["circuitBreaker"]["details"]["state"], "open",
+        "{health}"
+    );
     app.stop().await;
 }
 
@@ -295,7 +406,11 @@ async fn openapi_document_and_swagger_ui_are_served() {
     )
     .await;
     assert_eq!(status, 200);
-    for path in ["/producer/api/logs/ingest", "/producer/api/logs/batch", "/producer/api/logs/bulk"] {
+    for path in [
+        "/producer/api/logs/ingest",
+        "/producer/api/logs/batch",
+        "/producer/api/logs/bulk",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
     let ui = client

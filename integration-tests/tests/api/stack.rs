@@ -11,7 +11,10 @@ const GATEWAY: &str = "http://127.0.0.1:8080";
 /// Fails fast with what to do when setup.sh's services are not running.
 async fn require_stack() {
     require_infrastructure();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().expect("client");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .expect("client");
     for url in [
         format!("{PRODUCER}/producer/api/logs/health"),
         format!("{CONSUMER}/actuator/health"),
@@ -28,7 +31,10 @@ async fn every_service_reports_health_as_the_contract_says() {
     require_stack().await;
     let client = http();
     for (url, service) in [
-        (format!("{PRODUCER}/producer/api/logs/health"), "log-producer"),
+        (
+            format!("{PRODUCER}/producer/api/logs/health"),
+            "log-producer",
+        ),
         (format!("{GATEWAY}/gateway/api/query/health"), "api-gateway"),
     ] {
         let (status, body) = json(client.get(&url).send().await.expect("request")).await;
@@ -37,7 +43,10 @@ async fn every_service_reports_health_as_the_contract_says() {
         assert_eq!(body["service"], service, "{url}: {body}");
     }
     for (url, service) in [
-        (format!("{PRODUCER}/producer/actuator/health"), "log-producer"),
+        (
+            format!("{PRODUCER}/producer/actuator/health"),
+            "log-producer",
+        ),
         (format!("{CONSUMER}/actuator/health"), "log-consumer"),
         (format!("{GATEWAY}/gateway/actuator/health"), "api-gateway"),
     ] {
@@ -53,9 +62,18 @@ async fn every_service_exposes_prometheus_metrics() {
     require_stack().await;
     let client = http();
     for (url, metric) in [
-        (format!("{PRODUCER}/producer/actuator/prometheus"), "circuit_breaker_state"),
-        (format!("{CONSUMER}/actuator/prometheus"), "kafka_consumer_assigned_partitions"),
-        (format!("{GATEWAY}/gateway/actuator/prometheus"), "circuit_breaker_state"),
+        (
+            format!("{PRODUCER}/producer/actuator/prometheus"),
+            "circuit_breaker_state",
+        ),
+        (
+            format!("{CONSUMER}/actuator/prometheus"),
+            "kafka_consumer_assigned_partitions",
+        ),
+        (
+            format!("{GATEWAY}/gateway/actuator/prometheus"),
+            "circuit_breaker_state",
+        ),
     ] {
         let response = client.get(&url).send().await.expect("request");
         assert_eq!(response.status(), 200, "{url}");
@@ -95,7 +113,10 @@ async fn an_ingested_event_is_queryable_through_the_gateway() {
         }
     })
     .await;
-    println!("ingest -> queryable through the gateway in {:?}", started.elapsed());
+    println!(
+        "ingest -> queryable through the gateway in {:?}",
+        started.elapsed()
+    );
     let stored = &page["content"][0];
     assert_eq!(stored["id"], id.as_str());
     assert_eq!(stored["level"], "ERROR");
@@ -120,7 +141,9 @@ async fn a_batch_arrives_complete_and_exactly_once() {
     require_stack().await;
     let client = http();
     let source = unique("e2e-batch");
-    let events: Vec<_> = (0..200).map(|i| event(&source, "INFO", &format!("event {i}"))).collect();
+    let events: Vec<_> = (0..200)
+        .map(|i| event(&source, "INFO", &format!("event {i}")))
+        .collect();
     let (status, body) = json(
         client
             .post(format!("{PRODUCER}/producer/api/logs/batch"))
@@ -135,13 +158,17 @@ async fn a_batch_arrives_complete_and_exactly_once() {
     assert_eq!(body["failureCount"], 0, "{body}");
 
     let url = format!("{GATEWAY}/gateway/api/query/logs?source={source}&size=1000");
-    let page = eventually("all 200 events to be stored", Duration::from_secs(30), || {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            let (_, page) = json(client.get(&url).send().await.ok()?).await;
-            (page["totalElements"] == 200).then_some(page)
-        }
-    })
+    let page = eventually(
+        "all 200 events to be stored",
+        Duration::from_secs(30),
+        || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let (_, page) = json(client.get(&url).send().await.ok()?).await;
+                (page["totalElements"] == 200).then_some(page)
+            }
+        },
+    )
     .await;
     let mut messages: Vec<String> = page["content"]
         .as_array()
