@@ -65,6 +65,10 @@ pub struct ConsumerTuning {
         default_value_t = 10_000
     )]
     pub retry_max_ms: u64,
+    /// Events whose `timestamp` is older than this many days are deleted (hourly, in
+    /// small slices). 0 keeps everything.
+    #[arg(long = "retention-days", env = "RETENTION_DAYS", default_value_t = 30)]
+    pub retention_days: u32,
     /// Kafka session timeout: how soon a killed consumer's partitions move on.
     #[arg(
         long = "kafka-session-timeout-ms",

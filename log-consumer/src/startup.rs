@@ -28,6 +28,7 @@ pub struct Application {
     server: Server,
     pipeline: Pipeline,
     stopping: Arc<AtomicBool>,
+    retention_days: u32,
 }
 
 impl Application {
@@ -82,6 +83,7 @@ impl Application {
             .context("cannot subscribe")?;
         let consumer = Arc::new(consumer);
 
+        let retention_days = settings.consumer.retention_days;
         let status = Arc::new(PipelineStatus::default());
         let pipeline = Pipeline {
             consumer,
@@ -130,6 +132,7 @@ impl Application {
             server,
             pipeline,
             stopping,
+            retention_days,
         })
     }
 
@@ -144,7 +147,7 @@ impl Application {
         let consumer = self.pipeline.consumer.clone();
         let store = self.pipeline.store.clone();
         let mut pipeline = tokio::spawn(self.pipeline.run(stop_rx));
-        let retention = tokio::spawn(retention_loop(store));
+        let retention = tokio::spawn(retention_loop(store, self.retention_days));
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
 
@@ -186,12 +189,11 @@ async fn migrate_when_ready(store: &Store) -> anyhow::Result<()> {
     unreachable!("the loop returns")
 }
 
-/// Deletes events older than `RETENTION_DAYS` (default 30) once an hour.
-async fn retention_loop(store: Store) {
-    let days: u32 = std::env::var("RETENTION_DAYS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+/// Deletes events older than `RETENTION_DAYS` once an hour.
+async fn retention_loop(store: Store, days: u32) {
+    if days == 0 {
+        return;
+    }
     // First pass a minute after start, then hourly: a restart loop never turns into
     // a delete loop, and start-up stays quick.
     let hour = Duration::from_secs(3600);

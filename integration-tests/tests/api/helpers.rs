@@ -1,6 +1,5 @@
 //! Spawning services on port 0, talking to the real infrastructure, waiting.
 
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -65,17 +64,11 @@ pub fn db() -> PgConnection {
 pub struct StoredRow {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    pub level: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    pub message: String,
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-    pub timestamp: DateTime<Utc>,
 }
 
 /// Rows stored for one source, oldest first.
 pub fn rows_for_source(source: &str) -> Vec<StoredRow> {
-    diesel::sql_query("SELECT id, level, message, \"timestamp\" FROM log_events WHERE source = $1 ORDER BY \"timestamp\", id")
+    diesel::sql_query("SELECT id FROM log_events WHERE source = $1 ORDER BY \"timestamp\", id")
         .bind::<diesel::sql_types::Text, _>(source)
         .load(&mut db())
         .expect("query rows")
