@@ -81,6 +81,7 @@ pub struct CircuitBreaker {
     machine: StateMachine<ConsecutiveFailures<backoff::Exponential>, Observer>,
     state: Arc<AtomicU8>,
     open_for: Duration,
+    failures: u32,
 }
 
 impl CircuitBreaker {
@@ -108,6 +109,15 @@ impl CircuitBreaker {
                 .build(),
             state,
             open_for,
+            failures: failures.max(1),
+        }
+    }
+
+    /// Opens the breaker now, when a failure is certain without waiting for calls to
+    /// fail one by one (e.g. the client library reports every broker down).
+    pub fn trip(&self) {
+        for _ in 0..self.failures {
+            self.machine.on_error();
         }
     }
 
@@ -160,6 +170,21 @@ mod tests {
         assert_eq!(gauge.with_label_values(&["kafka", "open"]).get(), 1);
         assert_eq!(gauge.with_label_values(&["kafka", "closed"]).get(), 0);
         assert_eq!(breaker.retry_after_secs(), 60);
+    }
+
+    #[test]
+    fn trip_opens_at_once() {
+        let gauge = IntGaugeVec::new(Opts::new("g", "g"), &["name", "state"]).expect("gauge");
+        let breaker = CircuitBreaker::new(
+            "kafka",
+            5,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            gauge,
+        );
+        breaker.trip();
+        assert_eq!(breaker.state(), BreakerState::Open);
+        assert!(!breaker.permits());
     }
 
     #[test]

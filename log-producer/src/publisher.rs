@@ -8,9 +8,12 @@ use futures::future::join_all;
 use log_common::breaker::{BreakerState, CircuitBreaker};
 use log_common::event::LogEvent;
 use log_common::settings::KafkaSettings;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +30,48 @@ pub enum PublishError {
     Failed(String),
 }
 
+/// Watches librdkafka's view of the brokers, so an outage is known the moment the
+/// connection is refused rather than after a delivery timeout per request.
+pub struct KafkaLink {
+    connected: Arc<AtomicBool>,
+    breaker: CircuitBreaker,
+}
+
+impl KafkaLink {
+    /// Marks Kafka unreachable; opens the breaker on the transition only, so a long
+    /// outage does not keep stretching the breaker's open period.
+    fn lost(&self, reason: &str) {
+        if self.connected.swap(false, Ordering::SeqCst) {
+            tracing::warn!(reason, "no Kafka broker reachable: opening the breaker");
+            self.breaker.trip();
+        }
+    }
+}
+
+impl ClientContext for KafkaLink {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            self.lost(reason);
+        } else {
+            tracing::warn!(%error, reason, "Kafka client error");
+        }
+    }
+
+    /// Every second: is any broker connection up?
+    fn stats(&self, statistics: Statistics) {
+        if statistics.brokers.values().any(|b| b.state == "UP") {
+            if !self.connected.swap(true, Ordering::SeqCst) {
+                tracing::info!("a Kafka broker is reachable again");
+            }
+        } else {
+            self.lost("no broker connection is up");
+        }
+    }
+}
+
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaLink>,
+    connected: Arc<AtomicBool>,
     topic: String,
     breaker: CircuitBreaker,
     metrics: ProducerMetrics,
@@ -41,7 +84,20 @@ impl Publisher {
         breaker: &BreakerSettings,
         metrics: ProducerMetrics,
     ) -> anyhow::Result<Self> {
-        let producer: FutureProducer = ClientConfig::new()
+        let breaker = CircuitBreaker::new(
+            "kafka",
+            breaker.failure_threshold,
+            Duration::from_millis(breaker.open_ms),
+            Duration::from_millis(breaker.max_open_ms),
+            metrics.breaker_state.clone(),
+        );
+        // Assume connected until librdkafka says otherwise.
+        let connected = Arc::new(AtomicBool::new(true));
+        let link = KafkaLink {
+            connected: connected.clone(),
+            breaker: breaker.clone(),
+        };
+        let producer: FutureProducer<KafkaLink> = ClientConfig::new()
             .set("bootstrap.servers", &kafka.bootstrap_servers)
             .set("client.id", "log-producer")
             // Durability first: every in-sync replica has the event before we say 2xx,
@@ -57,18 +113,12 @@ impl Publisher {
                 tuning.queue_max_messages.to_string(),
             )
             .set("message.max.bytes", "2097152")
-            .create()
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(link)
             .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
-
-        let breaker = CircuitBreaker::new(
-            "kafka",
-            breaker.failure_threshold,
-            Duration::from_millis(breaker.open_ms),
-            Duration::from_millis(breaker.max_open_ms),
-            metrics.breaker_state.clone(),
-        );
         Ok(Publisher {
             producer,
+            connected,
             topic: kafka.topic.clone(),
             breaker,
             metrics,
@@ -84,9 +134,15 @@ impl Publisher {
         self.breaker.retry_after_secs()
     }
 
-    /// Asks the breaker for permission; an open breaker answers at once.
+    /// Is a broker connection up, as librdkafka last reported?
+    pub fn kafka_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    /// Asks the breaker for permission; an open breaker, or no broker connection at
+    /// all, answers at once.
     pub fn check_available(&self) -> Result<(), PublishError> {
-        if self.breaker.permits() {
+        if self.kafka_connected() && self.breaker.permits() {
             Ok(())
         } else {
             Err(PublishError::BreakerOpen)

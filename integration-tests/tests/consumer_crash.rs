@@ -1,0 +1,93 @@
+//! kill -9 of the stack's consumer, twice, in the middle of a stream: afterwards the
+//! table holds every acknowledged event exactly once.
+//!
+//! Its own test binary, so no other test runs while the consumer is being killed.
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use helpers::{event, eventually, json, require_infrastructure, rows_for_source, unique};
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+const PRODUCER: &str = "http://127.0.0.1:8081";
+
+fn setup(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../setup.sh");
+    let output = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run setup.sh");
+    assert!(
+        output.status.success(),
+        "./setup.sh {args:?} failed: {output:?}"
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn kill_consumer() {
+    let pid = setup(&["pid", "consumer"]);
+    let status = Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+#[tokio::test]
+async fn every_event_is_stored_exactly_once_across_two_kill_9s() {
+    require_infrastructure();
+    let client = helpers::http();
+    let source = unique("crash");
+    let mut acked: HashSet<String> = HashSet::new();
+    for round in 0..30 {
+        let batch: Vec<_> = (0..200)
+            .map(|i| event(&source, "INFO", &format!("r{round} e{i}")))
+            .collect();
+        let (status, body) = json(
+            client
+                .post(format!("{PRODUCER}/producer/api/logs/batch"))
+                .json(&batch)
+                .send()
+                .await
+                .expect("batch"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["failureCount"], 0, "{body}");
+        for i in 0..200 {
+            acked.insert(format!("r{round} e{i}"));
+        }
+        if round == 10 || round == 20 {
+            kill_consumer();
+            // Keep producing while it is dead, then bring it back mid-stream.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if round == 20 {
+                setup(&["start", "consumer"]);
+            }
+        }
+        if round == 12 {
+            setup(&["start", "consumer"]);
+        }
+    }
+    let expected = acked.len();
+    eventually(
+        &format!("{expected} rows"),
+        Duration::from_secs(120),
+        || {
+            let source = source.clone();
+            async move { (rows_for_source(&source).len() >= expected).then_some(()) }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rows = rows_for_source(&source);
+    assert_eq!(rows.len(), expected, "exactly once: no loss, no duplicate");
+    assert_eq!(
+        rows.iter().map(|r| r.id).collect::<HashSet<_>>().len(),
+        expected
+    );
+}

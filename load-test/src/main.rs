@@ -1,0 +1,677 @@
+//! Load generator for the log pipeline, aimed only at 127.0.0.1, bounded in time.
+//!
+//! Modes:
+//! - `ingest`: POST batches (`/batch`, JSON) or NDJSON (`/bulk`, optionally gzip) or
+//!   single events (`/ingest`) to the producer; accepted events/s and latencies.
+//! - `query`: GET pages, searches and stats from the gateway; queries/s and latencies
+//!   per endpoint.
+//! - `e2e`: ingest at a fixed rate and measure, for sampled events, the time until the
+//!   gateway returns them (visibility lag).
+//!
+//! With `--rate` the load is open-loop (requests are due on a fixed schedule and
+//! latency counts from when a request was due, so a stalled server cannot hide its
+//! queue); without it every worker sends as fast as answers come back.
+//! While running, it prints one progress line a second; at the end, a summary whose
+//! first lines give the throughput, plus JSON and Markdown reports in `--results-dir`.
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    Ingest,
+    Query,
+    E2e,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Endpoint {
+    Batch,
+    Bulk,
+    Ingest,
+}
+
+/// Load generator for the log pipeline (targets 127.0.0.1 only).
+#[derive(Parser, Debug, Clone, Serialize)]
+#[command(name = "load-test")]
+struct Args {
+    #[arg(long, value_enum, default_value = "ingest")]
+    mode: Mode,
+    /// Ingest endpoint (ingest and e2e modes).
+    #[arg(long, value_enum, default_value = "batch")]
+    endpoint: Endpoint,
+    /// Seconds of load (at most 600).
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Target events/s (ingest, e2e) or queries/s (query); 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Concurrent requests in flight.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Events per request for batch and bulk.
+    #[arg(long, default_value_t = 500)]
+    batch_size: usize,
+    /// Compress bulk bodies with gzip.
+    #[arg(long)]
+    gzip: bool,
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    producer_url: String,
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    gateway_url: String,
+    /// Where the pid files of ./setup.sh are (for peak RSS and CPU of each service).
+    #[arg(long, default_value = ".run")]
+    run_dir: PathBuf,
+    #[arg(long, default_value = "load-test/results")]
+    results_dir: PathBuf,
+    /// e2e: one event in this many is followed until it is queryable.
+    #[arg(long, default_value_t = 100)]
+    sample_every: usize,
+}
+
+/// Everything measured, shared by the workers.
+struct Stats {
+    latency_us: Mutex<BTreeMap<String, Histogram<u64>>>,
+    /// Accepted events (ingest) or answered queries (query).
+    ok_units: AtomicU64,
+    requests: AtomicU64,
+    failed_units: AtomicU64,
+    by_status: Mutex<BTreeMap<String, u64>>,
+    visibility_ms: Mutex<Histogram<u64>>,
+    invisible: AtomicU64,
+}
+
+impl Stats {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Stats {
+            latency_us: Mutex::new(BTreeMap::new()),
+            ok_units: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            failed_units: AtomicU64::new(0),
+            by_status: Mutex::new(BTreeMap::new()),
+            visibility_ms: Mutex::new(Histogram::new_with_bounds(1, 600_000, 3)?),
+            invisible: AtomicU64::new(0),
+        })
+    }
+
+    fn record(&self, what: &str, latency: Duration, status: &str) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut map) = self.latency_us.lock() {
+            let h = map.entry(what.to_owned()).or_insert_with(|| {
+                Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds")
+            });
+            let _ = h.record(latency.as_micros().clamp(1, 120_000_000) as u64);
+        }
+        if let Ok(mut map) = self.by_status.lock() {
+            *map.entry(status.to_owned()).or_default() += 1;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    args.duration = args.duration.clamp(1, 600);
+    args.concurrency = args.concurrency.clamp(1, 512);
+    args.batch_size = args.batch_size.clamp(1, 10_000);
+    for url in [&args.producer_url, &args.gateway_url] {
+        anyhow::ensure!(
+            url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost"),
+            "load is only ever aimed at this machine: {url}"
+        );
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let stats = Arc::new(Stats::new()?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let services = ServiceSampler::start(&args.run_dir, stop.clone());
+
+    eprintln!(
+        "load-test {run_id}: mode={:?} endpoint={:?} duration={}s rate={} concurrency={} batch={}",
+        args.mode, args.endpoint, args.duration, args.rate, args.concurrency, args.batch_size
+    );
+    let started = Instant::now();
+    let progress = tokio::spawn(progress_line(
+        stats.clone(),
+        stop.clone(),
+        started,
+        args.mode,
+    ));
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|worker| {
+            let (args, client, stats, run_id) =
+                (args.clone(), client.clone(), stats.clone(), run_id.clone());
+            tokio::spawn(async move {
+                run_worker(worker, &args, &client, &stats, &run_id, started).await
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let _ = progress.await;
+    let services = services.finish().await;
+
+    let report = Report::build(&args, &run_id, &stats, elapsed, services);
+    report.print();
+    report.write(&args.results_dir)?;
+    Ok(())
+}
+
+async fn run_worker(
+    worker: usize,
+    args: &Args,
+    client: &reqwest::Client,
+    stats: &Stats,
+    run_id: &str,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let deadline = started + Duration::from_secs(args.duration);
+    let units_per_request = match (args.mode, args.endpoint) {
+        (Mode::Query, _) | (_, Endpoint::Ingest) => 1,
+        _ => args.batch_size,
+    };
+    // Open loop: request k of this worker is due at start + offset + k * period.
+    let period = (args.rate > 0).then(|| {
+        Duration::from_secs_f64(
+            units_per_request as f64 * args.concurrency as f64 / args.rate as f64,
+        )
+    });
+    let mut sequence = 0u64;
+    let mut pending_samples: Vec<(String, Instant)> = Vec::new();
+    loop {
+        let due = match period {
+            Some(p) => {
+                started + p.mul_f64(sequence as f64 + worker as f64 / args.concurrency as f64)
+            }
+            None => Instant::now(),
+        };
+        if due >= deadline {
+            break;
+        }
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        sequence += 1;
+        match args.mode {
+            Mode::Ingest | Mode::E2e => {
+                let source = format!("load-{run_id}-{}", worker % 16);
+                let sampled =
+                    send_ingest(args, client, stats, &source, due, units_per_request).await;
+                if args.mode == Mode::E2e
+                    && (sequence as usize)
+                        .is_multiple_of((args.sample_every / units_per_request).max(1))
+                {
+                    if let Some(id) = sampled {
+                        pending_samples.push((id, due));
+                    }
+                }
+                if !pending_samples.is_empty()
+                    && (pending_samples.len() >= 4
+                        || Instant::now() + Duration::from_millis(50) >= deadline)
+                {
+                    follow_samples(args, client, stats, std::mem::take(&mut pending_samples)).await;
+                }
+            }
+            Mode::Query => send_query(args, client, stats, sequence, due).await,
+        }
+    }
+    if !pending_samples.is_empty() {
+        follow_samples(args, client, stats, pending_samples).await;
+    }
+    Ok(())
+}
+
+fn make_event(source: &str, i: usize) -> Value {
+    const LEVELS: [&str; 5] = ["INFO", "INFO", "DEBUG", "WARN", "ERROR"];
+    json!({
+        "id": uuid::Uuid::now_v7(),
+        "level": LEVELS[i % LEVELS.len()],
+        "message": format!("request {i} handled: database query took {} ms", i % 250),
+        "source": source,
+        "metadata": {"duration": i % 250, "endpoint": "/api/orders"},
+        "correlationId": format!("corr-{}", i % 1000),
+    })
+}
+
+/// Sends one request; returns the id of its first event if the request succeeded.
+async fn send_ingest(
+    args: &Args,
+    client: &reqwest::Client,
+    stats: &Stats,
+    source: &str,
+    due: Instant,
+    events: usize,
+) -> Option<String> {
+    let batch: Vec<Value> = (0..events).map(|i| make_event(source, i)).collect();
+    let first_id = batch[0]["id"].as_str().map(str::to_owned);
+    let base = format!("{}/producer/api/logs", args.producer_url);
+    let request = match args.endpoint {
+        Endpoint::Ingest => client.post(format!("{base}/ingest")).json(&batch[0]),
+        Endpoint::Batch => client.post(format!("{base}/batch")).json(&batch),
+        Endpoint::Bulk => {
+            let mut body = Vec::with_capacity(events * 200);
+            for event in &batch {
+                serde_json::to_writer(&mut body, event).ok()?;
+                body.push(b'\n');
+            }
+            let request = client
+                .post(format!("{base}/bulk"))
+                .header("Content-Type", "application/x-ndjson");
+            if args.gzip {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&body).ok()?;
+                request
+                    .header("Content-Encoding", "gzip")
+                    .body(gz.finish().ok()?)
+            } else {
+                request.body(body)
+            }
+        }
+    };
+    let result = request.send().await;
+    let latency = due.elapsed();
+    match result {
+        Ok(response) => {
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            stats.record("ingest", latency, status.as_str());
+            let accepted = match args.endpoint {
+                Endpoint::Ingest => u64::from(status.is_success()),
+                _ => body["successCount"].as_u64().unwrap_or(0),
+            };
+            stats.ok_units.fetch_add(accepted, Ordering::Relaxed);
+            stats
+                .failed_units
+                .fetch_add(events as u64 - accepted, Ordering::Relaxed);
+            status.is_success().then_some(first_id).flatten()
+        }
+        Err(e) => {
+            stats.record(
+                "ingest",
+                latency,
+                if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "connect-error"
+                },
+            );
+            stats
+                .failed_units
+                .fetch_add(events as u64, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// Polls the gateway for each sampled id until it is there (or 30 s pass).
+async fn follow_samples(
+    args: &Args,
+    client: &reqwest::Client,
+    stats: &Stats,
+    samples: Vec<(String, Instant)>,
+) {
+    for (id, sent_at) in samples {
+        let url = format!("{}/gateway/api/query/logs/{id}", args.gateway_url);
+        let mut visible = false;
+        while sent_at.elapsed() < Duration::from_secs(30) {
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().is_success() {
+                    visible = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if visible {
+            if let Ok(mut h) = stats.visibility_ms.lock() {
+                let _ = h.record(sent_at.elapsed().as_millis().max(1) as u64);
+            }
+        } else {
+            stats.invisible.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn send_query(
+    args: &Args,
+    client: &reqwest::Client,
+    stats: &Stats,
+    sequence: u64,
+    due: Instant,
+) {
+    let base = format!("{}/gateway/api/query", args.gateway_url);
+    let (what, url) = match sequence % 5 {
+        0 => ("logs_24h", format!("{base}/logs?size=50")),
+        1 => ("logs_filtered", format!("{base}/logs?level=ERROR&size=50")),
+        2 => (
+            "search",
+            format!("{base}/search?query=database%20query&size=50"),
+        ),
+        3 => ("stats", format!("{base}/stats?hoursBack=24")),
+        _ => (
+            "logs_page_5",
+            format!("{base}/logs?size=50&page=5&level=WARN,ERROR"),
+        ),
+    };
+    let result = client.get(url).send().await;
+    let latency = due.elapsed();
+    match result {
+        Ok(response) => {
+            let status = response.status();
+            let _ = response.bytes().await;
+            stats.record(what, latency, status.as_str());
+            if status.is_success() {
+                stats.ok_units.fetch_add(1, Ordering::Relaxed);
+            } else {
+                stats.failed_units.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Err(_) => {
+            stats.record(what, latency, "error");
+            stats.failed_units.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn progress_line(stats: Arc<Stats>, stop: Arc<AtomicBool>, started: Instant, mode: Mode) {
+    let unit = if mode == Mode::Query {
+        "queries"
+    } else {
+        "events"
+    };
+    let mut last = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while !stop.load(Ordering::SeqCst) {
+        tick.tick().await;
+        let ok = stats.ok_units.load(Ordering::Relaxed);
+        let failed = stats.failed_units.load(Ordering::Relaxed);
+        eprintln!(
+            "[{:>4.0}s] {unit}/s {:>9} | total ok {:>10} | failed {:>8} | requests {:>8}",
+            started.elapsed().as_secs_f64(),
+            ok - last,
+            ok,
+            failed,
+            stats.requests.load(Ordering::Relaxed)
+        );
+        last = ok;
+    }
+}
+
+/// Peak RSS and CPU time of the services setup.sh started, from /proc.
+struct ServiceSampler {
+    task: tokio::task::JoinHandle<BTreeMap<String, ServiceUsage>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+struct ServiceUsage {
+    pid: u32,
+    peak_rss_mib: f64,
+    cpu_seconds: f64,
+    /// CPU seconds per wall second over the run (1.0 = one core busy).
+    cpu_cores: f64,
+}
+
+impl ServiceSampler {
+    fn start(run_dir: &std::path::Path, stop: Arc<AtomicBool>) -> Self {
+        let pids: Vec<(String, u32)> = ["producer", "consumer", "gateway", "kafka", "postgres"]
+            .iter()
+            .filter_map(|name| {
+                let text = std::fs::read_to_string(run_dir.join(format!("{name}.pid"))).ok()?;
+                Some((name.to_string(), text.trim().parse().ok()?))
+            })
+            .collect();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let cpu_start: BTreeMap<_, _> = pids
+                .iter()
+                .map(|(n, p)| (n.clone(), cpu_seconds(*p)))
+                .collect();
+            let mut usage: BTreeMap<String, ServiceUsage> = pids
+                .iter()
+                .map(|(n, p)| {
+                    (
+                        n.clone(),
+                        ServiceUsage {
+                            pid: *p,
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect();
+            loop {
+                for (name, u) in usage.iter_mut() {
+                    if let Some(rss) = rss_mib(u.pid) {
+                        u.peak_rss_mib = u.peak_rss_mib.max(rss);
+                    }
+                    let _ = name;
+                }
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            let wall = started.elapsed().as_secs_f64();
+            for (name, u) in usage.iter_mut() {
+                u.cpu_seconds =
+                    (cpu_seconds(u.pid) - cpu_start.get(name).copied().unwrap_or(0.0)).max(0.0);
+                u.cpu_cores = u.cpu_seconds / wall;
+            }
+            usage
+        });
+        ServiceSampler { task }
+    }
+
+    async fn finish(self) -> BTreeMap<String, ServiceUsage> {
+        self.task.await.unwrap_or_default()
+    }
+}
+
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after ") ".
+    let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+#[derive(Debug, Serialize)]
+struct Latency {
+    count: u64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+}
+
+impl Latency {
+    fn from_us(h: &Histogram<u64>) -> Self {
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        Latency {
+            count: h.len(),
+            p50_ms: ms(0.5),
+            p90_ms: ms(0.9),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            max_ms: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    run_id: String,
+    started_at: String,
+    args: Args,
+    elapsed_seconds: f64,
+    /// Accepted events/s (ingest, e2e) or answered queries/s (query).
+    throughput_per_second: f64,
+    ok: u64,
+    failed: u64,
+    requests: u64,
+    by_status: BTreeMap<String, u64>,
+    latency: BTreeMap<String, Latency>,
+    visibility_lag_ms: Option<Latency>,
+    samples_never_visible: u64,
+    services: BTreeMap<String, ServiceUsage>,
+}
+
+impl Report {
+    fn build(
+        args: &Args,
+        run_id: &str,
+        stats: &Stats,
+        elapsed: Duration,
+        services: BTreeMap<String, ServiceUsage>,
+    ) -> Self {
+        let ok = stats.ok_units.load(Ordering::Relaxed);
+        let latency = stats
+            .latency_us
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, h)| (k.clone(), Latency::from_us(h)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let visibility = stats
+            .visibility_ms
+            .lock()
+            .ok()
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                // Recorded in ms; reuse the µs formatter by scaling.
+                let mut us = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
+                for v in h.iter_recorded() {
+                    let _ = us.record_n(v.value_iterated_to() * 1000, v.count_at_value());
+                }
+                Latency::from_us(&us)
+            });
+        Report {
+            run_id: run_id.to_owned(),
+            started_at: chrono::Utc::now().to_rfc3339(),
+            args: args.clone(),
+            elapsed_seconds: elapsed.as_secs_f64(),
+            throughput_per_second: ok as f64 / elapsed.as_secs_f64(),
+            ok,
+            failed: stats.failed_units.load(Ordering::Relaxed),
+            requests: stats.requests.load(Ordering::Relaxed),
+            by_status: stats
+                .by_status
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default(),
+            latency,
+            visibility_lag_ms: visibility,
+            samples_never_visible: stats.invisible.load(Ordering::Relaxed),
+            services,
+        }
+    }
+
+    fn unit(&self) -> &'static str {
+        if self.args.mode == Mode::Query {
+            "queries"
+        } else {
+            "accepted events"
+        }
+    }
+
+    fn markdown(&self) -> String {
+        let mut out = String::new();
+        out += &format!(
+            "## load-test {} ({:?}, {:?})\n\n{}/s: **{:.0}** ({} ok, {} failed, {} requests in {:.1} s)\n\n",
+            self.run_id, self.args.mode, self.args.endpoint, self.unit(), self.throughput_per_second, self.ok,
+            self.failed, self.requests, self.elapsed_seconds
+        );
+        out += "| request | count | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|---|\n";
+        for (name, l) in &self.latency {
+            out += &format!(
+                "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                l.count, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+            );
+        }
+        if let Some(l) = &self.visibility_lag_ms {
+            out += &format!(
+                "| visibility lag | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+                l.count, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+            );
+        }
+        out += &format!(
+            "\nstatuses: {:?}\n\n| service | peak RSS MiB | CPU s | cores |\n|---|---|---|---|\n",
+            self.by_status
+        );
+        for (name, u) in &self.services {
+            out += &format!(
+                "| {name} | {:.1} | {:.1} | {:.2} |\n",
+                u.peak_rss_mib, u.cpu_seconds, u.cpu_cores
+            );
+        }
+        out
+    }
+
+    fn print(&self) {
+        println!("{}/s: {:.0}", self.unit(), self.throughput_per_second);
+        println!("{}", self.markdown());
+    }
+
+    fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let stem = format!(
+            "{}-{:?}-{:?}-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+            self.args.mode,
+            self.args.endpoint,
+            self.run_id
+        )
+        .to_lowercase();
+        std::fs::write(
+            dir.join(format!("{stem}.json")),
+            serde_json::to_vec_pretty(self)?,
+        )?;
+        std::fs::write(dir.join(format!("{stem}.md")), self.markdown())?;
+        eprintln!("reports: {}/{stem}.{{json,md}}", dir.display());
+        Ok(())
+    }
+}
