@@ -181,8 +181,90 @@ async fn bulk_accepts_ndjson_plain_and_gzip() {
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["successCount"], 50);
 
-    assert_eq!(read_back(&topic, 100).await.len(), 100);
+    let (status, report) = json(
+        http()
+            .post(format!("{}/producer/api/logs/bulk", app.base))
+            .header("Content-Type", "application/x-ndjson")
+            .header("Content-Encoding", "zstd")
+            .body(zstd::encode_all(lines.as_bytes(), 3).expect("zstd"))
+            .send()
+            .await
+            .expect("bulk zstd"),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["successCount"], 50);
+
+    assert_eq!(read_back(&topic, 150).await.len(), 150);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn batch_limits_are_413_naming_the_limit() {
+    let (app, _topic) = producer_on_own_topic().await;
+    let too_many: Vec<Value> = (0..10_001)
+        .map(|i| event("limits", "INFO", &format!("{i}")))
+        .collect();
+    let (status, body) = json(
+        http()
+            .post(format!("{}/producer/api/logs/batch", app.base))
+            .json(&too_many)
+            .send()
+            .await
+            .expect("batch"),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["message"].as_str().expect("message").contains("10000"),
+        "{body}"
+    );
+
+    // 17 MiB of NDJSON: over the 16 MiB body limit, refused before any parsing.
+    let line = format!("{}\n", event("limits", "INFO", &"x".repeat(16 * 1024)));
+    let body = line.repeat(17 * 1024 * 1024 / line.len() + 1);
+    let response = http()
+        .post(format!("{}/producer/api/logs/bulk", app.base))
+        .header("Content-Type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("bulk");
+    assert_eq!(response.status(), 413);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn async_ingest_answers_202_and_shutdown_flushes_every_queued_event() {
+    let topic = unique("producer-async");
+    create_topic(&topic, 3).await;
+    let t = topic.clone();
+    // A long linger keeps events queued in the producer when the stop comes.
+    let app = spawn_producer(move |s| {
+        s.kafka.topic = t;
+        s.producer.linger_ms = 500;
+    })
+    .await;
+    let client = http();
+    for i in 0..40 {
+        let (status, body) = json(
+            client
+                .post(format!("{}/producer/api/logs/ingest/async", app.base))
+                .json(&event("async-svc", "INFO", &format!("{i}")))
+                .send()
+                .await
+                .expect("async"),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["status"], "queued");
+    }
+    app.stop().await;
+    assert_eq!(
+        read_back(&topic, 40).await.len(),
+        40,
+        "graceful stop delivered every queued event"
+    );
 }
 
 #[tokio::test]
