@@ -61,7 +61,7 @@ impl<'a> Sql<'a> {
 
 /// `totalElements` is exact up to this many matches; past it the count stops (so a
 /// page over millions of rows stays cheap) and `totalElementsExact` is false.
-pub const COUNT_CAP: i64 = 100_000;
+pub const COUNT_CAP: i64 = 10_000;
 /// `sourceCounts` in stats lists at most this many sources (the busiest).
 pub const STATS_MAX_SOURCES: i64 = 100;
 

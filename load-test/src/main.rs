@@ -156,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
             let (args, client, stats, run_id) =
                 (args.clone(), client.clone(), stats.clone(), run_id.clone());
             tokio::spawn(async move {
-                run_worker(worker, &args, &client, &stats, &run_id, started).await
+                run_worker(worker, &args, &client, stats, &run_id, started).await
             })
         })
         .collect();
@@ -178,7 +178,7 @@ async fn run_worker(
     worker: usize,
     args: &Args,
     client: &reqwest::Client,
-    stats: &Stats,
+    stats: Arc<Stats>,
     run_id: &str,
     started: Instant,
 ) -> anyhow::Result<()> {
@@ -194,7 +194,9 @@ async fn run_worker(
         )
     });
     let mut sequence = 0u64;
-    let mut pending_samples: Vec<(String, Instant)> = Vec::new();
+    // Sampled events are followed in tasks of their own, so polling the gateway
+    // never delays the ingest schedule.
+    let mut followers = Vec::new();
     loop {
         let due = match period {
             Some(p) => {
@@ -213,27 +215,21 @@ async fn run_worker(
             Mode::Ingest | Mode::E2e => {
                 let source = format!("load-{run_id}-{}", worker % 16);
                 let sampled =
-                    send_ingest(args, client, stats, &source, due, units_per_request).await;
-                if args.mode == Mode::E2e
-                    && (sequence as usize)
-                        .is_multiple_of((args.sample_every / units_per_request).max(1))
-                {
-                    if let Some(id) = sampled {
-                        pending_samples.push((id, due));
-                    }
-                }
-                if !pending_samples.is_empty()
-                    && (pending_samples.len() >= 4
-                        || Instant::now() + Duration::from_millis(50) >= deadline)
-                {
-                    follow_samples(args, client, stats, std::mem::take(&mut pending_samples)).await;
+                    send_ingest(args, client, &stats, &source, due, units_per_request).await;
+                let sample_now = (sequence as usize)
+                    .is_multiple_of((args.sample_every / units_per_request).max(1));
+                if let (Mode::E2e, true, Some(id)) = (args.mode, sample_now, sampled) {
+                    let (args, client, stats) = (args.clone(), client.clone(), stats.clone());
+                    followers.push(tokio::spawn(async move {
+                        follow_sample(&args, &client, &stats, id, due).await
+                    }));
                 }
             }
-            Mode::Query => send_query(args, client, stats, sequence, due).await,
+            Mode::Query => send_query(args, client, &stats, sequence, due).await,
         }
     }
-    if !pending_samples.is_empty() {
-        follow_samples(args, client, stats, pending_samples).await;
+    for follower in followers {
+        let _ = follower.await;
     }
     Ok(())
 }
@@ -320,33 +316,27 @@ async fn send_ingest(
     }
 }
 
-/// Polls the gateway for each sampled id until it is there (or 30 s pass).
-async fn follow_samples(
+/// Polls the gateway for a sampled id until it is there (or 30 s pass).
+async fn follow_sample(
     args: &Args,
     client: &reqwest::Client,
     stats: &Stats,
-    samples: Vec<(String, Instant)>,
+    id: String,
+    sent_at: Instant,
 ) {
-    for (id, sent_at) in samples {
-        let url = format!("{}/gateway/api/query/logs/{id}", args.gateway_url);
-        let mut visible = false;
-        while sent_at.elapsed() < Duration::from_secs(30) {
-            if let Ok(r) = client.get(&url).send().await {
-                if r.status().is_success() {
-                    visible = true;
-                    break;
+    let url = format!("{}/gateway/api/query/logs/{id}", args.gateway_url);
+    while sent_at.elapsed() < Duration::from_secs(30) {
+        if let Ok(r) = client.get(&url).send().await {
+            if r.status().is_success() {
+                if let Ok(mut h) = stats.visibility_ms.lock() {
+                    let _ = h.record(sent_at.elapsed().as_millis().max(1) as u64);
                 }
+                return;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if visible {
-            if let Ok(mut h) = stats.visibility_ms.lock() {
-                let _ = h.record(sent_at.elapsed().as_millis().max(1) as u64);
-            }
-        } else {
-            stats.invisible.fetch_add(1, Ordering::Relaxed);
-        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    stats.invisible.fetch_add(1, Ordering::Relaxed);
 }
 
 async fn send_query(

@@ -30,7 +30,7 @@ pub struct LogPage {
     /// 0-based page number (0 when paging by cursor).
     pub number: i64,
     pub size: i64,
-    /// Matches of the whole filter: exact up to 100,000, then 100,000 with
+    /// Matches of the whole filter: exact up to 10,000, then 10,000 with
     /// `totalElementsExact: false` (counting further would cost more than the page).
     pub total_elements: i64,
     pub total_elements_exact: bool,
