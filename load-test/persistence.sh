@@ -13,8 +13,10 @@ metric() { curl -fsS --max-time 2 http://127.0.0.1:8082/actuator/prometheus 2>/d
 
 ./setup.sh stop consumer
 echo "pre-filling the topic for ${fill}s (consumer stopped)"
-./load-test/run.sh --mode ingest --endpoint batch --batch-size 500 --duration "$fill" --concurrency 8 | head -1
-./setup.sh start consumer
+fill_report=$(mktemp)
+./load-test/run.sh --mode ingest --endpoint batch --batch-size 500 --duration "$fill" --concurrency 8 >"$fill_report"
+head -n 1 "$fill_report"; rm -f "$fill_report"
+./setup.sh start consumer   # inherits CONSUMER_INSERT_MODE etc. from this environment
 start=$(date +%s.%N)
 last_rows=$(metric log_events_stored_total); last_t=$start; first_rows=$last_rows
 while :; do

@@ -65,6 +65,15 @@ pub struct ConsumerTuning {
         default_value_t = 10_000
     )]
     pub retry_max_ms: u64,
+    /// How rows are written: `unnest` (one array per column) or `values` (one bind
+    /// parameter per column per row). See BENCHMARKS.md for the measured difference.
+    #[arg(
+        long = "insert-mode",
+        env = "CONSUMER_INSERT_MODE",
+        value_enum,
+        default_value = "unnest"
+    )]
+    pub insert_mode: crate::store::InsertMode,
     /// Events whose `timestamp` is older than this many days are deleted (hourly, in
     /// small slices). 0 keeps everything.
     #[arg(long = "retention-days", env = "RETENTION_DAYS", default_value_t = 30)]

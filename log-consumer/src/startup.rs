@@ -42,6 +42,7 @@ impl Application {
             &settings.postgres,
             &settings.consumer.group_id,
             &settings.kafka.topic,
+            settings.consumer.insert_mode,
         )?;
         migrate_when_ready(&store).await?;
 

@@ -66,9 +66,20 @@ impl From<diesel::r2d2::PoolError> for StoreError {
     }
 }
 
+/// How a batch's rows reach PostgreSQL; both skip ids already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InsertMode {
+    /// `INSERT … VALUES (…), (…)` with a bind parameter per column per row.
+    Values,
+    /// `INSERT … SELECT FROM unnest($1::uuid[], …)`: one array parameter per column,
+    /// so the statement is the same size whatever the batch.
+    Unnest,
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
+    insert_mode: InsertMode,
     group: String,
     topic: String,
 }
@@ -76,7 +87,12 @@ pub struct Store {
 impl Store {
     /// Builds the pool without connecting: the consumer starts (and reports its
     /// health) even while PostgreSQL is still coming up.
-    pub fn new(settings: &PostgresSettings, group: &str, topic: &str) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: &PostgresSettings,
+        group: &str,
+        topic: &str,
+        insert_mode: InsertMode,
+    ) -> anyhow::Result<Self> {
         let manager = ConnectionManager::<PgConnection>::new(settings.connection_url()?);
         let pool = Pool::builder()
             .max_size(settings.pool_size)
@@ -85,6 +101,7 @@ impl Store {
             .build_unchecked(manager);
         Ok(Store {
             pool,
+            insert_mode,
             group: group.to_owned(),
             topic: topic.to_owned(),
         })
@@ -133,14 +150,10 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let mut conn = self.pool.get()?;
         let inserted = conn.transaction::<usize, DieselError, _>(|conn| {
-            let mut inserted = 0;
-            for chunk in rows.chunks(ROWS_PER_INSERT) {
-                inserted += diesel::insert_into(log_events::table)
-                    .values(chunk)
-                    .on_conflict(log_events::id)
-                    .do_nothing()
-                    .execute(conn)?;
-            }
+            let inserted = match self.insert_mode {
+                InsertMode::Values => insert_values(conn, rows)?,
+                InsertMode::Unnest => insert_unnest(conn, rows)?,
+            };
             self.store_offsets(conn, next_offsets)?;
             Ok(inserted)
         })?;
@@ -201,4 +214,46 @@ impl Store {
             }
         }
     }
+}
+
+fn insert_values(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<usize> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        inserted += diesel::insert_into(log_events::table)
+            .values(chunk)
+            .on_conflict(log_events::id)
+            .do_nothing()
+            .execute(conn)?;
+    }
+    Ok(inserted)
+}
+
+fn insert_unnest(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<usize> {
+    use diesel::sql_types::{
+        Array, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+    };
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let column = |f: fn(&NewLogEvent) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    let optional = |f: fn(&NewLogEvent) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+    diesel::sql_query(
+        "INSERT INTO log_events (id, level, message, source, \"timestamp\", metadata, correlation_id, \
+         request_id, trace_id, kafka_partition, kafka_offset) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], \
+         $7::text[], $8::text[], $9::text[], $10::int4[], $11::int8[]) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(column(|r| r.level.clone()))
+    .bind::<Array<Text>, _>(column(|r| r.message.clone()))
+    .bind::<Array<Text>, _>(column(|r| r.source.clone()))
+    .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.timestamp).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Jsonb>>, _>(rows.iter().map(|r| r.metadata.clone()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(optional(|r| r.correlation_id.clone()))
+    .bind::<Array<Nullable<Text>>, _>(optional(|r| r.request_id.clone()))
+    .bind::<Array<Nullable<Text>>, _>(optional(|r| r.trace_id.clone()))
+    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.kafka_partition).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.kafka_offset).collect::<Vec<_>>())
+    .execute(conn)
 }

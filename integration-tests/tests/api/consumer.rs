@@ -2,7 +2,8 @@
 //! letter topic and consumer group of its own.
 
 use crate::helpers::{
-    create_topic, eventually, http, json, rows_for_source, spawn_consumer, unique, KAFKA,
+    create_topic, eventually, http, json, rows_for_source, spawn_consumer, spawn_consumer_with,
+    unique, KAFKA,
 };
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -204,4 +205,32 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
         "{metrics}"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn both_insert_modes_store_the_same_rows_once() {
+    for mode in [
+        log_consumer::store::InsertMode::Values,
+        log_consumer::store::InsertMode::Unnest,
+    ] {
+        let t = topics().await;
+        let source = unique("insert-mode");
+        let producer = producer();
+        let ids: Vec<Uuid> = (0..120).map(|_| Uuid::now_v7()).collect();
+        send_events(&producer, &t.topic, &source, &ids).await;
+        // Half of them again: duplicates within and across batches are skipped.
+        send_events(&producer, &t.topic, &source, &ids[..60]).await;
+        let app = spawn_consumer_with(&t.topic, &t.dlq, &t.group, |s| {
+            s.consumer.insert_mode = mode
+        })
+        .await;
+        let stored = wait_for_rows(&source, 120).await;
+        assert_eq!(stored.len(), 120, "{mode:?}");
+        assert_eq!(
+            stored.iter().collect::<HashSet<_>>(),
+            ids.iter().collect::<HashSet<_>>(),
+            "{mode:?}"
+        );
+        app.stop().await;
+    }
 }

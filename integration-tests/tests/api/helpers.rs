@@ -187,6 +187,15 @@ pub async fn spawn_gateway(
 }
 
 pub async fn spawn_consumer(topic: &str, dlq_topic: &str, group: &str) -> Running {
+    spawn_consumer_with(topic, dlq_topic, group, |_| {}).await
+}
+
+pub async fn spawn_consumer_with(
+    topic: &str,
+    dlq_topic: &str,
+    group: &str,
+    configure: impl FnOnce(&mut log_consumer::settings::Settings),
+) -> Running {
     require_infrastructure();
     log_common::telemetry::init_for_tests();
     let mut settings = log_consumer::settings::Settings::defaults();
@@ -195,6 +204,7 @@ pub async fn spawn_consumer(topic: &str, dlq_topic: &str, group: &str) -> Runnin
     settings.kafka.dlq_topic = dlq_topic.to_owned();
     settings.consumer.group_id = group.to_owned();
     settings.consumer.batch_max_wait_ms = 50;
+    configure(&mut settings);
     let app = log_consumer::startup::Application::build(settings)
         .await
         .expect("consumer builds");
