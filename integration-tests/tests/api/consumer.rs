@@ -234,3 +234,58 @@ async fn both_insert_modes_store_the_same_rows_once() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn rebalances_while_streaming_lose_and_repeat_nothing() {
+    let t = Topics {
+        topic: unique("rebalance-test"),
+        dlq: unique("rebalance-test-dlq"),
+        group: unique("rebalance-group"),
+    };
+    create_topic(&t.topic, 6).await;
+    create_topic(&t.dlq, 1).await;
+    let source_prefix = unique("rebalance");
+    // Many sources, so the keys spread over all six partitions.
+    let sources: Vec<String> = (0..12).map(|i| format!("{source_prefix}-{i}")).collect();
+
+    let first = spawn_consumer(&t.topic, &t.dlq, &t.group).await;
+    let second = spawn_consumer(&t.topic, &t.dlq, &t.group).await;
+    let stream = {
+        let (topic, sources) = (t.topic.clone(), sources.clone());
+        tokio::spawn(async move {
+            let producer = producer();
+            for round in 0..40 {
+                for source in &sources {
+                    let event = json!({"id": Uuid::now_v7(), "level": "INFO", "message": format!("round {round}"),
+                        "source": source, "timestamp": chrono::Utc::now()});
+                    send(&producer, &topic, source, event.to_string().as_bytes()).await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let third = spawn_consumer(&t.topic, &t.dlq, &t.group).await; // joins mid-stream
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    second.stop().await; // leaves mid-stream
+    stream.await.expect("producer task");
+
+    let expected = 40 * sources.len();
+    let total = eventually(&format!("{expected} rows"), Duration::from_secs(90), || {
+        let sources = sources.clone();
+        async move {
+            let n: usize = sources.iter().map(|s| rows_for_source(s).len()).sum();
+            (n >= expected).then_some(n)
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after: usize = sources.iter().map(|s| rows_for_source(s).len()).sum();
+    assert_eq!(
+        (total, after),
+        (expected, expected),
+        "exactly once through two rebalances"
+    );
+    first.stop().await;
+    third.stop().await;
+}
