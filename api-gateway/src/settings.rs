@@ -1,6 +1,7 @@
 //! The gateway's settings, read once at start from the environment (or flags).
 
 use clap::Parser;
+use log_common::auth::AuthSettings;
 use log_common::settings::{HttpSettings, MetricsSettings, PostgresSettings};
 
 /// api-gateway: time-range, filter, full-text search and stats queries over the
@@ -18,6 +19,8 @@ pub struct Settings {
     pub redis: RedisSettings,
     #[command(flatten)]
     pub cache: CacheSettings,
+    #[command(flatten)]
+    pub auth: AuthSettings,
     #[command(flatten)]
     pub metrics: MetricsSettings,
 }

@@ -11,6 +11,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use diesel::r2d2::{ConnectionManager, Pool};
 use diesel::PgConnection;
+use log_common::auth::ApiKeys;
 use log_common::breaker::CircuitBreaker;
 use log_common::error::{not_found, path_config, query_config};
 use log_common::http::{observe, HttpMetrics};
@@ -88,6 +89,15 @@ impl Application {
         let listener =
             TcpListener::bind(&address).with_context(|| format!("cannot bind {address}"))?;
         let port = listener.local_addr()?.port();
+        let api_keys = ApiKeys::from_settings(&settings.auth)?;
+        if api_keys.enabled() {
+            tracing::info!(keys = ?api_keys, "API keys required for ingest and queries");
+        } else {
+            tracing::warn!(
+                "no API_KEYS configured: every client is trusted (fine for local development)"
+            );
+        }
+        let api_keys = web::Data::new(api_keys);
         let registry = web::Data::new(registry);
         let http_metrics = web::Data::new(http_metrics);
         let prometheus_enabled = settings.metrics.prometheus_enabled;
@@ -95,6 +105,7 @@ impl Application {
             App::new()
                 .wrap(from_fn(observe))
                 .app_data(state.clone())
+                .app_data(api_keys.clone())
                 .app_data(registry.clone())
                 .app_data(http_metrics.clone())
                 .app_data(query_config())

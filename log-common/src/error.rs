@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 400 for a request that is malformed as a whole (not JSON, empty body …).
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no API key, or not one of ours.
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -87,6 +90,9 @@ impl ApiError {
         if let Some(secs) = self.retry_after() {
             builder.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
+        if let ApiError::Unauthorized(_) = self {
+            builder.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
         let body = self.to_body(path);
         if let ApiError::Unavailable {
             retry_after_secs, ..
@@ -111,6 +117,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Validation { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

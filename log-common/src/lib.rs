@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`event`]: the log event as users send it and as it travels through Kafka,
 //!   with the contract's validation and normalisation (levels, timestamps, limits).
+//! - [`auth`]: optional API keys (`API_KEYS`, `API_KEYS_FILE`) for ingest and queries.
 //! - [`breaker`]: a circuit breaker whose state shows in metrics and health.
 //! - [`error`]: the one error type at the HTTP boundary and its Spring-shaped JSON.
 //! - [`http`]: middleware every service wraps its app in (request metrics, error
@@ -12,6 +13,7 @@
 //! - [`telemetry`]: `tracing` subscriber setup (JSON logs when `LOG_FORMAT=json`).
 //! - [`shutdown`]: a future that resolves on SIGINT or SIGTERM.
 
+pub mod auth;
 pub mod breaker;
 pub mod error;
 pub mod event;

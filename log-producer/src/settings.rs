@@ -1,6 +1,7 @@
 //! The producer's settings, read once at start from the environment (or flags).
 
 use clap::Parser;
+use log_common::auth::AuthSettings;
 use log_common::settings::{HttpSettings, KafkaSettings, MetricsSettings};
 
 /// log-producer: validates log events and publishes them to Kafka.
@@ -19,6 +20,8 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     #[command(flatten)]
     pub breaker: BreakerSettings,
+    #[command(flatten)]
+    pub auth: AuthSettings,
     #[command(flatten)]
     pub metrics: MetricsSettings,
 }

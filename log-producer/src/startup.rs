@@ -9,6 +9,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use log_common::auth::ApiKeys;
 use log_common::error::{not_found, query_config};
 use log_common::http::{observe, HttpMetrics};
 use prometheus::Registry;
@@ -40,10 +41,12 @@ impl Application {
             settings.rate_limit.events_per_second,
             settings.rate_limit.burst,
         )?;
+        let api_keys = ApiKeys::from_settings(&settings.auth)?;
         let state = web::Data::new(IngestState {
             publisher: publisher.clone(),
             limiter,
             metrics,
+            limit_by_api_key: api_keys.enabled(),
         });
         spawn_idle_client_sweeper(state.clone());
 
@@ -51,6 +54,14 @@ impl Application {
         let listener =
             TcpListener::bind(&address).with_context(|| format!("cannot bind {address}"))?;
         let port = listener.local_addr()?.port();
+        if api_keys.enabled() {
+            tracing::info!(keys = ?api_keys, "API keys required for ingest and queries");
+        } else {
+            tracing::warn!(
+                "no API_KEYS configured: every client is trusted (fine for local development)"
+            );
+        }
+        let api_keys = web::Data::new(api_keys);
         let registry = web::Data::new(registry);
         let http_metrics = web::Data::new(http_metrics);
         let prometheus_enabled = settings.metrics.prometheus_enabled;
@@ -58,6 +69,7 @@ impl Application {
             App::new()
                 .wrap(from_fn(observe))
                 .app_data(state.clone())
+                .app_data(api_keys.clone())
                 .app_data(registry.clone())
                 .app_data(http_metrics.clone())
                 .app_data(query_config())

@@ -7,7 +7,9 @@ mod query;
 pub use openapi::ApiDoc;
 pub use query::QueryState;
 
+use actix_web::middleware::from_fn;
 use actix_web::web;
+use log_common::auth::require_api_key;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -22,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, prometheus_enabled: bool) {
     }
     cfg.service(
         web::scope("/gateway/api/query")
+            .wrap(from_fn(require_api_key))
             .route("/logs", web::get().to(query::logs))
             .route("/logs/{id}", web::get().to(query::log_by_id))
             .route("/search", web::get().to(query::search))

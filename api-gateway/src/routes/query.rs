@@ -145,6 +145,7 @@ impl QueryState {
     responses(
         (status = 200, description = "A page of events, newest first", body = LogPage),
         (status = 400, description = "A parameter is invalid; `errors` names it", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none, or a wrong one, was sent", body = ErrorBody),
         (status = 503, description = "PostgreSQL unavailable; see Retry-After", body = UnavailableBody)))]
 pub async fn logs(
     state: web::Data<QueryState>,
@@ -162,6 +163,7 @@ pub async fn logs(
     responses(
         (status = 200, description = "A page of matching events, newest first", body = LogPage),
         (status = 400, description = "A parameter is invalid (e.g. empty `query`)", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none, or a wrong one, was sent", body = ErrorBody),
         (status = 503, description = "PostgreSQL unavailable", body = UnavailableBody)))]
 pub async fn search(
     state: web::Data<QueryState>,
@@ -177,6 +179,7 @@ pub async fn search(
     responses(
         (status = 200, description = "Statistics (cached about 30 s)", body = Stats),
         (status = 400, description = "hoursBack out of 1..168", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none, or a wrong one, was sent", body = ErrorBody),
         (status = 503, description = "PostgreSQL unavailable", body = UnavailableBody)))]
 pub async fn stats(
     state: web::Data<QueryState>,
@@ -206,6 +209,7 @@ pub async fn stats(
     responses(
         (status = 200, description = "The event", body = LogEvent),
         (status = 400, description = "Not a UUID", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none, or a wrong one, was sent", body = ErrorBody),
         (status = 404, description = "No event with that id", body = ErrorBody),
         (status = 503, description = "PostgreSQL unavailable", body = UnavailableBody)))]
 pub async fn log_by_id(

@@ -386,3 +386,25 @@ async fn without_redis_answers_still_come_from_postgres() {
     assert_eq!(health["status"], "DEGRADED");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_api_keys_queries_need_a_valid_key() {
+    let app =
+        spawn_gateway(|s| s.auth.api_keys = Some("reader-1".parse().expect("infallible"))).await;
+    let url = format!("{}/gateway/api/query/logs?size=1", app.base);
+    let (status, body) = get(&url).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["path"], "/gateway/api/query/logs");
+    let response = http()
+        .get(&url)
+        .bearer_auth("reader-1")
+        .send()
+        .await
+        .expect("with key");
+    assert_eq!(response.status(), 200);
+    let (status, _) = get(&format!("{}/gateway/api/query/health", app.base)).await;
+    assert_eq!(status, 200);
+    let (status, _) = get(&format!("{}/gateway/actuator/health", app.base)).await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}

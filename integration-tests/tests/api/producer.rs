@@ -507,3 +507,79 @@ async fn openapi_document_and_swagger_ui_are_served() {
     assert!(ui.text().await.expect("html").contains("swagger"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_api_keys_ingest_needs_a_valid_key_and_limits_are_per_key() {
+    let topic = unique("producer-keys");
+    create_topic(&topic, 1).await;
+    let app = spawn_producer(move |s| {
+        s.kafka.topic = topic;
+        s.auth.api_keys = Some("key-a,key-b".parse().expect("infallible"));
+        s.rate_limit.events_per_second = 1;
+        s.rate_limit.burst = 2;
+    })
+    .await;
+    let client = http();
+    let url = format!("{}/producer/api/logs/ingest", app.base);
+    let one = event("keys", "INFO", "m");
+
+    let (status, body) = json(client.post(&url).json(&one).send().await.expect("no key")).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("X-API-Key"),
+        "{body}"
+    );
+    let (status, body) = json(
+        client
+            .post(&url)
+            .header("X-API-Key", "key-c")
+            .json(&one)
+            .send()
+            .await
+            .expect("bad key"),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        !body.to_string().contains("key-c"),
+        "the key is not echoed: {body}"
+    );
+
+    for _ in 0..2 {
+        let r = client
+            .post(&url)
+            .header("X-API-Key", "key-a")
+            .json(&one)
+            .send()
+            .await
+            .expect("key a");
+        assert_eq!(r.status(), 200);
+    }
+    let r = client
+        .post(&url)
+        .header("X-API-Key", "key-a")
+        .json(&one)
+        .send()
+        .await
+        .expect("key a");
+    assert_eq!(r.status(), 429, "key-a spent its burst");
+    let r = client
+        .post(&url)
+        .header("Authorization", "Bearer key-b")
+        .json(&one)
+        .send()
+        .await
+        .expect("key b");
+    assert_eq!(r.status(), 200, "key-b has its own bucket");
+
+    let health = client
+        .get(format!("{}/producer/api/logs/health", app.base))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200, "liveness stays open");
+    app.stop().await;
+}

@@ -10,6 +10,7 @@ use crate::rate_limit::ClientRateLimiter;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
+use log_common::auth::presented_key;
 use log_common::error::{ApiError, ErrorBody, UnavailableBody};
 use log_common::event::{FieldError, LogEvent, LogEventInput, MAX_BATCH_EVENTS};
 use serde::Serialize;
@@ -19,13 +20,12 @@ use std::time::Instant;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// Header carrying the client's API key; also the rate-limit key when present.
-pub const API_KEY_HEADER: &str = "X-API-Key";
-
 pub struct IngestState {
     pub publisher: Arc<Publisher>,
     pub limiter: ClientRateLimiter,
     pub metrics: ProducerMetrics,
+    /// True when API keys are required: only then does a key name the client.
+    pub limit_by_api_key: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -64,7 +64,7 @@ pub struct BatchItemError {
 impl IngestState {
     /// Rate limit, counted in events, keyed by API key or else the client's IP.
     fn charge(&self, req: &HttpRequest, endpoint: &str, events: usize) -> Result<(), ApiError> {
-        let client = client_key(req);
+        let client = client_key(req, self.limit_by_api_key);
         self.limiter.check(&client, events).map_err(|retry| {
             self.metrics
                 .rate_limited
@@ -113,12 +113,11 @@ impl IngestState {
     }
 }
 
-fn client_key(req: &HttpRequest) -> String {
-    if let Some(key) = req
-        .headers()
-        .get(API_KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-    {
+fn client_key(req: &HttpRequest, by_api_key: bool) -> String {
+    // With API keys on, only valid keys get this far, so a key names a client. With
+    // them off, a key is any string a client makes up (a fresh bucket per request),
+    // so the IP decides.
+    if let Some(key) = presented_key(req.headers()).filter(|_| by_api_key) {
         return format!("key:{key}");
     }
     // The socket's peer, not X-Forwarded-For: a header any client can forge would
@@ -137,6 +136,7 @@ fn parse_event(value: Value) -> Result<LogEvent, Vec<FieldError>> {
     responses(
         (status = 200, description = "Kafka acknowledged the event", body = IngestResponse),
         (status = 400, description = "Invalid event; `errors` names each field", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none, or a wrong one, was sent", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded; see Retry-After", body = ErrorBody),
@@ -170,6 +170,7 @@ pub async fn ingest(
     responses(
         (status = 202, description = "Queued in the producer (not yet acknowledged by Kafka)", body = IngestResponse),
         (status = 400, description = "Invalid event", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none, or a wrong one, was sent", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody),
         (status = 503, description = "Kafka unavailable or queue full", body = UnavailableBody)))]
 pub async fn ingest_async(
@@ -202,6 +203,7 @@ pub async fn ingest_async(
     responses(
         (status = 200, description = "Every valid event was offered to Kafka; failures listed", body = BatchResponse),
         (status = 400, description = "Not an array, empty, or no valid event", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none, or a wrong one, was sent", body = ErrorBody),
         (status = 413, description = "Over 10,000 events or 16 MiB", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody),
         (status = 503, description = "Kafka unavailable", body = UnavailableBody)))]
@@ -230,6 +232,7 @@ pub async fn batch(
     responses(
         (status = 200, description = "Every valid line was offered to Kafka; failures listed by line", body = BatchResponse),
         (status = 400, description = "Empty body or no valid line", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none, or a wrong one, was sent", body = ErrorBody),
         (status = 413, description = "Over 10,000 events or 16 MiB", body = ErrorBody),
         (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody),

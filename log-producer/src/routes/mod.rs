@@ -7,7 +7,9 @@ mod openapi;
 pub use ingest::IngestState;
 pub use openapi::ApiDoc;
 
+use actix_web::middleware::from_fn;
 use actix_web::web;
+use log_common::auth::require_api_key;
 use log_common::error::json_config;
 use log_common::event::{MAX_BATCH_BODY_BYTES, MAX_SINGLE_BODY_BYTES};
 use utoipa::OpenApi;
@@ -24,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, prometheus_enabled: bool) {
     }
     cfg.service(
         web::scope("/producer/api/logs")
+            .wrap(from_fn(require_api_key))
             .service(
                 web::resource("/ingest")
                     .app_data(json_config(MAX_SINGLE_BODY_BYTES))
