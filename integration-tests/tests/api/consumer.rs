@@ -289,3 +289,40 @@ async fn rebalances_while_streaming_lose_and_repeat_nothing() {
     first.stop().await;
     third.stop().await;
 }
+
+#[tokio::test]
+async fn retention_deletes_only_events_older_than_the_limit() {
+    use diesel::prelude::*;
+    use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
+    let source = unique("retention");
+    let mut conn = crate::helpers::db();
+    for age_days in [40i64, 31, 29, 1] {
+        diesel::sql_query(
+            "INSERT INTO log_events (id, level, message, source, \"timestamp\", kafka_partition, kafka_offset) \
+             VALUES ($1, 'INFO', 'm', $2, $3, 0, 0)",
+        )
+        .bind::<SqlUuid, _>(Uuid::now_v7())
+        .bind::<Text, _>(&source)
+        .bind::<Timestamptz, _>(chrono::Utc::now() - chrono::Duration::days(age_days))
+        .execute(&mut conn)
+        .expect("seed");
+    }
+    let settings = log_consumer::settings::Settings::defaults();
+    let store = log_consumer::store::Store::new(
+        &settings.postgres,
+        "retention-test",
+        "retention-test",
+        settings.consumer.insert_mode,
+    )
+    .expect("store");
+    let deleted = tokio::task::spawn_blocking(move || store.enforce_retention(30))
+        .await
+        .expect("task")
+        .expect("retention");
+    assert!(deleted >= 2, "at least this test's two old rows: {deleted}");
+    assert_eq!(
+        rows_for_source(&source).len(),
+        2,
+        "the 29- and 1-day-old events stay"
+    );
+}
