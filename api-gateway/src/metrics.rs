@@ -43,6 +43,13 @@ impl GatewayMetrics {
                 &["name", "state"],
             )?,
         };
+        // Known label values start at 0, so the series exist before the first query.
+        for endpoint in ["logs", "search", "stats", "log_by_id"] {
+            m.queries.with_label_values(&[endpoint]);
+        }
+        for result in ["hit", "miss", "error"] {
+            m.cache_gets.with_label_values(&[result]);
+        }
         registry.register(Box::new(m.queries.clone()))?;
         registry.register(Box::new(m.query_duration.clone()))?;
         registry.register(Box::new(m.cache_gets.clone()))?;

@@ -15,7 +15,6 @@ use log_common::auth::ApiKeys;
 use log_common::breaker::CircuitBreaker;
 use log_common::error::{not_found, path_config, query_config};
 use log_common::http::{observe, HttpMetrics};
-use prometheus::Registry;
 use std::future::Future;
 use std::net::TcpListener;
 use std::time::Duration;
@@ -29,7 +28,7 @@ impl Application {
     /// Creates the pools (without connecting: the gateway starts, and reports its
     /// health, while a dependency is still down) and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let registry = Registry::new();
+        let registry = log_common::http::new_registry();
         let http_metrics = HttpMetrics::register(&registry)?;
         let metrics = GatewayMetrics::register(&registry)?;
 

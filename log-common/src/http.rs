@@ -38,6 +38,18 @@ impl HttpMetrics {
     }
 }
 
+/// A service's registry, with the process collector (`process_resident_memory_bytes`,
+/// `process_cpu_seconds_total`, open fds …) that the dashboards' memory and CPU panels use.
+pub fn new_registry() -> Registry {
+    let registry = Registry::new();
+    if let Err(e) = registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    )) {
+        tracing::warn!(error = %e, "process metrics unavailable");
+    }
+    registry
+}
+
 /// Middleware (via `actix_web::middleware::from_fn`): times every request into
 /// [`HttpMetrics`] (found in app data) and writes the request path into error bodies.
 pub async fn observe(

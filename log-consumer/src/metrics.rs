@@ -90,6 +90,10 @@ impl ConsumerMetrics {
                 "Partitions this instance owns",
             )?,
         };
+        // Known kinds start at 0, so the series exist before the first error.
+        for kind in ["poll", "poison", "db_transient"] {
+            m.errors.with_label_values(&[kind]);
+        }
         registry.register(Box::new(m.consumed.clone()))?;
         registry.register(Box::new(m.errors.clone()))?;
         registry.register(Box::new(m.processing.clone()))?;

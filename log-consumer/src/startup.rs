@@ -13,7 +13,6 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use log_common::error::not_found;
 use log_common::http::{observe, HttpMetrics};
-use prometheus::Registry;
 use rdkafka::consumer::Consumer;
 use rdkafka::ClientConfig;
 use std::future::Future;
@@ -35,7 +34,7 @@ impl Application {
     /// Applies migrations (waiting for PostgreSQL), subscribes to the topic and
     /// binds the HTTP listener. Nothing is consumed until `run_until_stopped`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let registry = Registry::new();
+        let registry = log_common::http::new_registry();
         let http_metrics = HttpMetrics::register(&registry)?;
         let metrics = ConsumerMetrics::register(&registry)?;
         let store = Store::new(

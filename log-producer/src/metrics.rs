@@ -63,6 +63,20 @@ impl ProducerMetrics {
         registry.register(Box::new(kafka_sent.clone()))?;
         registry.register(Box::new(breaker_state.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
+        // Known label values start at 0, so every series (and dashboard panel) exists
+        // before the first event of its kind.
+        for level in log_common::event::Level::ALL {
+            ingested.with_label_values(&[level.as_str()]);
+        }
+        for reason in ["validation", "rate_limited", "unavailable"] {
+            rejected.with_label_values(&[reason]);
+        }
+        for result in ["success", "failure"] {
+            kafka_sent.with_label_values(&[result]);
+        }
+        for endpoint in ["ingest", "ingest_async", "batch", "bulk"] {
+            rate_limited.with_label_values(&[endpoint]);
+        }
         Ok(ProducerMetrics {
             ingested,
             rejected,

@@ -12,7 +12,6 @@ use anyhow::Context;
 use log_common::auth::ApiKeys;
 use log_common::error::{not_found, query_config};
 use log_common::http::{observe, HttpMetrics};
-use prometheus::Registry;
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -28,7 +27,7 @@ impl Application {
     /// Creates the Kafka producer and binds the listener (port 0 picks a free one).
     /// Nothing is served until [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let registry = Registry::new();
+        let registry = log_common::http::new_registry();
         let http_metrics = HttpMetrics::register(&registry)?;
         let metrics = ProducerMetrics::register(&registry)?;
         let publisher = Arc::new(Publisher::new(
