@@ -64,6 +64,8 @@ impl<'a> Sql<'a> {
 pub const COUNT_CAP: i64 = 10_000;
 /// `sourceCounts` in stats lists at most this many sources (the busiest).
 pub const STATS_MAX_SOURCES: i64 = 100;
+/// Percentiles of `metadata.duration` are exact up to this many events in the window.
+pub const DURATION_SAMPLE_TARGET: i64 = 200_000;
 
 const EVENT_COLUMNS: &str =
     "SELECT id, level, message, source, \"timestamp\", metadata, correlation_id, request_id, trace_id FROM log_events";
@@ -198,7 +200,11 @@ pub struct HourlyCount {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DurationPercentiles {
+    /// Events the percentiles were computed over.
     pub samples: i64,
+    /// True when the window held more than 200,000 events and the percentiles were
+    /// estimated from a block sample of about that many.
+    pub estimated: bool,
     pub p50: Option<f64>,
     pub p95: Option<f64>,
     pub p99: Option<f64>,
@@ -341,36 +347,46 @@ impl Repository {
         until: DateTime<Utc>,
     ) -> Result<Stats, ApiError> {
         self.run(move |conn| {
-            let window = |select: &str| {
+            let window = |select: &str, sample: &str| {
                 Sql::new(select)
-                    .sql(" FROM log_events WHERE \"timestamp\" >= ")
+                    .sql(" FROM log_events")
+                    .sql(sample)
+                    .sql(" WHERE \"timestamp\" >= ")
                     .bind::<Timestamptz, _>(since)
                     .sql(" AND \"timestamp\" <= ")
                     .bind::<Timestamptz, _>(until)
             };
-            let by_level = window("SELECT level AS key, count(*) AS n")
-                .sql(" GROUP BY level")
+            // One scan gives the hourly histogram; level counts and the total are its sums.
+            let hourly = window("SELECT date_trunc('hour', \"timestamp\") AS hour, level, count(*) AS n", "")
+                .sql(" GROUP BY 1, 2 ORDER BY 1")
                 .query
-                .load::<KeyCount>(conn)?;
-            let by_source = window("SELECT source AS key, count(*) AS n")
+                .load::<HourLevelCount>(conn)?;
+            let by_source = window("SELECT source AS key, count(*) AS n", "")
                 .sql(" GROUP BY source ORDER BY n DESC, source LIMIT ")
                 .bind::<BigInt, _>(STATS_MAX_SOURCES)
                 .query
                 .load::<KeyCount>(conn)?;
-            let hourly = window("SELECT date_trunc('hour', \"timestamp\") AS hour, level, count(*) AS n")
-                .sql(" GROUP BY 1, 2 ORDER BY 1")
-                .query
-                .load::<HourLevelCount>(conn)?;
+            // Percentiles need a sort of every value: exact up to DURATION_SAMPLE_TARGET
+            // events, estimated from a block sample of about that many beyond.
+            let total: i64 = hourly.iter().map(|h| h.n).sum();
+            let sample = if total > DURATION_SAMPLE_TARGET {
+                let percent = (DURATION_SAMPLE_TARGET as f64 * 100.0 / total as f64).clamp(0.01, 100.0);
+                format!(" TABLESAMPLE SYSTEM ({percent:.4})")
+            } else {
+                String::new()
+            };
             let duration = window(
                 "SELECT count(*) AS samples, \
                  percentile_cont(0.5) WITHIN GROUP (ORDER BY (metadata->>'duration')::float8) AS p50, \
                  percentile_cont(0.95) WITHIN GROUP (ORDER BY (metadata->>'duration')::float8) AS p95, \
                  percentile_cont(0.99) WITHIN GROUP (ORDER BY (metadata->>'duration')::float8) AS p99",
+                &sample,
             )
             .sql(" AND jsonb_typeof(metadata->'duration') = 'number'")
             .query
             .get_result::<DurationRow>(conn)?;
-            Ok(assemble_stats(since, until, by_level, by_source, hourly, duration))
+            let estimated = !sample.is_empty();
+            Ok(assemble_stats(since, until, by_source, hourly, duration, estimated))
         })
         .await
     }
@@ -419,17 +435,17 @@ fn with_filter<'a>(query: Sql<'a>, filter: &LogFilter) -> Sql<'a> {
 fn assemble_stats(
     since: DateTime<Utc>,
     until: DateTime<Utc>,
-    by_level: Vec<KeyCount>,
     by_source: Vec<KeyCount>,
     hourly: Vec<HourLevelCount>,
     duration: DurationRow,
+    estimated: bool,
 ) -> Stats {
     let mut level_counts: BTreeMap<String, i64> = Level::ALL
         .iter()
         .map(|l| (l.as_str().to_owned(), 0))
         .collect();
-    for row in by_level {
-        level_counts.insert(row.key, row.n);
+    for row in &hourly {
+        *level_counts.entry(row.level.clone()).or_default() += row.n;
     }
     let total_logs: i64 = level_counts.values().sum();
     let errors = level_counts.get("ERROR").copied().unwrap_or(0)
@@ -463,6 +479,7 @@ fn assemble_stats(
             .collect(),
         duration: DurationPercentiles {
             samples: duration.samples,
+            estimated,
             p50: duration.p50,
             p95: duration.p95,
             p99: duration.p99,

@@ -183,3 +183,144 @@ async fn a_batch_arrives_complete_and_exactly_once() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(crate::helpers::rows_for_source(&source).len(), 200);
 }
+
+/// The curl examples of the seed's README, as written there (host and port aside),
+/// against the stack: clients of the Spring original keep working.
+#[tokio::test]
+async fn the_seed_readme_examples_work_as_written() {
+    require_stack().await;
+    let client = http();
+    for url in [
+        format!("{PRODUCER}/producer/api/logs/health"),
+        format!("{CONSUMER}/actuator/health"),
+        format!("{GATEWAY}/gateway/api/query/health"),
+        format!("{PRODUCER}/producer/actuator/prometheus"),
+        format!("{CONSUMER}/actuator/prometheus"),
+        format!("{GATEWAY}/gateway/actuator/prometheus"),
+    ] {
+        assert_eq!(
+            client.get(&url).send().await.expect("get").status(),
+            200,
+            "{url}"
+        );
+    }
+
+    let (status, single) = json(
+        client
+            .post(format!("{PRODUCER}/producer/api/logs/ingest"))
+            .header("Content-Type", "application/json")
+            .body(
+                r#"{
+    "level": "ERROR",
+    "message": "Database connection failed",
+    "source": "user-service",
+    "metadata": {
+      "userId": "12345",
+      "operation": "login",
+      "duration": 5000
+    }
+  }"#,
+            )
+            .send()
+            .await
+            .expect("single"),
+    )
+    .await;
+    assert_eq!(status, 200, "{single}");
+    let id = single["logId"].as_str().expect("logId").to_owned();
+
+    let (status, batch) = json(
+        client
+            .post(format!("{PRODUCER}/producer/api/logs/batch"))
+            .header("Content-Type", "application/json")
+            .body(
+                r#"[
+    {
+      "level": "INFO",
+      "message": "User logged in",
+      "source": "auth-service"
+    },
+    {
+      "level": "WARN", 
+      "message": "Rate limit approaching",
+      "source": "api-gateway"
+    }
+  ]"#,
+            )
+            .send()
+            .await
+            .expect("batch"),
+    )
+    .await;
+    assert_eq!(status, 200, "{batch}");
+    assert_eq!(batch["successCount"], 2);
+
+    let (status, range) = json(
+        client
+            .get(format!("{GATEWAY}/gateway/api/query/logs?startTime=2024-01-01T00:00:00&endTime=2024-01-02T00:00:00"))
+            .send()
+            .await
+            .expect("range"),
+    )
+    .await;
+    assert_eq!(status, 200, "{range}");
+    for field in [
+        "content",
+        "number",
+        "size",
+        "totalElements",
+        "totalPages",
+        "numberOfElements",
+        "first",
+        "last",
+        "empty",
+    ] {
+        assert!(range.get(field).is_some(), "page field {field}: {range}");
+    }
+
+    // Level and source together (the seed dropped `source` when `level` was given).
+    let filtered = eventually("the seed's event under level+source", Duration::from_secs(30), || {
+        let client = client.clone();
+        let id = id.clone();
+        async move {
+            let url = format!("{GATEWAY}/gateway/api/query/logs?level=ERROR&source=user-service&page=0&size=50");
+            let (_, page) = json(client.get(url).send().await.ok()?).await;
+            let content = page["content"].as_array()?.clone();
+            content.iter().any(|e| e["id"] == id.as_str()).then_some(content)
+        }
+    })
+    .await;
+    assert!(filtered
+        .iter()
+        .all(|e| e["level"] == "ERROR" && e["source"] == "user-service"));
+
+    let found = eventually("the seed's search to find the event", Duration::from_secs(30), || {
+        let client = client.clone();
+        let id = id.clone();
+        async move {
+            let url = format!("{GATEWAY}/gateway/api/query/search?query=database&startTime=2024-01-01T00:00:00");
+            let (_, page) = json(client.get(url).send().await.ok()?).await;
+            let content = page["content"].as_array()?.clone();
+            content.iter().any(|e| e["id"] == id.as_str()).then_some(content)
+        }
+    })
+    .await;
+    assert!(found.iter().all(|e| e["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_lowercase()
+        .contains("database")));
+
+    let (status, stats) = json(
+        client
+            .get(format!("{GATEWAY}/gateway/api/query/stats?hoursBack=24"))
+            .send()
+            .await
+            .expect("stats"),
+    )
+    .await;
+    assert_eq!(status, 200, "{stats}");
+    for field in ["totalLogs", "levelCounts", "sourceCounts", "timeRange"] {
+        assert!(stats.get(field).is_some(), "stats field {field}: {stats}");
+    }
+}
