@@ -4,6 +4,7 @@
 #   ./load-test/run.sh --mode ingest --endpoint batch --batch-size 500 --duration 20
 #   ./load-test/run.sh --mode query --duration 15 --concurrency 16
 #   ./load-test/run.sh --mode e2e --rate 5000 --duration 20
+#   ./load-test/run.sh --mode mixed --rate 20000 --query-rate 200 --duration 20
 # Reports (JSON and Markdown) go to load-test/results/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -5,6 +5,7 @@
 //!   single events (`/ingest`) to the producer; accepted events/s and latencies.
 //! - `query`: GET pages, searches and stats from the gateway; queries/s and latencies
 //!   per endpoint.
+//! - `mixed`: half the workers ingest, half query, at the same time.
 //! - `e2e`: ingest at a fixed rate and measure, for sampled events, the time until the
 //!   gateway returns them (visibility lag).
 //!
@@ -31,6 +32,8 @@ use std::time::{Duration, Instant};
 enum Mode {
     Ingest,
     Query,
+    /// Half the workers ingest (at `--rate`), half query (at `--query-rate`).
+    Mixed,
     E2e,
 }
 
@@ -54,9 +57,12 @@ struct Args {
     /// Seconds of load (at most 600).
     #[arg(long, default_value_t = 20)]
     duration: u64,
-    /// Target events/s (ingest, e2e) or queries/s (query); 0 = as fast as possible.
+    /// Target events/s (ingest, e2e, mixed) or queries/s (query); 0 = as fast as possible.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Mixed mode: target queries/s of the query workers; 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    query_rate: u64,
     /// Concurrent requests in flight.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -85,6 +91,8 @@ struct Stats {
     latency_us: Mutex<BTreeMap<String, Histogram<u64>>>,
     /// Accepted events (ingest) or answered queries (query).
     ok_units: AtomicU64,
+    /// Answered queries (query and mixed modes).
+    ok_queries: AtomicU64,
     requests: AtomicU64,
     failed_units: AtomicU64,
     by_status: Mutex<BTreeMap<String, u64>>,
@@ -97,6 +105,7 @@ impl Stats {
         Ok(Stats {
             latency_us: Mutex::new(BTreeMap::new()),
             ok_units: AtomicU64::new(0),
+            ok_queries: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failed_units: AtomicU64::new(0),
             by_status: Mutex::new(BTreeMap::new()),
@@ -145,12 +154,7 @@ async fn main() -> anyhow::Result<()> {
         args.mode, args.endpoint, args.duration, args.rate, args.concurrency, args.batch_size
     );
     let started = Instant::now();
-    let progress = tokio::spawn(progress_line(
-        stats.clone(),
-        stop.clone(),
-        started,
-        args.mode,
-    ));
+    let progress = tokio::spawn(progress_line(stats.clone(), stop.clone(), started));
     let workers: Vec<_> = (0..args.concurrency)
         .map(|worker| {
             let (args, client, stats, run_id) =
@@ -183,15 +187,21 @@ async fn run_worker(
     started: Instant,
 ) -> anyhow::Result<()> {
     let deadline = started + Duration::from_secs(args.duration);
-    let units_per_request = match (args.mode, args.endpoint) {
+    // In mixed mode even workers ingest and odd ones query; the others do one thing.
+    let (role, rate, workers_in_role) = match args.mode {
+        Mode::Mixed if worker.is_multiple_of(2) => {
+            (Mode::Ingest, args.rate, args.concurrency.div_ceil(2))
+        }
+        Mode::Mixed => (Mode::Query, args.query_rate, (args.concurrency / 2).max(1)),
+        mode => (mode, args.rate, args.concurrency),
+    };
+    let units_per_request = match (role, args.endpoint) {
         (Mode::Query, _) | (_, Endpoint::Ingest) => 1,
         _ => args.batch_size,
     };
     // Open loop: request k of this worker is due at start + offset + k * period.
-    let period = (args.rate > 0).then(|| {
-        Duration::from_secs_f64(
-            units_per_request as f64 * args.concurrency as f64 / args.rate as f64,
-        )
+    let period = (rate > 0).then(|| {
+        Duration::from_secs_f64(units_per_request as f64 * workers_in_role as f64 / rate as f64)
     });
     let mut sequence = 0u64;
     // Sampled events are followed in tasks of their own, so polling the gateway
@@ -211,14 +221,14 @@ async fn run_worker(
             tokio::time::sleep(wait).await;
         }
         sequence += 1;
-        match args.mode {
-            Mode::Ingest | Mode::E2e => {
+        match role {
+            Mode::Ingest | Mode::E2e | Mode::Mixed => {
                 let source = format!("load-{run_id}-{}", worker % 16);
                 let sampled =
                     send_ingest(args, client, &stats, &source, due, units_per_request).await;
                 let sample_now = (sequence as usize)
                     .is_multiple_of((args.sample_every / units_per_request).max(1));
-                if let (Mode::E2e, true, Some(id)) = (args.mode, sample_now, sampled) {
+                if let (Mode::E2e, true, Some(id)) = (role, sample_now, sampled) {
                     let (args, client, stats) = (args.clone(), client.clone(), stats.clone());
                     followers.push(tokio::spawn(async move {
                         follow_sample(&args, &client, &stats, id, due).await
@@ -368,7 +378,7 @@ async fn send_query(
             let _ = response.bytes().await;
             stats.record(what, latency, status.as_str());
             if status.is_success() {
-                stats.ok_units.fetch_add(1, Ordering::Relaxed);
+                stats.ok_queries.fetch_add(1, Ordering::Relaxed);
             } else {
                 stats.failed_units.fetch_add(1, Ordering::Relaxed);
             }
@@ -380,28 +390,24 @@ async fn send_query(
     }
 }
 
-async fn progress_line(stats: Arc<Stats>, stop: Arc<AtomicBool>, started: Instant, mode: Mode) {
-    let unit = if mode == Mode::Query {
-        "queries"
-    } else {
-        "events"
-    };
-    let mut last = 0;
+async fn progress_line(stats: Arc<Stats>, stop: Arc<AtomicBool>, started: Instant) {
+    let (mut last_events, mut last_queries) = (0, 0);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     while !stop.load(Ordering::SeqCst) {
         tick.tick().await;
-        let ok = stats.ok_units.load(Ordering::Relaxed);
-        let failed = stats.failed_units.load(Ordering::Relaxed);
+        let events = stats.ok_units.load(Ordering::Relaxed);
+        let queries = stats.ok_queries.load(Ordering::Relaxed);
         eprintln!(
-            "[{:>4.0}s] {unit}/s {:>9} | total ok {:>10} | failed {:>8} | requests {:>8}",
+            "[{:>4.0}s] accepted events/s {:>8} | queries/s {:>6} | events {:>10} | failed {:>8} | requests {:>8}",
             started.elapsed().as_secs_f64(),
-            ok - last,
-            ok,
-            failed,
+            events - last_events,
+            queries - last_queries,
+            events,
+            stats.failed_units.load(Ordering::Relaxed),
             stats.requests.load(Ordering::Relaxed)
         );
-        last = ok;
+        (last_events, last_queries) = (events, queries);
     }
 }
 
@@ -536,8 +542,10 @@ struct Report {
     started_at: String,
     args: Args,
     elapsed_seconds: f64,
-    /// Accepted events/s (ingest, e2e) or answered queries/s (query).
+    /// Accepted events/s (ingest, e2e, mixed) or answered queries/s (query).
     throughput_per_second: f64,
+    /// Answered queries/s (query and mixed).
+    queries_per_second: f64,
     ok: u64,
     failed: u64,
     requests: u64,
@@ -556,7 +564,12 @@ impl Report {
         elapsed: Duration,
         services: BTreeMap<String, ServiceUsage>,
     ) -> Self {
-        let ok = stats.ok_units.load(Ordering::Relaxed);
+        let queries = stats.ok_queries.load(Ordering::Relaxed);
+        let ok = if args.mode == Mode::Query {
+            queries
+        } else {
+            stats.ok_units.load(Ordering::Relaxed)
+        };
         let latency = stats
             .latency_us
             .lock()
@@ -585,6 +598,7 @@ impl Report {
             args: args.clone(),
             elapsed_seconds: elapsed.as_secs_f64(),
             throughput_per_second: ok as f64 / elapsed.as_secs_f64(),
+            queries_per_second: queries as f64 / elapsed.as_secs_f64(),
             ok,
             failed: stats.failed_units.load(Ordering::Relaxed),
             requests: stats.requests.load(Ordering::Relaxed),
@@ -615,6 +629,9 @@ impl Report {
             self.run_id, self.args.mode, self.args.endpoint, self.unit(), self.throughput_per_second, self.ok,
             self.failed, self.requests, self.elapsed_seconds
         );
+        if self.args.mode == Mode::Mixed {
+            out += &format!("queries/s: **{:.0}**\n\n", self.queries_per_second);
+        }
         out += "| request | count | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|---|\n";
         for (name, l) in &self.latency {
             out += &format!(
@@ -643,6 +660,9 @@ impl Report {
 
     fn print(&self) {
         println!("{}/s: {:.0}", self.unit(), self.throughput_per_second);
+        if self.args.mode == Mode::Mixed {
+            println!("queries/s: {:.0}", self.queries_per_second);
+        }
         println!("{}", self.markdown());
     }
 
