@@ -408,3 +408,80 @@ async fn with_api_keys_queries_need_a_valid_key() {
     assert_eq!(status, 200);
     app.stop().await;
 }
+
+fn metric_value(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn concurrent_misses_on_one_key_run_the_query_once() {
+    let s = seed();
+    let app = spawn_gateway(|_| {}).await;
+    // A closed window, so the answer is cacheable; unique to this test.
+    let url = format!(
+        "{}/gateway/api/query/logs?source={}&startTime={}&endTime={}",
+        app.base,
+        s.source,
+        rfc(s.start),
+        rfc(s.start + Duration::minutes(45))
+    );
+    let answers = futures::future::join_all((0..12).map(|_| get(&url))).await;
+    assert!(answers.iter().all(|(status, _)| *status == 200));
+    assert!(
+        answers.windows(2).all(|w| w[0].1 == w[1].1),
+        "every caller got the same answer"
+    );
+    let metrics = http()
+        .get(format!("{}/gateway/actuator/prometheus", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let from_db = metric_value(
+        &metrics,
+        "log_query_duration_seconds_count{endpoint=\"logs\",source=\"db\"}",
+    );
+    let from_cache = metric_value(
+        &metrics,
+        "log_query_duration_seconds_count{endpoint=\"logs\",source=\"cache\"}",
+    );
+    assert_eq!((from_db, from_cache), (1.0, 11.0), "{metrics}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_event_is_visible_once_the_freshness_bound_has_passed() {
+    let s = seed();
+    let ttl_secs = 2;
+    let app = spawn_gateway(move |settings| settings.cache.ttl_recent_secs = ttl_secs).await;
+    // Open-ended ("until now"): the cache may serve this for at most ttl_secs.
+    let url = format!(
+        "{}/gateway/api/query/logs?source={}&size=1000",
+        app.base, s.source
+    );
+    let (_, before) = get(&url).await;
+    let count = before["totalElements"].as_i64().expect("total");
+    diesel::sql_query(
+        "INSERT INTO log_events (id, level, message, source, \"timestamp\", kafka_partition, kafka_offset) \
+         VALUES ($1, 'INFO', 'late arrival', $2, now(), 0, 0)",
+    )
+    .bind::<SqlUuid, _>(Uuid::now_v7())
+    .bind::<Text, _>(&s.source)
+    .execute(&mut db())
+    .expect("insert");
+    tokio::time::sleep(std::time::Duration::from_millis(ttl_secs * 1000 + 500)).await;
+    let (_, after) = get(&url).await;
+    assert_eq!(
+        after["totalElements"],
+        count + 1,
+        "visible after the {ttl_secs} s bound"
+    );
+    app.stop().await;
+}
