@@ -37,6 +37,24 @@ enum Mode {
     E2e,
 }
 
+/// Which gateway query the query workers send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum QueryKind {
+    /// All of the below in turn.
+    Mix,
+    /// `/logs` over the last 24 h.
+    Page,
+    /// `/logs?level=ERROR`.
+    Filtered,
+    /// `/search?query=database query`.
+    Search,
+    /// `/stats?hoursBack=24`.
+    Stats,
+    /// `/logs` page 5 of WARN and ERROR.
+    Deep,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Endpoint {
@@ -60,6 +78,9 @@ struct Args {
     /// Target events/s (ingest, e2e, mixed) or queries/s (query); 0 = as fast as possible.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Query and mixed modes: which query to send.
+    #[arg(long, value_enum, default_value = "mix")]
+    query_kind: QueryKind,
     /// Mixed mode: target queries/s of the query workers; 0 = as fast as possible.
     #[arg(long, default_value_t = 0)]
     query_rate: u64,
@@ -357,7 +378,15 @@ async fn send_query(
     due: Instant,
 ) {
     let base = format!("{}/gateway/api/query", args.gateway_url);
-    let (what, url) = match sequence % 5 {
+    let pick = match args.query_kind {
+        QueryKind::Mix => sequence % 5,
+        QueryKind::Page => 0,
+        QueryKind::Filtered => 1,
+        QueryKind::Search => 2,
+        QueryKind::Stats => 3,
+        QueryKind::Deep => 4,
+    };
+    let (what, url) = match pick {
         0 => ("logs_24h", format!("{base}/logs?size=50")),
         1 => ("logs_filtered", format!("{base}/logs?level=ERROR&size=50")),
         2 => (

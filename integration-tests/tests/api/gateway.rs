@@ -485,3 +485,43 @@ async fn a_new_event_is_visible_once_the_freshness_bound_has_passed() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn openapi_document_and_swagger_ui_are_served() {
+    let app = spawn_gateway(|_| {}).await;
+    let (status, doc) = get(&format!("{}/gateway/v3/api-docs", app.base)).await;
+    assert_eq!(status, 200);
+    for path in [
+        "/gateway/api/query/logs",
+        "/gateway/api/query/search",
+        "/gateway/api/query/stats",
+        "/gateway/api/query/logs/{id}",
+    ] {
+        assert!(doc["paths"][path]["get"].is_object(), "{path} documented");
+    }
+    let names: Vec<&str> = doc["paths"]["/gateway/api/query/logs"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for name in [
+        "startTime",
+        "endTime",
+        "level",
+        "source",
+        "correlationId",
+        "page",
+        "size",
+        "cursor",
+    ] {
+        assert!(names.contains(&name), "{name} documented: {names:?}");
+    }
+    let ui = http()
+        .get(format!("{}/gateway/swagger-ui/", app.base))
+        .send()
+        .await
+        .expect("ui");
+    assert_eq!(ui.status(), 200);
+    app.stop().await;
+}

@@ -1,0 +1,109 @@
+//! Redis stopped under the running stack (`./setup.sh stop redis`): the gateway keeps
+//! answering, correctly, from PostgreSQL, reports itself DEGRADED (not DOWN), and uses
+//! the cache again once Redis is back.
+//!
+//! Its own test binary, so no other test runs while Redis is away.
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use helpers::{event, eventually, json, require_infrastructure, rows_for_source, unique};
+use std::process::Command;
+use std::time::Duration;
+
+const PRODUCER: &str = "http://127.0.0.1:8081";
+const GATEWAY: &str = "http://127.0.0.1:8080";
+
+fn setup(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../setup.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .status()
+        .expect("run setup.sh");
+    assert!(status.success(), "./setup.sh {args:?} failed");
+}
+
+/// Starts Redis again even when an assertion fails half-way.
+struct RestartRedisOnDrop;
+
+impl Drop for RestartRedisOnDrop {
+    fn drop(&mut self) {
+        setup(&["start", "redis"]);
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_answers_correctly_without_redis() {
+    require_infrastructure();
+    let client = helpers::http();
+    let source = unique("redis-outage");
+    let batch: Vec<_> = (0..30)
+        .map(|i| event(&source, "WARN", &format!("{i}")))
+        .collect();
+    let (status, body) = json(
+        client
+            .post(format!("{PRODUCER}/producer/api/logs/batch"))
+            .json(&batch)
+            .send()
+            .await
+            .expect("batch"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    eventually("30 rows", Duration::from_secs(30), || {
+        let source = source.clone();
+        async move { (rows_for_source(&source).len() == 30).then_some(()) }
+    })
+    .await;
+
+    let guard = RestartRedisOnDrop;
+    setup(&["stop", "redis"]);
+    for _ in 0..10 {
+        let (status, page) = json(
+            client
+                .get(format!(
+                    "{GATEWAY}/gateway/api/query/logs?source={source}&level=WARN"
+                ))
+                .send()
+                .await
+                .expect("query"),
+        )
+        .await;
+        assert_eq!(status, 200, "no error to the user: {page}");
+        assert_eq!(page["totalElements"], 30, "{page}");
+    }
+    let (status, health) = json(
+        client
+            .get(format!("{GATEWAY}/gateway/actuator/health"))
+            .send()
+            .await
+            .expect("health"),
+    )
+    .await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "DEGRADED", "{health}");
+    assert_eq!(health["components"]["redis"]["status"], "DOWN", "{health}");
+
+    drop(guard);
+    eventually(
+        "the gateway to see Redis again",
+        Duration::from_secs(60),
+        || {
+            let client = client.clone();
+            async move {
+                let (_, health) = json(
+                    client
+                        .get(format!("{GATEWAY}/gateway/actuator/health"))
+                        .send()
+                        .await
+                        .ok()?,
+                )
+                .await;
+                (health["status"] == "UP").then_some(())
+            }
+        },
+    )
+    .await;
+}
