@@ -535,4 +535,75 @@ mod tests {
         let back: LogEvent = serde_json::from_value(out).expect("round trip");
         assert_eq!(back, event);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value, nested a few levels, with the field names of an event
+        /// over-represented so the validation branches are actually reached.
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                ".{0,40}".prop_map(Value::String),
+                prop_oneof![
+                    Just("INFO"),
+                    Just("warning"),
+                    Just("crash"),
+                    Just("2024-01-01T00:00:00")
+                ]
+                .prop_map(|s| Value::String(s.to_owned())),
+            ];
+            leaf.prop_recursive(3, 48, 8, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("id".to_owned()),
+                            Just("level".to_owned()),
+                            Just("message".to_owned()),
+                            Just("source".to_owned()),
+                            Just("timestamp".to_owned()),
+                            Just("metadata".to_owned()),
+                            Just("correlation_id".to_owned()),
+                            "[a-zA-Z_]{1,12}",
+                        ],
+                        inner,
+                        0..8,
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn parsing_never_panics_and_errors_always_name_a_field(value in any_json()) {
+                if let Err(errors) = LogEvent::from_json(value, Uuid::now_v7, Utc::now()) {
+                    prop_assert!(!errors.is_empty());
+                    prop_assert!(errors.iter().all(|e| !e.field.is_empty() && !e.message.is_empty()));
+                }
+            }
+
+            #[test]
+            fn accepted_events_round_trip_through_their_wire_form(
+                level in prop::sample::select(vec!["trace", "DEBUG", "Info", "warning", "err", "FATAL", "panic"]),
+                message in "[^\u{0}]{1,200}",
+                source in "[a-z][a-z0-9-]{0,30}",
+                millis in 0i64..4_102_444_800_000,
+            ) {
+                prop_assume!(!message.trim().is_empty());
+                let timestamp = DateTime::<Utc>::from_timestamp_millis(millis).expect("in range");
+                let input = serde_json::json!({"level": level, "message": message, "source": source,
+                    "timestamp": timestamp.to_rfc3339()});
+                let event = LogEvent::from_json(input, Uuid::now_v7, Utc::now()).expect("valid");
+                let wire = serde_json::to_value(&event).expect("serialise");
+                let again = LogEvent::from_json(wire, Uuid::now_v7, Utc::now()).expect("still valid");
+                prop_assert_eq!(again, event);
+            }
+        }
+    }
 }
