@@ -36,6 +36,7 @@ fn producer() -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", KAFKA)
         .set("acks", "all")
+        .set("message.max.bytes", "2097152")
         .create()
         .expect("producer")
 }
@@ -132,12 +133,16 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
     let t = topics().await;
     let source = unique("poison-src");
     let producer = producer();
-    let poison: [&[u8]; 5] = [
+    // A valid-looking event whose message is far over the 32 KiB limit (1 MiB).
+    let huge =
+        json!({"level": "INFO", "message": "x".repeat(1024 * 1024), "source": "s"}).to_string();
+    let poison: [&[u8]; 6] = [
         b"not json at all",
         br#"{"level":"LOUD","message":"m","source":"s"}"#,
         br#"{"level":"INFO","message":42,"source":"s"}"#,
         b"\xff\xfe\xfd",
         b"",
+        huge.as_bytes(),
     ];
     for payload in poison {
         send(&producer, &t.topic, &source, payload).await;
@@ -181,7 +186,11 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
         assert!(header("dlq-original-offset").is_some());
         reasons.push(header("dlq-error").expect("reason"));
     }
-    assert_eq!(reasons.len(), 5);
+    assert_eq!(reasons.len(), 6);
+    assert!(
+        reasons.iter().any(|r| r.contains("at most 32768 bytes")),
+        "{reasons:?}"
+    );
     assert!(
         reasons.iter().any(|r| r.contains("unknown level")),
         "{reasons:?}"
@@ -201,7 +210,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
         .await
         .expect("text");
     assert!(
-        metrics.contains("dead_letter_messages_total 5"),
+        metrics.contains("dead_letter_messages_total 6"),
         "{metrics}"
     );
     app.stop().await;
