@@ -88,14 +88,7 @@ impl Application {
         let listener =
             TcpListener::bind(&address).with_context(|| format!("cannot bind {address}"))?;
         let port = listener.local_addr()?.port();
-        let api_keys = ApiKeys::from_settings(&settings.auth)?;
-        if api_keys.enabled() {
-            tracing::info!(keys = ?api_keys, "API keys required for ingest and queries");
-        } else {
-            tracing::warn!(
-                "no API_KEYS configured: every client is trusted (fine for local development)"
-            );
-        }
+        let api_keys = ApiKeys::load(&settings.auth)?;
         let api_keys = web::Data::new(api_keys);
         let registry = web::Data::new(registry);
         let http_metrics = web::Data::new(http_metrics);

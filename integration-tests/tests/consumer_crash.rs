@@ -7,26 +7,12 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use helpers::{event, eventually, json, require_infrastructure, rows_for_source, unique};
+use helpers::{event, eventually, json, require_infrastructure, rows_for_source, setup, unique};
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
 const PRODUCER: &str = "http://127.0.0.1:8081";
-
-fn setup(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../setup.sh");
-    let output = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run setup.sh");
-    assert!(
-        output.status.success(),
-        "./setup.sh {args:?} failed: {output:?}"
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
 
 fn kill_consumer() {
     let pid = setup(&["pid", "consumer"]);

@@ -8,30 +8,10 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use helpers::{event, eventually, json, require_infrastructure, rows_for_source, unique};
-use std::process::Command;
+use helpers::{event, eventually, json, require_infrastructure, rows_for_source, unique, Outage};
 use std::time::{Duration, Instant};
 
 const PRODUCER: &str = "http://127.0.0.1:8081";
-
-fn setup(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../setup.sh");
-    let status = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .status()
-        .expect("run setup.sh");
-    assert!(status.success(), "./setup.sh {args:?} failed");
-}
-
-/// Starts Kafka again even when an assertion fails half-way.
-struct RestartKafkaOnDrop;
-
-impl Drop for RestartKafkaOnDrop {
-    fn drop(&mut self) {
-        setup(&["start", "kafka"]);
-    }
-}
 
 #[tokio::test]
 async fn producer_sheds_load_while_kafka_is_down_and_recovers_by_itself() {
@@ -50,8 +30,7 @@ async fn producer_sheds_load_while_kafka_is_down_and_recovers_by_itself() {
     );
     let source = unique("outage");
 
-    let guard = RestartKafkaOnDrop;
-    setup(&["stop", "kafka"]);
+    let outage = Outage::begin("kafka");
     let mut statuses = Vec::new();
     let mut longest = Duration::ZERO;
     let mut saw_retry_after = false;
@@ -97,7 +76,7 @@ async fn producer_sheds_load_while_kafka_is_down_and_recovers_by_itself() {
         "{health}"
     );
 
-    drop(guard);
+    outage.end();
     let recovered = Instant::now();
     eventually(
         "the breaker to close once Kafka is back",

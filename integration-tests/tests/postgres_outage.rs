@@ -8,32 +8,12 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use helpers::{event, eventually, json, require_infrastructure, rows_for_source, unique};
-use std::process::Command;
+use helpers::{event, eventually, json, require_infrastructure, rows_for_source, unique, Outage};
 use std::time::{Duration, Instant};
 
 const PRODUCER: &str = "http://127.0.0.1:8081";
 const CONSUMER: &str = "http://127.0.0.1:8082";
 const GATEWAY: &str = "http://127.0.0.1:8080";
-
-fn setup(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../setup.sh");
-    let status = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .status()
-        .expect("run setup.sh");
-    assert!(status.success(), "./setup.sh {args:?} failed");
-}
-
-/// Starts PostgreSQL again even when an assertion fails half-way.
-struct RestartPostgresOnDrop;
-
-impl Drop for RestartPostgresOnDrop {
-    fn drop(&mut self) {
-        setup(&["start", "postgres"]);
-    }
-}
 
 #[tokio::test]
 async fn events_wait_for_postgres_and_queries_fail_fast_meanwhile() {
@@ -44,8 +24,7 @@ async fn events_wait_for_postgres_and_queries_fail_fast_meanwhile() {
         .expect("client");
     let source = unique("pg-outage");
 
-    let guard = RestartPostgresOnDrop;
-    setup(&["stop", "postgres"]);
+    let outage = Outage::begin("postgres");
     for i in 0..5 {
         let batch: Vec<_> = (0..100)
             .map(|j| event(&source, "INFO", &format!("{i}-{j}")))
@@ -102,7 +81,7 @@ async fn events_wait_for_postgres_and_queries_fail_fast_meanwhile() {
     }
     println!("gateway during the outage: longest answer {longest:?}");
 
-    drop(guard);
+    outage.end();
     let rows = eventually(
         "all 500 events stored after PostgreSQL is back",
         Duration::from_secs(90),

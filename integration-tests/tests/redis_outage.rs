@@ -8,31 +8,11 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use helpers::{event, eventually, json, require_infrastructure, rows_for_source, unique};
-use std::process::Command;
+use helpers::{event, eventually, json, require_infrastructure, rows_for_source, unique, Outage};
 use std::time::Duration;
 
 const PRODUCER: &str = "http://127.0.0.1:8081";
 const GATEWAY: &str = "http://127.0.0.1:8080";
-
-fn setup(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../setup.sh");
-    let status = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .status()
-        .expect("run setup.sh");
-    assert!(status.success(), "./setup.sh {args:?} failed");
-}
-
-/// Starts Redis again even when an assertion fails half-way.
-struct RestartRedisOnDrop;
-
-impl Drop for RestartRedisOnDrop {
-    fn drop(&mut self) {
-        setup(&["start", "redis"]);
-    }
-}
 
 #[tokio::test]
 async fn the_gateway_answers_correctly_without_redis() {
@@ -58,8 +38,7 @@ async fn the_gateway_answers_correctly_without_redis() {
     })
     .await;
 
-    let guard = RestartRedisOnDrop;
-    setup(&["stop", "redis"]);
+    let outage = Outage::begin("redis");
     for _ in 0..10 {
         let (status, page) = json(
             client
@@ -86,7 +65,7 @@ async fn the_gateway_answers_correctly_without_redis() {
     assert_eq!(health["status"], "DEGRADED", "{health}");
     assert_eq!(health["components"]["redis"]["status"], "DOWN", "{health}");
 
-    drop(guard);
+    outage.end();
     eventually(
         "the gateway to see Redis again",
         Duration::from_secs(60),

@@ -66,6 +66,19 @@ impl ApiKeys {
         Ok(ApiKeys { keys })
     }
 
+    /// [`ApiKeys::from_settings`], saying at start which mode the service runs in.
+    pub fn load(settings: &AuthSettings) -> anyhow::Result<Self> {
+        let keys = ApiKeys::from_settings(settings)?;
+        if keys.enabled() {
+            tracing::info!(keys = ?keys, "API keys required for ingest and queries");
+        } else {
+            tracing::warn!(
+                "no API_KEYS configured: every client is trusted (fine for local development)"
+            );
+        }
+        Ok(keys)
+    }
+
     pub fn enabled(&self) -> bool {
         !self.keys.is_empty()
     }

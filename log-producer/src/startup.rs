@@ -40,7 +40,7 @@ impl Application {
             settings.rate_limit.events_per_second,
             settings.rate_limit.burst,
         )?;
-        let api_keys = ApiKeys::from_settings(&settings.auth)?;
+        let api_keys = ApiKeys::load(&settings.auth)?;
         let state = web::Data::new(IngestState {
             publisher: publisher.clone(),
             limiter,
@@ -53,13 +53,6 @@ impl Application {
         let listener =
             TcpListener::bind(&address).with_context(|| format!("cannot bind {address}"))?;
         let port = listener.local_addr()?.port();
-        if api_keys.enabled() {
-            tracing::info!(keys = ?api_keys, "API keys required for ingest and queries");
-        } else {
-            tracing::warn!(
-                "no API_KEYS configured: every client is trusted (fine for local development)"
-            );
-        }
         let api_keys = web::Data::new(api_keys);
         let registry = web::Data::new(registry);
         let http_metrics = web::Data::new(http_metrics);

@@ -201,14 +201,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
     );
     assert!(reasons.iter().any(|r| r.contains("empty")), "{reasons:?}");
 
-    let metrics = http()
-        .get(format!("{}/actuator/prometheus", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::helpers::metrics_text(&format!("{}/actuator/prometheus", app.base)).await;
     assert!(
         metrics.contains("dead_letter_messages_total 6"),
         "{metrics}"

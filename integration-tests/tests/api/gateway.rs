@@ -342,14 +342,8 @@ async fn a_second_identical_query_is_a_cache_hit() {
     let (_, first) = get(&url).await;
     let (_, second) = get(&url).await;
     assert_eq!(first, second);
-    let metrics = http()
-        .get(format!("{}/gateway/actuator/prometheus", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics =
+        crate::helpers::metrics_text(&format!("{}/gateway/actuator/prometheus", app.base)).await;
     assert!(
         metrics.contains("cache_gets_total{result=\"hit\"} 1"),
         "{metrics}"
@@ -436,14 +430,8 @@ async fn concurrent_misses_on_one_key_run_the_query_once() {
         answers.windows(2).all(|w| w[0].1 == w[1].1),
         "every caller got the same answer"
     );
-    let metrics = http()
-        .get(format!("{}/gateway/actuator/prometheus", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics =
+        crate::helpers::metrics_text(&format!("{}/gateway/actuator/prometheus", app.base)).await;
     let from_db = metric_value(
         &metrics,
         "log_query_duration_seconds_count{endpoint=\"logs\",source=\"db\"}",

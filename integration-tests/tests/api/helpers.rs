@@ -215,3 +215,50 @@ pub async fn spawn_consumer_with(
         })
     })
 }
+
+/// Runs `./setup.sh <args>` (the stack's own controls) and returns its stdout.
+pub fn setup(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../setup.sh");
+    let output = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run setup.sh");
+    assert!(
+        output.status.success(),
+        "./setup.sh {args:?} failed: {output:?}"
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Stops a component of the stack and starts it again when dropped, so a failing
+/// assertion never leaves the stack without it.
+pub struct Outage(&'static str);
+
+impl Outage {
+    pub fn begin(component: &'static str) -> Outage {
+        setup(&["stop", component]);
+        Outage(component)
+    }
+
+    /// Ends the outage now (same as dropping it).
+    pub fn end(self) {}
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        setup(&["start", self.0]);
+    }
+}
+
+/// The Prometheus text a service exposes at `url`.
+pub async fn metrics_text(url: &str) -> String {
+    http()
+        .get(url)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}

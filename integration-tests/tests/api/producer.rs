@@ -416,14 +416,8 @@ async fn over_the_rate_limit_answers_429_with_retry_after_counted_in_events() {
     let (_, body) = json(response).await;
     assert_eq!(body["status"], 429);
 
-    let metrics = client
-        .get(format!("{}/producer/actuator/prometheus", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics =
+        crate::helpers::metrics_text(&format!("{}/producer/actuator/prometheus", app.base)).await;
     assert!(
         metrics.contains("rate_limit_rejections_total{endpoint=\"ingest\"} 1"),
         "{metrics}"
