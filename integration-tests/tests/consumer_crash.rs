@@ -3,11 +3,12 @@
 //!
 //! Its own test binary, so no other test runs while the consumer is being killed.
 
-#[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use helpers::{event, eventually, json, require_infrastructure, rows_for_source, setup, unique};
+use helpers::{
+    event, eventually, post_json, require_infrastructure, rows_for_source, setup, unique,
+};
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
@@ -26,22 +27,13 @@ fn kill_consumer() {
 #[tokio::test]
 async fn every_event_is_stored_exactly_once_across_two_kill_9s() {
     require_infrastructure();
-    let client = helpers::http();
     let source = unique("crash");
     let mut acked: HashSet<String> = HashSet::new();
     for round in 0..30 {
         let batch: Vec<_> = (0..200)
             .map(|i| event(&source, "INFO", &format!("r{round} e{i}")))
             .collect();
-        let (status, body) = json(
-            client
-                .post(format!("{PRODUCER}/producer/api/logs/batch"))
-                .json(&batch)
-                .send()
-                .await
-                .expect("batch"),
-        )
-        .await;
+        let (status, body) = post_json(format!("{PRODUCER}/producer/api/logs/batch"), &batch).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["failureCount"], 0, "{body}");
         for i in 0..200 {

@@ -3,11 +3,12 @@
 //! each query must be valid and return data. Grafana's own variables are substituted
 //! the way Grafana would (`$__rate_interval` -> 1m).
 
-#[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use helpers::{event, eventually, http, json, require_infrastructure, rows_for_source, unique};
+use helpers::{
+    event, eventually, http, json, post_json, require_infrastructure, rows_for_source, unique,
+};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -26,23 +27,11 @@ async fn short_load(client: &reqwest::Client) {
     let batch: Vec<Value> = (0..50)
         .map(|i| event(&source, "INFO", &format!("panel load {i}")))
         .collect();
-    let (status, body) = json(
-        client
-            .post(format!("{PRODUCER}/producer/api/logs/batch"))
-            .json(&batch)
-            .send()
-            .await
-            .expect("batch"),
-    )
-    .await;
+    let (status, body) = post_json(format!("{PRODUCER}/producer/api/logs/batch"), &batch).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = json(
-        client
-            .post(format!("{PRODUCER}/producer/api/logs/ingest"))
-            .json(&event(&source, "ERROR", "panel load error"))
-            .send()
-            .await
-            .expect("ingest"),
+    let (status, body) = post_json(
+        format!("{PRODUCER}/producer/api/logs/ingest"),
+        &event(&source, "ERROR", "panel load error"),
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -4,7 +4,6 @@
 //!
 //! Its own test binary, so no other test runs while Kafka is away.
 
-#[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
 

@@ -4,11 +4,12 @@
 //!
 //! Its own test binary, so no other test runs while PostgreSQL is away.
 
-#[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use helpers::{event, eventually, json, require_infrastructure, rows_for_source, unique, Outage};
+use helpers::{
+    event, eventually, json, post_json, require_infrastructure, rows_for_source, unique, Outage,
+};
 use std::time::{Duration, Instant};
 
 const PRODUCER: &str = "http://127.0.0.1:8081";
@@ -29,15 +30,7 @@ async fn events_wait_for_postgres_and_queries_fail_fast_meanwhile() {
         let batch: Vec<_> = (0..100)
             .map(|j| event(&source, "INFO", &format!("{i}-{j}")))
             .collect();
-        let (status, body) = json(
-            client
-                .post(format!("{PRODUCER}/producer/api/logs/batch"))
-                .json(&batch)
-                .send()
-                .await
-                .expect("batch"),
-        )
-        .await;
+        let (status, body) = post_json(format!("{PRODUCER}/producer/api/logs/batch"), &batch).await;
         assert_eq!(status, 200, "ingest does not need PostgreSQL: {body}");
     }
 

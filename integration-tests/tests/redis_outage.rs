@@ -4,11 +4,12 @@
 //!
 //! Its own test binary, so no other test runs while Redis is away.
 
-#[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use helpers::{event, eventually, json, require_infrastructure, rows_for_source, unique, Outage};
+use helpers::{
+    event, eventually, json, post_json, require_infrastructure, rows_for_source, unique, Outage,
+};
 use std::time::Duration;
 
 const PRODUCER: &str = "http://127.0.0.1:8081";
@@ -22,15 +23,7 @@ async fn the_gateway_answers_correctly_without_redis() {
     let batch: Vec<_> = (0..30)
         .map(|i| event(&source, "WARN", &format!("{i}")))
         .collect();
-    let (status, body) = json(
-        client
-            .post(format!("{PRODUCER}/producer/api/logs/batch"))
-            .json(&batch)
-            .send()
-            .await
-            .expect("batch"),
-    )
-    .await;
+    let (status, body) = post_json(format!("{PRODUCER}/producer/api/logs/batch"), &batch).await;
     assert_eq!(status, 200, "{body}");
     eventually("30 rows", Duration::from_secs(30), || {
         let source = source.clone();

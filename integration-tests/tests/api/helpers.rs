@@ -1,4 +1,9 @@
 //! Spawning services on port 0, talking to the real infrastructure, waiting.
+//!
+//! Shared by every test binary (the others include it with `#[path]`); each uses only
+//! part of it.
+
+#![allow(dead_code)]
 
 use diesel::prelude::*;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -97,6 +102,19 @@ pub async fn json(response: reqwest::Response) -> (u16, Value) {
     let text = response.text().await.expect("body");
     let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     (status, value)
+}
+
+/// POSTs `body` as JSON and returns the status and the JSON answer.
+pub async fn post_json(url: impl AsRef<str>, body: &impl serde::Serialize) -> (u16, Value) {
+    json(
+        http()
+            .post(url.as_ref())
+            .json(body)
+            .send()
+            .await
+            .expect("POST"),
+    )
+    .await
 }
 
 pub fn event(source: &str, level: &str, message: &str) -> Value {

@@ -1,6 +1,6 @@
 //! The producer on port 0 against the real broker, writing to a topic of its own.
 
-use crate::helpers::{create_topic, event, http, json, spawn_producer, unique, KAFKA};
+use crate::helpers::{create_topic, event, http, json, post_json, spawn_producer, unique, KAFKA};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
@@ -64,16 +64,10 @@ async fn producer_on_own_topic() -> (crate::helpers::Running, String) {
 #[tokio::test]
 async fn single_event_is_acked_normalised_keyed_by_source_and_carries_its_id() {
     let (app, topic) = producer_on_own_topic().await;
-    let (status, body) = json(
-        http()
-            .post(format!("{}/producer/api/logs/ingest", app.base))
-            .json(
-                &json!({"level": "warning", "message": "disk almost full", "source": "disk-svc",
+    let (status, body) = post_json(
+        format!("{}/producer/api/logs/ingest", app.base),
+        &json!({"level": "warning", "message": "disk almost full", "source": "disk-svc",
                 "timestamp": "2024-01-01T12:00:00+02:00", "correlation_id": "c-9"}),
-            )
-            .send()
-            .await
-            .expect("ingest"),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -103,15 +97,7 @@ async fn batch_sends_every_valid_event_once_and_lists_the_invalid_ones() {
         .collect();
     events[10] = json!({"level": "LOUD", "message": "x", "source": "s"});
     events[20] = json!({"message": "no level", "source": "s"});
-    let (status, body) = json(
-        http()
-            .post(format!("{}/producer/api/logs/batch", app.base))
-            .json(&events)
-            .send()
-            .await
-            .expect("batch"),
-    )
-    .await;
+    let (status, body) = post_json(format!("{}/producer/api/logs/batch", app.base), &events).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "completed");
     assert_eq!(body["totalEvents"], 300);
@@ -205,15 +191,8 @@ async fn batch_limits_are_413_naming_the_limit() {
     let too_many: Vec<Value> = (0..10_001)
         .map(|i| event("limits", "INFO", &format!("{i}")))
         .collect();
-    let (status, body) = json(
-        http()
-            .post(format!("{}/producer/api/logs/batch", app.base))
-            .json(&too_many)
-            .send()
-            .await
-            .expect("batch"),
-    )
-    .await;
+    let (status, body) =
+        post_json(format!("{}/producer/api/logs/batch", app.base), &too_many).await;
     assert_eq!(status, 413, "{body}");
     assert!(
         body["message"].as_str().expect("message").contains("10000"),
@@ -245,15 +224,10 @@ async fn async_ingest_answers_202_and_shutdown_flushes_every_queued_event() {
         s.producer.linger_ms = 500;
     })
     .await;
-    let client = http();
     for i in 0..40 {
-        let (status, body) = json(
-            client
-                .post(format!("{}/producer/api/logs/ingest/async", app.base))
-                .json(&event("async-svc", "INFO", &format!("{i}")))
-                .send()
-                .await
-                .expect("async"),
+        let (status, body) = post_json(
+            format!("{}/producer/api/logs/ingest/async", app.base),
+            &event("async-svc", "INFO", &format!("{i}")),
         )
         .await;
         assert_eq!(status, 202, "{body}");
@@ -517,7 +491,7 @@ async fn with_api_keys_ingest_needs_a_valid_key_and_limits_are_per_key() {
     let url = format!("{}/producer/api/logs/ingest", app.base);
     let one = event("keys", "INFO", "m");
 
-    let (status, body) = json(client.post(&url).json(&one).send().await.expect("no key")).await;
+    let (status, body) = post_json(&url, &one).await;
     assert_eq!(status, 401, "{body}");
     assert!(
         body["message"]

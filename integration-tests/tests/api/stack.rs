@@ -1,7 +1,7 @@
 //! The stack `./setup.sh` started: health as the contract says, and the walking
 //! skeleton from curl to PostgreSQL and back through the gateway.
 
-use crate::helpers::{event, eventually, http, json, require_infrastructure, unique};
+use crate::helpers::{event, eventually, http, json, post_json, require_infrastructure, unique};
 use std::time::{Duration, Instant};
 
 const PRODUCER: &str = "http://127.0.0.1:8081";
@@ -88,16 +88,12 @@ async fn an_ingested_event_is_queryable_through_the_gateway() {
     let client = http();
     let source = unique("e2e-single");
     let started = Instant::now();
-    let (status, body) = json(
-        client
-            .post(format!("{PRODUCER}/producer/api/logs/ingest"))
-            .json(&serde_json::json!({
-                "level": "error", "message": "Database connection failed", "source": source,
-                "metadata": {"userId": "12345", "duration": 5000}, "correlationId": "corr-1"
-            }))
-            .send()
-            .await
-            .expect("ingest"),
+    let (status, body) = post_json(
+        format!("{PRODUCER}/producer/api/logs/ingest"),
+        &serde_json::json!({
+            "level": "error", "message": "Database connection failed", "source": source,
+            "metadata": {"userId": "12345", "duration": 5000}, "correlationId": "corr-1"
+        }),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -144,15 +140,7 @@ async fn a_batch_arrives_complete_and_exactly_once() {
     let events: Vec<_> = (0..200)
         .map(|i| event(&source, "INFO", &format!("event {i}")))
         .collect();
-    let (status, body) = json(
-        client
-            .post(format!("{PRODUCER}/producer/api/logs/batch"))
-            .json(&events)
-            .send()
-            .await
-            .expect("batch"),
-    )
-    .await;
+    let (status, body) = post_json(format!("{PRODUCER}/producer/api/logs/batch"), &events).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["successCount"], 200, "{body}");
     assert_eq!(body["failureCount"], 0, "{body}");
