@@ -7,7 +7,9 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use helpers::{event, eventually, json, require_infrastructure, rows_for_source, unique, Outage};
+use helpers::{
+    event, eventually, get_json, json, require_infrastructure, rows_for_source, unique, Outage,
+};
 use std::time::{Duration, Instant};
 
 const PRODUCER: &str = "http://127.0.0.1:8081";
@@ -61,14 +63,7 @@ async fn producer_sheds_load_while_kafka_is_down_and_recovers_by_itself() {
         "only 503 while Kafka is away: {statuses:?}"
     );
     assert!(saw_retry_after, "503s carry Retry-After");
-    let (status, health) = json(
-        client
-            .get(format!("{PRODUCER}/producer/actuator/health"))
-            .send()
-            .await
-            .expect("health"),
-    )
-    .await;
+    let (status, health) = get_json(format!("{PRODUCER}/producer/actuator/health")).await;
     assert_eq!(status, 503, "{health}");
     assert_eq!(
         health["components"]["circuitBreaker"]["details"]["state"], "open",

@@ -8,7 +8,8 @@
 mod helpers;
 
 use helpers::{
-    event, eventually, json, post_json, require_infrastructure, rows_for_source, unique, Outage,
+    event, eventually, get_json, json, post_json, require_infrastructure, rows_for_source, unique,
+    Outage,
 };
 use std::time::Duration;
 
@@ -33,27 +34,14 @@ async fn the_gateway_answers_correctly_without_redis() {
 
     let outage = Outage::begin("redis");
     for _ in 0..10 {
-        let (status, page) = json(
-            client
-                .get(format!(
-                    "{GATEWAY}/gateway/api/query/logs?source={source}&level=WARN"
-                ))
-                .send()
-                .await
-                .expect("query"),
-        )
+        let (status, page) = get_json(format!(
+            "{GATEWAY}/gateway/api/query/logs?source={source}&level=WARN"
+        ))
         .await;
         assert_eq!(status, 200, "no error to the user: {page}");
         assert_eq!(page["totalElements"], 30, "{page}");
     }
-    let (status, health) = json(
-        client
-            .get(format!("{GATEWAY}/gateway/actuator/health"))
-            .send()
-            .await
-            .expect("health"),
-    )
-    .await;
+    let (status, health) = get_json(format!("{GATEWAY}/gateway/actuator/health")).await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["status"], "DEGRADED", "{health}");
     assert_eq!(health["components"]["redis"]["status"], "DOWN", "{health}");

@@ -2,7 +2,7 @@
 //! letter topic and consumer group of its own.
 
 use crate::helpers::{
-    create_topic, eventually, http, json, rows_for_source, spawn_consumer, spawn_consumer_with,
+    create_topic, eventually, get_json, rows_for_source, spawn_consumer, spawn_consumer_with,
     unique, KAFKA,
 };
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -115,14 +115,7 @@ async fn stores_every_event_once_across_a_restart_and_replays() {
     assert_eq!(rows.len(), 500);
     assert_eq!(rows.iter().map(|r| r.id).collect::<HashSet<_>>().len(), 500);
 
-    let (status, health) = json(
-        http()
-            .get(format!("{}/actuator/health", app.base))
-            .send()
-            .await
-            .expect("health"),
-    )
-    .await;
+    let (status, health) = get_json(format!("{}/actuator/health", app.base)).await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["status"], "UP");
     app.stop().await;

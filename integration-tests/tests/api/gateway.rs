@@ -1,11 +1,10 @@
 //! The gateway on port 0 against the real PostgreSQL and Redis, over rows seeded
 //! straight into `log_events` under a source name unique to each test.
 
-use crate::helpers::{db, http, json, spawn_gateway, unique};
+use crate::helpers::{db, get_json, http, spawn_gateway, unique};
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use serde_json::Value;
 use std::collections::HashSet;
 use uuid::Uuid;
 
@@ -75,12 +74,19 @@ fn sql_count(where_clause: &str, sources: (&str, &str)) -> i64 {
     .n
 }
 
-fn rfc(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+/// `/logs` for the seeded source over a window that closed long ago (cacheable for
+/// minutes), `minutes` long.
+fn closed_window_url(base: &str, s: &Seeded, minutes: i64) -> String {
+    format!(
+        "{base}/gateway/api/query/logs?source={}&startTime={}&endTime={}",
+        s.source,
+        rfc(s.start),
+        rfc(s.start + Duration::minutes(minutes))
+    )
 }
 
-async fn get(url: &str) -> (u16, Value) {
-    json(http().get(url).send().await.expect("request")).await
+fn rfc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 #[tokio::test]
@@ -120,7 +126,7 @@ async fn every_filter_combination_agrees_with_sql() {
     ];
     for (query, predicate) in cases {
         let expected = sql_count(&predicate, (&s.source, &s.other_source));
-        let (status, page) = get(&format!(
+        let (status, page) = get_json(&format!(
             "{}/gateway/api/query/logs?{window}&{query}&size=1000",
             app.base
         ))
@@ -145,7 +151,7 @@ async fn paging_by_offset_and_by_cursor_covers_each_event_exactly_once() {
 
     let mut seen = Vec::new();
     for page_no in 0.. {
-        let (_, page) = get(&format!(
+        let (_, page) = get_json(&format!(
             "{}/gateway/api/query/logs?{window}&source={}&size=7&page={page_no}",
             app.base, s.source
         ))
@@ -173,7 +179,7 @@ async fn paging_by_offset_and_by_cursor_covers_each_event_exactly_once() {
     let mut by_cursor = Vec::new();
     let mut cursor = String::new();
     loop {
-        let (_, page) = get(&format!(
+        let (_, page) = get_json(&format!(
             "{}/gateway/api/query/logs?{window}&source={}&size=7&cursor={cursor}",
             app.base, s.source
         ))
@@ -214,7 +220,7 @@ async fn search_finds_words_phrases_exclusions_and_alternatives() {
             urlencode(q)
         );
         async move {
-            let (status, page) = get(&url).await;
+            let (status, page) = get_json(&url).await;
             assert_eq!(status, 200, "{page}");
             page["totalElements"].as_i64().expect("total")
         }
@@ -248,7 +254,7 @@ async fn search_finds_words_phrases_exclusions_and_alternatives() {
         mine("%connection%"),
         "stemming: connections ~ connection"
     );
-    let (status, page) = get(&format!(
+    let (status, page) = get_json(&format!(
         "{}/gateway/api/query/search?{window}&query={}",
         app.base,
         urlencode("'; DROP TABLE log_events; --")
@@ -288,7 +294,7 @@ async fn bad_parameters_are_400_naming_the_parameter() {
         ("stats?hoursBack=169", "hoursBack"),
         ("logs/not-a-uuid", "id"),
     ] {
-        let (status, body) = get(&format!("{base}/{path}")).await;
+        let (status, body) = get_json(&format!("{base}/{path}")).await;
         assert_eq!(status, 400, "{path}: {body}");
         assert_eq!(body["errors"][0]["field"], field, "{path}: {body}");
         assert_eq!(
@@ -298,16 +304,17 @@ async fn bad_parameters_are_400_naming_the_parameter() {
             Some(true)
         );
     }
-    let (status, body) = get(&format!("{base}/logs/{}", Uuid::new_v4())).await;
+    let (status, body) = get_json(&format!("{base}/logs/{}", Uuid::new_v4())).await;
     assert_eq!(status, 404, "{body}");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn stats_count_levels_sources_hours_and_durations() {
-    let s = seed();
+    let _seeded = seed();
     let app = spawn_gateway(|_| {}).await;
-    let (status, stats) = get(&format!("{}/gateway/api/query/stats?hoursBack=3", app.base)).await;
+    let (status, stats) =
+        get_json(&format!("{}/gateway/api/query/stats?hoursBack=3", app.base)).await;
     assert_eq!(status, 200, "{stats}");
     let total = stats["totalLogs"].as_i64().expect("total");
     assert!(total >= 120, "{stats}");
@@ -323,7 +330,6 @@ async fn stats_count_levels_sources_hours_and_durations() {
     assert!(stats["duration"]["p50"].as_f64().is_some());
     assert!(stats["errorRate"].as_f64().expect("rate") > 0.0);
     assert!(stats["timeRange"]["since"].is_string());
-    let _ = s;
     app.stop().await;
 }
 
@@ -332,15 +338,9 @@ async fn a_second_identical_query_is_a_cache_hit() {
     let s = seed();
     let app = spawn_gateway(|_| {}).await;
     // A closed window far in the past: cacheable for minutes.
-    let url = format!(
-        "{}/gateway/api/query/logs?source={}&startTime={}&endTime={}",
-        app.base,
-        s.source,
-        rfc(s.start),
-        rfc(s.start + Duration::minutes(30))
-    );
-    let (_, first) = get(&url).await;
-    let (_, second) = get(&url).await;
+    let url = closed_window_url(&app.base, &s, 30);
+    let (_, first) = get_json(&url).await;
+    let (_, second) = get_json(&url).await;
     assert_eq!(first, second);
     let metrics =
         crate::helpers::metrics_text(&format!("{}/gateway/actuator/prometheus", app.base)).await;
@@ -371,11 +371,11 @@ async fn without_redis_answers_still_come_from_postgres() {
         (&s.source, &s.other_source),
     );
     for _ in 0..5 {
-        let (status, page) = get(&url).await;
+        let (status, page) = get_json(&url).await;
         assert_eq!(status, 200, "{page}");
         assert_eq!(page["totalElements"], expected);
     }
-    let (status, health) = get(&format!("{}/gateway/actuator/health", app.base)).await;
+    let (status, health) = get_json(&format!("{}/gateway/actuator/health", app.base)).await;
     assert_eq!(status, 200, "Redis is optional: {health}");
     assert_eq!(health["status"], "DEGRADED");
     app.stop().await;
@@ -386,7 +386,7 @@ async fn with_api_keys_queries_need_a_valid_key() {
     let app =
         spawn_gateway(|s| s.auth.api_keys = Some("reader-1".parse().expect("infallible"))).await;
     let url = format!("{}/gateway/api/query/logs?size=1", app.base);
-    let (status, body) = get(&url).await;
+    let (status, body) = get_json(&url).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["path"], "/gateway/api/query/logs");
     let response = http()
@@ -396,9 +396,9 @@ async fn with_api_keys_queries_need_a_valid_key() {
         .await
         .expect("with key");
     assert_eq!(response.status(), 200);
-    let (status, _) = get(&format!("{}/gateway/api/query/health", app.base)).await;
+    let (status, _) = get_json(&format!("{}/gateway/api/query/health", app.base)).await;
     assert_eq!(status, 200);
-    let (status, _) = get(&format!("{}/gateway/actuator/health", app.base)).await;
+    let (status, _) = get_json(&format!("{}/gateway/actuator/health", app.base)).await;
     assert_eq!(status, 200);
     app.stop().await;
 }
@@ -417,14 +417,8 @@ async fn concurrent_misses_on_one_key_run_the_query_once() {
     let s = seed();
     let app = spawn_gateway(|_| {}).await;
     // A closed window, so the answer is cacheable; unique to this test.
-    let url = format!(
-        "{}/gateway/api/query/logs?source={}&startTime={}&endTime={}",
-        app.base,
-        s.source,
-        rfc(s.start),
-        rfc(s.start + Duration::minutes(45))
-    );
-    let answers = futures::future::join_all((0..12).map(|_| get(&url))).await;
+    let url = closed_window_url(&app.base, &s, 45);
+    let answers = futures::future::join_all((0..12).map(|_| get_json(&url))).await;
     assert!(answers.iter().all(|(status, _)| *status == 200));
     assert!(
         answers.windows(2).all(|w| w[0].1 == w[1].1),
@@ -454,7 +448,7 @@ async fn a_new_event_is_visible_once_the_freshness_bound_has_passed() {
         "{}/gateway/api/query/logs?source={}&size=1000",
         app.base, s.source
     );
-    let (_, before) = get(&url).await;
+    let (_, before) = get_json(&url).await;
     let count = before["totalElements"].as_i64().expect("total");
     diesel::sql_query(
         "INSERT INTO log_events (id, level, message, source, \"timestamp\", kafka_partition, kafka_offset) \
@@ -465,7 +459,7 @@ async fn a_new_event_is_visible_once_the_freshness_bound_has_passed() {
     .execute(&mut db())
     .expect("insert");
     tokio::time::sleep(std::time::Duration::from_millis(ttl_secs * 1000 + 500)).await;
-    let (_, after) = get(&url).await;
+    let (_, after) = get_json(&url).await;
     assert_eq!(
         after["totalElements"],
         count + 1,
@@ -477,7 +471,7 @@ async fn a_new_event_is_visible_once_the_freshness_bound_has_passed() {
 #[tokio::test]
 async fn openapi_document_and_swagger_ui_are_served() {
     let app = spawn_gateway(|_| {}).await;
-    let (status, doc) = get(&format!("{}/gateway/v3/api-docs", app.base)).await;
+    let (status, doc) = get_json(&format!("{}/gateway/v3/api-docs", app.base)).await;
     assert_eq!(status, 200);
     for path in [
         "/gateway/api/query/logs",

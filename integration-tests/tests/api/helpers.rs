@@ -104,6 +104,11 @@ pub async fn json(response: reqwest::Response) -> (u16, Value) {
     (status, value)
 }
 
+/// GETs `url` and returns the status and the JSON answer.
+pub async fn get_json(url: impl AsRef<str>) -> (u16, Value) {
+    json(http().get(url.as_ref()).send().await.expect("GET")).await
+}
+
 /// POSTs `body` as JSON and returns the status and the JSON answer.
 pub async fn post_json(url: impl AsRef<str>, body: &impl serde::Serialize) -> (u16, Value) {
     json(

@@ -1,6 +1,8 @@
 //! The producer on port 0 against the real broker, writing to a topic of its own.
 
-use crate::helpers::{create_topic, event, http, json, post_json, spawn_producer, unique, KAFKA};
+use crate::helpers::{
+    create_topic, event, get_json, http, json, post_json, spawn_producer, unique, KAFKA,
+};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
@@ -430,14 +432,7 @@ async fn a_missing_topic_opens_the_breaker_and_answers_503_without_any_2xx() {
         statuses.iter().all(|s| *s == 503),
         "never a 2xx for an undelivered event: {statuses:?}"
     );
-    let (status, health) = json(
-        client
-            .get(format!("{}/producer/actuator/health", app.base))
-            .send()
-            .await
-            .expect("health"),
-    )
-    .await;
+    let (status, health) = get_json(format!("{}/producer/actuator/health", app.base)).await;
     assert_eq!(status, 503, "{health}");
     assert_eq!(
         health["components"]["circuitBreaker"]["details"]["state"], "open",
@@ -450,14 +445,7 @@ async fn a_missing_topic_opens_the_breaker_and_answers_503_without_any_2xx() {
 async fn openapi_document_and_swagger_ui_are_served() {
     let (app, _topic) = producer_on_own_topic().await;
     let client = http();
-    let (status, doc) = json(
-        client
-            .get(format!("{}/producer/v3/api-docs", app.base))
-            .send()
-            .await
-            .expect("docs"),
-    )
-    .await;
+    let (status, doc) = get_json(format!("{}/producer/v3/api-docs", app.base)).await;
     assert_eq!(status, 200);
     for path in [
         "/producer/api/logs/ingest",

@@ -1,7 +1,9 @@
 //! The stack `./setup.sh` started: health as the contract says, and the walking
 //! skeleton from curl to PostgreSQL and back through the gateway.
 
-use crate::helpers::{event, eventually, http, json, post_json, require_infrastructure, unique};
+use crate::helpers::{
+    event, eventually, get_json, http, json, post_json, require_infrastructure, unique,
+};
 use std::time::{Duration, Instant};
 
 const PRODUCER: &str = "http://127.0.0.1:8081";
@@ -29,7 +31,6 @@ async fn require_stack() {
 #[tokio::test]
 async fn every_service_reports_health_as_the_contract_says() {
     require_stack().await;
-    let client = http();
     for (url, service) in [
         (
             format!("{PRODUCER}/producer/api/logs/health"),
@@ -37,7 +38,7 @@ async fn every_service_reports_health_as_the_contract_says() {
         ),
         (format!("{GATEWAY}/gateway/api/query/health"), "api-gateway"),
     ] {
-        let (status, body) = json(client.get(&url).send().await.expect("request")).await;
+        let (status, body) = get_json(&url).await;
         assert_eq!(status, 200, "{url}: {body}");
         assert_eq!(body["status"], "healthy", "{url}: {body}");
         assert_eq!(body["service"], service, "{url}: {body}");
@@ -50,7 +51,7 @@ async fn every_service_reports_health_as_the_contract_says() {
         (format!("{CONSUMER}/actuator/health"), "log-consumer"),
         (format!("{GATEWAY}/gateway/actuator/health"), "api-gateway"),
     ] {
-        let (status, body) = json(client.get(&url).send().await.expect("request")).await;
+        let (status, body) = get_json(&url).await;
         assert_eq!(status, 200, "{url}: {body}");
         assert_eq!(body["status"], "UP", "{url}: {body}");
         assert_eq!(body["service"], service, "{url}: {body}");
@@ -120,14 +121,7 @@ async fn an_ingested_event_is_queryable_through_the_gateway() {
     assert_eq!(stored["metadata"]["duration"], 5000);
     assert_eq!(stored["correlationId"], "corr-1");
 
-    let (status, by_id) = json(
-        client
-            .get(format!("{GATEWAY}/gateway/api/query/logs/{id}"))
-            .send()
-            .await
-            .expect("by id"),
-    )
-    .await;
+    let (status, by_id) = get_json(format!("{GATEWAY}/gateway/api/query/logs/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(by_id["source"], source.as_str());
 }
@@ -243,14 +237,7 @@ async fn the_seed_readme_examples_work_as_written() {
     assert_eq!(status, 200, "{batch}");
     assert_eq!(batch["successCount"], 2);
 
-    let (status, range) = json(
-        client
-            .get(format!("{GATEWAY}/gateway/api/query/logs?startTime=2024-01-01T00:00:00&endTime=2024-01-02T00:00:00"))
-            .send()
-            .await
-            .expect("range"),
-    )
-    .await;
+    let (status, range) = get_json(format!("{GATEWAY}/gateway/api/query/logs?startTime=2024-01-01T00:00:00&endTime=2024-01-02T00:00:00")).await;
     assert_eq!(status, 200, "{range}");
     for field in [
         "content",
@@ -299,14 +286,7 @@ async fn the_seed_readme_examples_work_as_written() {
         .to_lowercase()
         .contains("database")));
 
-    let (status, stats) = json(
-        client
-            .get(format!("{GATEWAY}/gateway/api/query/stats?hoursBack=24"))
-            .send()
-            .await
-            .expect("stats"),
-    )
-    .await;
+    let (status, stats) = get_json(format!("{GATEWAY}/gateway/api/query/stats?hoursBack=24")).await;
     assert_eq!(status, 200, "{stats}");
     for field in ["totalLogs", "levelCounts", "sourceCounts", "timeRange"] {
         assert!(stats.get(field).is_some(), "stats field {field}: {stats}");
