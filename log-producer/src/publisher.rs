@@ -10,12 +10,13 @@ use log_common::event::LogEvent;
 use log_common::settings::KafkaSettings;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Header carrying the event id, so consumers and tools can dedupe without parsing.
 pub const EVENT_ID_HEADER: &str = "event-id";
@@ -35,6 +36,9 @@ pub enum PublishError {
 pub struct KafkaLink {
     connected: Arc<AtomicBool>,
     breaker: CircuitBreaker,
+    /// Woken when the last broker connection goes, so the queue is purged (see
+    /// [`Publisher::purge_on_outage`]); librdkafka's callbacks must not do it themselves.
+    outage: Arc<Notify>,
 }
 
 impl KafkaLink {
@@ -44,6 +48,7 @@ impl KafkaLink {
         if self.connected.swap(false, Ordering::SeqCst) {
             tracing::warn!(reason, "no Kafka broker reachable: opening the breaker");
             self.breaker.trip();
+            self.outage.notify_one();
         }
     }
 }
@@ -72,6 +77,7 @@ impl ClientContext for KafkaLink {
 pub struct Publisher {
     producer: FutureProducer<KafkaLink>,
     connected: Arc<AtomicBool>,
+    outage: Arc<Notify>,
     topic: String,
     breaker: CircuitBreaker,
     metrics: ProducerMetrics,
@@ -93,9 +99,11 @@ impl Publisher {
         );
         // Assume connected until librdkafka says otherwise.
         let connected = Arc::new(AtomicBool::new(true));
+        let outage = Arc::new(Notify::new());
         let link = KafkaLink {
             connected: connected.clone(),
             breaker: breaker.clone(),
+            outage: outage.clone(),
         };
         let producer: FutureProducer<KafkaLink> = ClientConfig::new()
             .set("bootstrap.servers", &kafka.bootstrap_servers)
@@ -119,6 +127,7 @@ impl Publisher {
         Ok(Publisher {
             producer,
             connected,
+            outage,
             topic: kafka.topic.clone(),
             breaker,
             metrics,
@@ -256,6 +265,40 @@ impl Publisher {
         })
         .await
         .map_err(|e| e.to_string())?
+    }
+
+    /// Runs for the publisher's life: whenever the last broker connection goes, fails
+    /// every event still waiting in librdkafka's queue at once. Without this, requests
+    /// already waiting when Kafka went away would hang for the whole delivery timeout
+    /// before their 503; with it they get the 503 as soon as the outage is known, like
+    /// the requests that arrive after it. No 2xx is lost: a purged event was never
+    /// acknowledged, and a client retrying it with the same id cannot duplicate it.
+    pub fn purge_on_outage(self: &Arc<Self>) {
+        let publisher: Weak<Self> = Arc::downgrade(self);
+        let outage = self.outage.clone();
+        tokio::spawn(async move {
+            loop {
+                outage.notified().await;
+                let Some(publisher) = publisher.upgrade() else {
+                    return;
+                };
+                let waiting = publisher.producer.in_flight_count();
+                // purge() takes librdkafka's locks; keep it off the async workers.
+                let purged = tokio::task::spawn_blocking(move || {
+                    publisher
+                        .producer
+                        .purge(PurgeConfig::default().queue().inflight());
+                })
+                .await;
+                match purged {
+                    Ok(()) => tracing::warn!(
+                        waiting,
+                        "Kafka unreachable: failed the events waiting for it"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "purging the Kafka queue failed"),
+                }
+            }
+        });
     }
 
     /// Waits until every queued event was delivered or timed out (graceful shutdown).

@@ -36,6 +36,7 @@ impl Application {
             &settings.breaker,
             metrics.clone(),
         )?);
+        publisher.purge_on_outage();
         let limiter = ClientRateLimiter::new(
             settings.rate_limit.events_per_second,
             settings.rate_limit.burst,
