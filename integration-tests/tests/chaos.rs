@@ -58,23 +58,22 @@ impl Load {
     async fn run(self: Arc<Self>, worker: usize) {
         let mut round = 0usize;
         while !self.stop.load(Ordering::SeqCst) {
-            let single = round % 2 == 0;
+            let single = round.is_multiple_of(2);
             let count = if single { 1 } else { BATCH };
             let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-            let events: Vec<Value> = (0..count)
-                .map(|i| {
+            let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
+            let events: Vec<Value> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
                     json!({
-                        "id": Uuid::new_v4(),
+                        "id": id,
                         "level": "INFO",
                         "source": self.source,
                         "message": format!("chaos w{worker} r{round} e{i}"),
                         "timestamp": now,
                     })
                 })
-                .collect();
-            let ids = events
-                .iter()
-                .map(|e| e["id"].as_str().unwrap().parse().unwrap())
                 .collect();
             let request = if single {
                 self.client
@@ -100,7 +99,7 @@ impl Load {
             assert_eq!(failed, 0, "a batch with valid events only had failures");
             let elapsed = started.elapsed();
             let during_kafka_outage = away_before && self.kafka_away.load(Ordering::SeqCst);
-            self.answers.lock().unwrap().push(Answer {
+            self.answers.lock().expect("answers").push(Answer {
                 ids,
                 status,
                 retry_after,
@@ -246,7 +245,7 @@ async fn producer_accepts_again(load: &Load) {
         "the producer to accept events again",
         Duration::from_secs(90),
         || {
-            let answers = load.answers.lock().unwrap();
+            let answers = load.answers.lock().expect("answers");
             let recovered = answers
                 .iter()
                 .rev()
@@ -309,7 +308,7 @@ async fn every_acknowledged_event_survives_the_chaos_exactly_once() {
     let window_end = Utc::now() - chrono::Duration::milliseconds(500);
     let window_start = window_end - chrono::Duration::seconds(2);
     // Everything acknowledged so far is stored, so the window is closed.
-    let acked_so_far = acked_ids(&load.answers.lock().unwrap());
+    let acked_so_far = acked_ids(&load.answers.lock().expect("answers"));
     wait_until_stored(&load.source, &acked_so_far, Duration::from_secs(60)).await;
     stack(&["stop", "redis"]).await;
     gateway_matches_postgres_without_redis(&load, window_start, window_end).await;
@@ -323,7 +322,7 @@ async fn every_acknowledged_event_survives_the_chaos_exactly_once() {
     }
     let fault_time = run_started.elapsed();
 
-    let answers = std::mem::take(&mut *load.answers.lock().unwrap());
+    let answers = std::mem::take(&mut *load.answers.lock().expect("answers"));
     let acked = acked_ids(&answers);
     wait_until_stored(&load.source, &acked, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
