@@ -39,7 +39,7 @@ STEP_NOTE="$RUN_DIR/.step-note"
 
 PACKAGES=(postgresql redis-server prometheus prometheus-postgres-exporter prometheus-redis-exporter
   kcat openjdk-17-jre-headless maven cmake pkg-config libssl-dev libpq-dev libcurl4-openssl-dev
-  zlib1g-dev curl build-essential iproute2)
+  zlib1g-dev curl build-essential iproute2 python3-venv)
 
 INFRA=(postgres redis kafka prometheus postgres-exporter redis-exporter)
 APPS=(producer consumer gateway)
@@ -779,7 +779,8 @@ Usage: ./setup.sh [command]
   start|stop|restart <c>  one component
   pid <c>                 print the pid of a running component
   logs <c>                the component's log (follows when stdout is a terminal)
-  test [args]             cargo test --release --workspace [args]
+  test [args]             cargo test --release --workspace [args]; without args also
+                          schemathesis against both OpenAPI documents
   kafka-topics ...        Kafka's TopicCommand (--bootstrap-server $KAFKA_BOOTSTRAP added)
   kafka-consumer-groups ... Kafka's ConsumerGroupCommand (same)
   help                    this text
@@ -849,7 +850,12 @@ main() {
       command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust with rustup (https://rustup.rs)"
       cd "$REPO"
       echo "+ CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo test --release --workspace${*:+ $*}"
-      exec cargo test --release --workspace "$@"
+      cargo test --release --workspace "$@"
+      # The whole suite also fuzzes both OpenAPI documents; `test <args>` runs cargo's part only.
+      if (($# == 0)); then
+        echo "+ integration-tests/schemathesis/run.sh"
+        "$REPO/integration-tests/schemathesis/run.sh"
+      fi
       ;;
     kafka-topics | kafka-consumer-groups)
       local cls=org.apache.kafka.tools.TopicCommand

@@ -19,8 +19,10 @@ pub const MAX_QUERY_CHARS: usize = 500;
 #[into_params(parameter_in = Query)]
 pub struct LogsParams {
     /// Start of the window, inclusive: RFC 3339 or `2024-01-01T00:00:00` (UTC). Default: 24 h before `endTime`.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub start_time: Option<String>,
     /// End of the window, inclusive. Default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub end_time: Option<String>,
     /// One level or a comma-separated list (`ERROR,FATAL`); aliases such as `warning` work.
     pub level: Option<String>,
@@ -29,8 +31,10 @@ pub struct LogsParams {
     /// Exact correlation id.
     pub correlation_id: Option<String>,
     /// 0-based page number (offset paging). Ignored when `cursor` is given.
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 1000000)]
     pub page: Option<String>,
     /// Page size, 1..1000. Default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub size: Option<String>,
     /// Keyset cursor: the `nextCursor` of the previous page. Stays fast at any depth.
     pub cursor: Option<String>,
@@ -43,13 +47,18 @@ pub struct LogsParams {
 pub struct SearchParams {
     /// Words to find in the message (stemmed English). `"a phrase"` in quotes,
     /// `-word` to exclude, `or` between alternatives. At most 500 characters.
+    #[param(required = true, min_length = 1, max_length = 500)]
     pub query: Option<String>,
+    #[param(value_type = Option<String>, format = DateTime)]
     pub start_time: Option<String>,
+    #[param(value_type = Option<String>, format = DateTime)]
     pub end_time: Option<String>,
     pub level: Option<String>,
     pub source: Option<String>,
     pub correlation_id: Option<String>,
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 1000000)]
     pub page: Option<String>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub size: Option<String>,
     pub cursor: Option<String>,
 }
@@ -60,6 +69,7 @@ pub struct SearchParams {
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// How many hours back from now, 1..168. Default 24.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 168)]
     pub hours_back: Option<String>,
 }
 
@@ -145,6 +155,12 @@ impl SearchParams {
                     format!("must be at most {MAX_QUERY_CHARS} characters"),
                 ))
             }
+            Some(q) if q.contains('\0') => {
+                return Err(ApiError::invalid_field(
+                    "query",
+                    "must not contain NUL (\\u0000) characters",
+                ))
+            }
             Some(q) => q.to_owned(),
         };
         let filter = filter(
@@ -219,17 +235,29 @@ fn filter(
         }
         levels.sort();
     }
-    let non_blank = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     Ok(LogFilter {
         start,
         end,
         open_ended,
         default_start: start_time.is_none(),
         levels,
-        source: non_blank(source),
-        correlation_id: non_blank(correlation_id),
+        source: text_param("source", source)?,
+        correlation_id: text_param("correlationId", correlation_id)?,
         text,
     })
+}
+
+/// A free-text parameter: trimmed, blank means absent. NUL is refused here because
+/// PostgreSQL text cannot hold it (the query would fail as a 500).
+fn text_param(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if v.contains('\0') => Err(ApiError::invalid_field(
+            name,
+            "must not contain NUL (\\u0000) characters",
+        )),
+        Some(v) => Ok(Some(v.to_owned())),
+    }
 }
 
 fn paging(
@@ -333,6 +361,9 @@ mod tests {
             field_of(logs(&[("cursor", "garbage")]).expect_err("bad")),
             "cursor"
         );
+        for field in ["source", "correlationId"] {
+            assert_eq!(field_of(logs(&[(field, "a\0b")]).expect_err("NUL")), field);
+        }
     }
 
     #[test]

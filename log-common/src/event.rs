@@ -142,15 +142,19 @@ fn serialize_utc<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok,
 pub struct LogEventInput {
     /// UUID; assigned by the producer (time-ordered v7) when absent.
     id: Option<Uuid>,
-    /// TRACE, DEBUG, INFO, WARN, ERROR or FATAL, case-insensitive; `warning`, `err`,
-    /// `critical`, `crash` and `panic` are accepted aliases.
-    #[schema(example = "ERROR")]
+    /// TRACE, DEBUG, INFO, WARN, ERROR or FATAL. Also accepted: any case, and the
+    /// aliases `warning`, `err`, `critical`, `crash` and `panic`.
+    #[schema(example = "ERROR", value_type = Level)]
     level: String,
-    /// At most 32 KiB.
-    #[schema(example = "Database connection failed")]
+    /// Not blank; at most 32 KiB (UTF-8).
+    #[schema(
+        example = "Database connection failed",
+        min_length = 1,
+        max_length = 32768
+    )]
     message: String,
-    /// At most 100 characters.
-    #[schema(example = "user-service")]
+    /// Not blank; at most 100 characters.
+    #[schema(example = "user-service", min_length = 1, max_length = 100)]
     source: String,
     /// RFC 3339, or zone-less `2024-01-01T00:00:00` read as UTC; absent means now.
     timestamp: Option<String>,

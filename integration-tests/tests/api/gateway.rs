@@ -290,6 +290,10 @@ async fn bad_parameters_are_400_naming_the_parameter() {
         ("logs?level=LOUD", "level"),
         ("search?query=", "query"),
         ("search", "query"),
+        // PostgreSQL text cannot hold NUL: refused up front, not a failed query (500).
+        ("search?query=%00", "query"),
+        ("logs?source=a%00b", "source"),
+        ("logs?correlationId=%00", "correlationId"),
         ("stats?hoursBack=0", "hoursBack"),
         ("stats?hoursBack=169", "hoursBack"),
         ("logs/not-a-uuid", "id"),
@@ -505,5 +509,39 @@ async fn openapi_document_and_swagger_ui_are_served() {
         .await
         .expect("ui");
     assert_eq!(ui.status(), 200);
+    app.stop().await;
+}
+
+/// PostgreSQL prints a jsonb number in full (f64::MAX as 309 digits); every number a
+/// client could send must still read back, or one such event fails whole pages (500).
+#[tokio::test]
+async fn metadata_with_extreme_numbers_reads_back() {
+    let app = spawn_gateway(|_| {}).await;
+    let source = unique("gw-numbers");
+    let metadata = serde_json::json!({
+        "max": f64::MAX, "min": -f64::MAX, "tiny": 5e-324, "small": 1.6419470144124444e-286,
+        "big": u64::MAX, "negative": i64::MIN,
+    });
+    let id = Uuid::new_v4();
+    diesel::sql_query(
+        "INSERT INTO log_events (id, level, message, source, \"timestamp\", metadata, kafka_partition, kafka_offset) \
+         VALUES ($1, 'INFO', 'numbers', $2, now(), $3::jsonb, 0, 0)",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<Text, _>(&source)
+    .bind::<Text, _>(metadata.to_string())
+    .execute(&mut db())
+    .expect("seed row");
+
+    let (status, event) = get_json(format!("{}/gateway/api/query/logs/{id}", app.base)).await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["metadata"], metadata, "{event}");
+    let (status, page) = get_json(format!(
+        "{}/gateway/api/query/logs?source={source}",
+        app.base
+    ))
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["content"][0]["metadata"], metadata, "{page}");
     app.stop().await;
 }

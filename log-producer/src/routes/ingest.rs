@@ -171,6 +171,8 @@ pub async fn ingest(
         (status = 202, description = "Queued in the producer (not yet acknowledged by Kafka)", body = IngestResponse),
         (status = 400, description = "Invalid event", body = ErrorBody),
         (status = 401, description = "API keys are configured and none, or a wrong one, was sent", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody),
         (status = 503, description = "Kafka unavailable or queue full", body = UnavailableBody)))]
 pub async fn ingest_async(
@@ -205,6 +207,7 @@ pub async fn ingest_async(
         (status = 400, description = "Not an array, empty, or no valid event", body = ErrorBody),
         (status = 401, description = "API keys are configured and none, or a wrong one, was sent", body = ErrorBody),
         (status = 413, description = "Over 10,000 events or 16 MiB", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody),
         (status = 503, description = "Kafka unavailable", body = UnavailableBody)))]
 pub async fn batch(
@@ -227,8 +230,8 @@ pub async fn batch(
 /// Ingest NDJSON: one event per line (blank lines skipped). `Content-Encoding: gzip`
 /// or `zstd` bodies are decompressed; the 16 MiB limit applies after decompression.
 #[utoipa::path(post, path = "/producer/api/logs/bulk", tag = "ingest",
-    request_body(content = String, content_type = "application/x-ndjson",
-        description = "One JSON event per line"),
+    request_body(content = Vec<LogEventInput>, content_type = "application/x-ndjson",
+        description = "One JSON event per line (the schema is that of the events, as a list)"),
     responses(
         (status = 200, description = "Every valid line was offered to Kafka; failures listed by line", body = BatchResponse),
         (status = 400, description = "Empty body or no valid line", body = ErrorBody),
