@@ -74,6 +74,28 @@ const EVENT_COLUMNS: &str =
 pub struct Repository {
     pool: PgPool,
     breaker: CircuitBreaker,
+    query_timeout_ms: u64,
+}
+
+/// Sets `statement_timeout` on every connection the pool opens, so no query can hold
+/// a connection (and a blocking thread) longer than `QUERY_TIMEOUT_MS`.
+#[derive(Debug)]
+pub struct StatementTimeout(pub u64);
+
+impl diesel::r2d2::CustomizeConnection<PgConnection, diesel::r2d2::Error> for StatementTimeout {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        diesel::sql_query(format!("SET statement_timeout = {}", self.0))
+            .execute(conn)
+            .map(|_| ())
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// PostgreSQL cancelled the query at `statement_timeout` (SQLSTATE 57014; diesel
+/// exposes only the message).
+fn is_statement_timeout(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(_, info)
+        if info.message().contains("statement timeout"))
 }
 
 #[derive(QueryableByName)]
@@ -211,8 +233,12 @@ pub struct DurationPercentiles {
 }
 
 impl Repository {
-    pub fn new(pool: PgPool, breaker: CircuitBreaker) -> Self {
-        Repository { pool, breaker }
+    pub fn new(pool: PgPool, breaker: CircuitBreaker, query_timeout_ms: u64) -> Self {
+        Repository {
+            pool,
+            breaker,
+            query_timeout_ms,
+        }
     }
 
     pub fn breaker(&self) -> &CircuitBreaker {
@@ -248,6 +274,16 @@ impl Repository {
             Err(Outcome::Unreachable(e)) => {
                 self.breaker.record_failure();
                 Err(self.unavailable(format!("PostgreSQL is unreachable: {e}")))
+            }
+            Err(Outcome::Query(e)) if is_statement_timeout(&e) => {
+                // The database is up, the query was too costly: not the breaker's business.
+                Err(ApiError::Unavailable {
+                    message: format!(
+                        "the query ran past the {} ms limit; narrow the time window or add filters",
+                        self.query_timeout_ms
+                    ),
+                    retry_after_secs: 1,
+                })
             }
             Err(Outcome::Query(e)) => {
                 // A broken connection counts against the breaker; a query error does not.

@@ -15,6 +15,14 @@ pub struct Settings {
     pub http: HttpSettings,
     #[command(flatten)]
     pub postgres: PostgresSettings,
+    /// Longest a single query may run (PostgreSQL `statement_timeout`); past it the
+    /// request gets a 503 instead of holding a connection and a worker indefinitely.
+    #[arg(
+        long = "query-timeout-ms",
+        env = "QUERY_TIMEOUT_MS",
+        default_value_t = 15_000
+    )]
+    pub query_timeout_ms: u64,
     #[command(flatten)]
     pub redis: RedisSettings,
     #[command(flatten)]

@@ -2,7 +2,7 @@
 
 use crate::cache::Cache;
 use crate::metrics::GatewayMetrics;
-use crate::repository::Repository;
+use crate::repository::{Repository, StatementTimeout};
 use crate::routes::{self, QueryState};
 use crate::settings::Settings;
 use actix_web::dev::Server;
@@ -35,6 +35,7 @@ impl Application {
         let manager = ConnectionManager::<PgConnection>::new(settings.postgres.connection_url()?);
         let pg_pool = Pool::builder()
             .max_size(settings.postgres.pool_size)
+            .connection_customizer(Box::new(StatementTimeout(settings.query_timeout_ms)))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_millis(settings.postgres.connect_timeout_ms))
             .build_unchecked(manager);
@@ -45,7 +46,7 @@ impl Application {
             Duration::from_secs(15),
             metrics.breaker_state.clone(),
         );
-        let repository = Repository::new(pg_pool, pg_breaker);
+        let repository = Repository::new(pg_pool, pg_breaker, settings.query_timeout_ms);
 
         let redis_pool = if settings.cache.enabled {
             let url = format!("redis://{}:{}", settings.redis.host, settings.redis.port);

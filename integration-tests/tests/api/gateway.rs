@@ -545,3 +545,49 @@ async fn metadata_with_extreme_numbers_reads_back() {
     assert_eq!(page["content"][0]["metadata"], metadata, "{page}");
     app.stop().await;
 }
+
+/// A query still running at `QUERY_TIMEOUT_MS` is cancelled by PostgreSQL and answered
+/// 503 with Retry-After; the breaker stays closed (the database is fine). A lock held
+/// on the table makes the query slow on purpose: without the limit it would wait for
+/// the lock and answer 200 once it is released.
+#[tokio::test]
+async fn a_query_past_the_time_limit_is_a_503_and_leaves_the_breaker_closed() {
+    let app = spawn_gateway(|s| s.query_timeout_ms = 300).await;
+    let url = format!(
+        "{}/gateway/api/query/logs?source={}",
+        app.base,
+        unique("gw-timeout")
+    );
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let locker = std::thread::spawn(move || {
+        db().transaction(|conn| {
+            diesel::sql_query("LOCK TABLE log_events IN ACCESS EXCLUSIVE MODE").execute(conn)?;
+            locked_tx.send(()).expect("signal");
+            // Held until the test has its answer, 10 s at most.
+            let _ = release_rx.recv_timeout(std::time::Duration::from_secs(10));
+            Ok::<_, diesel::result::Error>(())
+        })
+        .expect("lock transaction");
+    });
+    locked
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("table locked");
+    let (status, body) = get_json(&url).await;
+    let _ = release.send(()); // the locker may have given up already
+    locker.join().expect("locker thread");
+
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("300 ms")),
+        "{body}"
+    );
+    let (status, page) = get_json(&url).await;
+    assert_eq!(status, 200, "answers again at once: {page}");
+    let (_, health) = get_json(format!("{}/gateway/actuator/health", app.base)).await;
+    assert_eq!(health["components"]["postgres"]["status"], "UP", "{health}");
+    app.stop().await;
+}
