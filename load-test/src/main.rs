@@ -330,13 +330,18 @@ async fn send_ingest(
             status.is_success().then_some(first_id).flatten()
         }
         Err(e) => {
+            if std::env::var_os("LOAD_TEST_DEBUG").is_some() {
+                eprintln!("ingest request failed: {e:?}");
+            }
             stats.record(
                 "ingest",
                 latency,
                 if e.is_timeout() {
                     "timeout"
-                } else {
+                } else if e.is_connect() {
                     "connect-error"
+                } else {
+                    "transport-error"
                 },
             );
             stats

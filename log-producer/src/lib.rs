@@ -8,8 +8,10 @@
 //! - [`publisher`]: the Kafka producer behind a circuit breaker; one event or many,
 //!   each answered only after Kafka's acknowledgement.
 //! - [`rate_limit`]: per-client (API key, else IP) limits counted in events.
+//! - [`admission`]: the bound on request bytes held at once, for all clients together.
 //! - [`metrics`]: the service's Prometheus metrics.
 
+pub mod admission;
 pub mod metrics;
 pub mod publisher;
 pub mod rate_limit;

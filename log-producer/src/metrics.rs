@@ -1,6 +1,8 @@
 //! The producer's Prometheus metrics (names from the seed where it has one).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct ProducerMetrics {
@@ -17,6 +19,8 @@ pub struct ProducerMetrics {
     pub breaker_state: IntGaugeVec,
     /// `rate_limit_rejections_total`: requests answered 429.
     pub rate_limited: IntCounterVec,
+    /// `producer_inflight_request_bytes`: request bytes admitted and not yet answered.
+    pub inflight_bytes: IntGauge,
 }
 
 impl ProducerMetrics {
@@ -57,6 +61,11 @@ impl ProducerMetrics {
             Opts::new("rate_limit_rejections_total", "Requests refused with 429"),
             &["endpoint"],
         )?;
+        let inflight_bytes = IntGauge::new(
+            "producer_inflight_request_bytes",
+            "Request bytes admitted and not yet answered (bounded by INGEST_MAX_INFLIGHT_MIB)",
+        )?;
+        registry.register(Box::new(inflight_bytes.clone()))?;
         registry.register(Box::new(ingested.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -84,6 +93,7 @@ impl ProducerMetrics {
             kafka_sent,
             breaker_state,
             rate_limited,
+            inflight_bytes,
         })
     }
 }

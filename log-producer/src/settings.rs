@@ -16,6 +16,15 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     #[command(flatten)]
     pub producer: ProducerTuning,
+    /// Request bytes the producer holds at once, in MiB (bodies being read, parsed or
+    /// waiting for Kafka). Past it, new ingest requests get 503 at once: a flood costs
+    /// bounded memory. A body of unknown or compressed size counts as the 16 MiB maximum.
+    #[arg(
+        long = "ingest-max-inflight-mib",
+        env = "INGEST_MAX_INFLIGHT_MIB",
+        default_value_t = 32
+    )]
+    pub max_inflight_mib: u32,
     #[command(flatten)]
     pub rate_limit: RateLimitSettings,
     #[command(flatten)]

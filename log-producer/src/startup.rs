@@ -1,5 +1,6 @@
 //! Builds the producer's app and runs it until shutdown.
 
+use crate::admission::InflightBytes;
 use crate::metrics::ProducerMetrics;
 use crate::publisher::Publisher;
 use crate::rate_limit::ClientRateLimiter;
@@ -42,6 +43,10 @@ impl Application {
             settings.rate_limit.burst,
         )?;
         let api_keys = ApiKeys::load(&settings.auth)?;
+        let inflight = web::Data::new(InflightBytes::new(
+            settings.max_inflight_mib,
+            metrics.inflight_bytes.clone(),
+        ));
         let state = web::Data::new(IngestState {
             publisher: publisher.clone(),
             limiter,
@@ -63,6 +68,7 @@ impl Application {
                 .wrap(from_fn(observe))
                 .app_data(state.clone())
                 .app_data(api_keys.clone())
+                .app_data(inflight.clone())
                 .app_data(registry.clone())
                 .app_data(http_metrics.clone())
                 .app_data(query_config())

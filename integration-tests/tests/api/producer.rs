@@ -539,3 +539,67 @@ async fn with_api_keys_ingest_needs_a_valid_key_and_limits_are_per_key() {
     assert_eq!(health.status(), 200, "liveness stays open");
     app.stop().await;
 }
+
+/// The producer holds at most `INGEST_MAX_INFLIGHT_MIB` of requests at once: past it a
+/// request gets 503 + Retry-After at once (its body read and dropped), and it is
+/// admitted again as soon as room frees up.
+#[tokio::test]
+async fn past_the_inflight_byte_limit_requests_get_503_until_room_frees_up() {
+    use tokio::io::AsyncWriteExt;
+    let topic = unique("inflight");
+    create_topic(&topic, 1).await;
+    let app = spawn_producer(|s| {
+        s.kafka.topic = topic.clone();
+        s.max_inflight_mib = 1;
+    })
+    .await;
+    let url = format!("{}/producer/api/logs/ingest", app.base);
+
+    // A client that declares a 1,048,000-byte body (the whole 1 MiB limit) and sends
+    // only part of it: its reservation is held while the producer waits for the rest.
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    slow.write_all(
+        b"POST /producer/api/logs/ingest HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/json\r\nContent-Length: 1048000\r\n\r\n{\"level\":",
+    )
+    .await
+    .expect("write the head");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let response = http()
+        .post(&url)
+        .json(&event("inflight", "INFO", "while the limit is taken"))
+        .send()
+        .await
+        .expect("answer");
+    assert!(response.headers().contains_key("retry-after"));
+    let (status, body) = json(response).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1 MiB")),
+        "{body}"
+    );
+
+    // The slow client goes away: its reservation is released and requests pass again.
+    drop(slow);
+    let admitted = crate::helpers::eventually(
+        "a request to be admitted again",
+        Duration::from_secs(10),
+        || {
+            let url = url.clone();
+            async move {
+                let (status, _) = post_json(&url, &event("inflight", "INFO", "after")).await;
+                (status == 200).then_some(status)
+            }
+        },
+    )
+    .await;
+    assert_eq!(admitted, 200);
+    app.stop().await;
+}

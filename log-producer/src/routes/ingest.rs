@@ -140,7 +140,7 @@ fn parse_event(value: Value) -> Result<LogEvent, Vec<FieldError>> {
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Kafka unavailable; see Retry-After", body = UnavailableBody)))]
+        (status = 503, description = "Kafka unavailable, or the producer at its in-flight limit; see Retry-After", body = UnavailableBody)))]
 pub async fn ingest(
     req: HttpRequest,
     state: web::Data<IngestState>,
@@ -174,7 +174,7 @@ pub async fn ingest(
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody),
-        (status = 503, description = "Kafka unavailable or queue full", body = UnavailableBody)))]
+        (status = 503, description = "Kafka unavailable, queue full, or the producer at its in-flight limit", body = UnavailableBody)))]
 pub async fn ingest_async(
     req: HttpRequest,
     state: web::Data<IngestState>,
@@ -209,7 +209,7 @@ pub async fn ingest_async(
         (status = 413, description = "Over 10,000 events or 16 MiB", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody),
-        (status = 503, description = "Kafka unavailable", body = UnavailableBody)))]
+        (status = 503, description = "Kafka unavailable, or the producer at its in-flight limit", body = UnavailableBody)))]
 pub async fn batch(
     req: HttpRequest,
     state: web::Data<IngestState>,
@@ -239,7 +239,7 @@ pub async fn batch(
         (status = 413, description = "Over 10,000 events or 16 MiB", body = ErrorBody),
         (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody),
-        (status = 503, description = "Kafka unavailable", body = UnavailableBody)))]
+        (status = 503, description = "Kafka unavailable, or the producer at its in-flight limit", body = UnavailableBody)))]
 pub async fn bulk(
     req: HttpRequest,
     state: web::Data<IngestState>,

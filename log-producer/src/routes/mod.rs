@@ -7,6 +7,7 @@ mod openapi;
 pub use ingest::IngestState;
 pub use openapi::ApiDoc;
 
+use crate::admission::admit;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 use log_common::auth::require_api_key;
@@ -26,6 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, prometheus_enabled: bool) {
     }
     cfg.service(
         web::scope("/producer/api/logs")
+            // The last wrap runs first: a request without a valid key reserves nothing.
+            .wrap(from_fn(admit))
             .wrap(from_fn(require_api_key))
             .service(
                 web::resource("/ingest")

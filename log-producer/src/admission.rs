@@ -1,0 +1,118 @@
+//! Admission control: a bound on the request bytes the producer holds at once.
+//!
+//! The rate limiter is per client; this is the bound for all of them together. A
+//! request reserves its body size before the body is read and keeps it until its answer
+//! is sent, covering the parsed events and the Kafka queue behind them. When the
+//! reservation does not fit, the answer is an immediate 503 with `Retry-After`, so a
+//! flood costs bounded memory and quick refusals instead of slow, piling-up requests.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::web;
+use actix_web::HttpMessage;
+use futures::StreamExt;
+use log_common::error::ApiError;
+use log_common::event::{MAX_BATCH_BODY_BYTES, MAX_SINGLE_BODY_BYTES};
+use prometheus::IntGauge;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Reservations are counted in KiB: a semaphore's permits are `u32`.
+const UNIT: usize = 1024;
+
+pub struct InflightBytes {
+    permits: Arc<Semaphore>,
+    limit_mib: u32,
+    /// `producer_inflight_request_bytes`: what is reserved right now.
+    gauge: IntGauge,
+}
+
+impl InflightBytes {
+    pub fn new(limit_mib: u32, gauge: IntGauge) -> Self {
+        InflightBytes {
+            permits: Arc::new(Semaphore::new(limit_mib as usize * 1024)),
+            limit_mib,
+            gauge,
+        }
+    }
+
+    fn capacity(&self) -> u32 {
+        self.limit_mib * 1024
+    }
+
+    /// What a request may cost before its body is read: its declared length, or the
+    /// route's maximum when the length is unknown or the body is compressed (it can
+    /// grow up to that maximum when decompressed). A declared length over the maximum
+    /// is refused by the body limit (413), so it never needs more than the maximum.
+    fn cost(req: &ServiceRequest) -> usize {
+        let max = if req.path().ends_with("/batch") || req.path().ends_with("/bulk") {
+            MAX_BATCH_BODY_BYTES
+        } else {
+            MAX_SINGLE_BODY_BYTES
+        };
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let compressed = req
+            .headers()
+            .get(CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes() != b"identity");
+        match declared {
+            Some(bytes) if !compressed => bytes.min(max),
+            _ => max,
+        }
+    }
+}
+
+/// Middleware (via `from_fn`) for the ingest scope.
+pub async fn admit(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let inflight = req.app_data::<web::Data<InflightBytes>>().cloned();
+    let Some(inflight) = inflight.filter(|_| req.method() == Method::POST) else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    // Capped at the whole limit, so one request larger than it can still run alone.
+    let units = (InflightBytes::cost(&req).div_ceil(UNIT).max(1) as u32).min(inflight.capacity());
+    let Ok(permit) = Arc::clone(&inflight.permits).try_acquire_many_owned(units) else {
+        drain_body(&mut req).await;
+        let path = req.path().to_owned();
+        let refusal = ApiError::Unavailable {
+            message: format!(
+                "the producer is holding its limit of {} MiB of requests; retry shortly",
+                inflight.limit_mib
+            ),
+            retry_after_secs: 1,
+        };
+        return Ok(req.into_response(refusal.response_at(&path)));
+    };
+    let reserved = units as i64 * UNIT as i64;
+    inflight.gauge.add(reserved);
+    let response = next.call(req).await;
+    drop(permit);
+    inflight.gauge.sub(reserved);
+    Ok(response?.map_into_boxed_body())
+}
+
+/// Reads and drops the body of a refused request, chunk by chunk (no memory kept), so
+/// the client gets its 503 rather than a connection reset while it is still sending.
+/// Bounded by the largest body we accept and by time; past either, the connection ends.
+async fn drain_body(req: &mut ServiceRequest) {
+    let mut payload = req.take_payload();
+    let drained = async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = payload.next().await {
+            seen += chunk.len();
+            if seen > MAX_BATCH_BODY_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drained).await;
+}
