@@ -19,13 +19,19 @@ head -n 1 "$fill_report"; rm -f "$fill_report"
 ./setup.sh start consumer   # inherits CONSUMER_INSERT_MODE etc. from this environment
 start=$(date +%s.%N)
 last_rows=$(metric log_events_stored_total); last_t=$start; first_rows=$last_rows
+# Done when the lag is 0 and an interval stored nothing more. (Lag alone reads 0 for
+# a moment after the start, before the first fetch.) The rate counts up to the last
+# interval that stored rows.
+end_rows=$last_rows; end_t=$start
 while :; do
   sleep 5
   now=$(date +%s.%N); rows=$(metric log_events_stored_total); lag=$(metric kafka_consumer_lag)
   printf '[%5.0fs] rows/s %8.0f | stored %9d | lag %9d\n' "$(echo "$now - $start" | bc)" \
     "$(echo "($rows - $last_rows) / ($now - $last_t)" | bc -l)" "$rows" "$lag"
+  if (( $(echo "$rows > $last_rows" | bc) )); then end_rows=$rows; end_t=$now; fi
+  idle=$(echo "$rows == $last_rows" | bc)
   last_rows=$rows; last_t=$now
-  if [[ "$lag" -eq 0 ]] || (( $(echo "$now - $start > $max" | bc) )); then break; fi
+  if { [[ "$lag" -eq 0 ]] && ((idle)); } || (( $(echo "$now - $start > $max" | bc) )); then break; fi
 done
-total=$(echo "$last_rows - $first_rows" | bc)
-echo "persisted rows/s: $(echo "$total / ($last_t - $start)" | bc) ($total rows in $(echo "$last_t - $start" | bc) s)"
+total=$(echo "$end_rows - $first_rows" | bc)
+echo "persisted rows/s: $(echo "$total / ($end_t - $start)" | bc) ($total rows in $(echo "$end_t - $start" | bc) s)"

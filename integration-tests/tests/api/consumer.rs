@@ -203,10 +203,11 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
 }
 
 #[tokio::test]
-async fn both_insert_modes_store_the_same_rows_once() {
+async fn every_insert_mode_stores_the_same_rows_once() {
     for mode in [
         log_consumer::store::InsertMode::Values,
         log_consumer::store::InsertMode::Unnest,
+        log_consumer::store::InsertMode::Copy,
     ] {
         let t = topics().await;
         let source = unique("insert-mode");
