@@ -142,8 +142,8 @@ impl LogsParams {
 
 impl SearchParams {
     pub fn validate(self, now: DateTime<Utc>) -> Result<(LogFilter, Paging), ApiError> {
-        let text = match self.query.as_deref().map(str::trim) {
-            None | Some("") => {
+        let text = match text_param("query", self.query)? {
+            None => {
                 return Err(ApiError::invalid_field(
                     "query",
                     "is required and must not be blank",
@@ -155,13 +155,7 @@ impl SearchParams {
                     format!("must be at most {MAX_QUERY_CHARS} characters"),
                 ))
             }
-            Some(q) if q.contains('\0') => {
-                return Err(ApiError::invalid_field(
-                    "query",
-                    "must not contain NUL (\\u0000) characters",
-                ))
-            }
-            Some(q) => q.to_owned(),
+            Some(q) => q,
         };
         let filter = filter(
             now,
