@@ -56,10 +56,21 @@ async fn read_back(topic: &str, expected: usize) -> Vec<Record> {
 }
 
 async fn producer_on_own_topic() -> (crate::helpers::Running, String) {
+    producer_on_own_topic_with(|_| {}).await
+}
+
+/// The producer on a fresh 3-partition topic of its own, with `configure` applied.
+async fn producer_on_own_topic_with(
+    configure: impl FnOnce(&mut log_producer::settings::Settings),
+) -> (crate::helpers::Running, String) {
     let topic = unique("producer-test");
     create_topic(&topic, 3).await;
     let t = topic.clone();
-    let app = spawn_producer(move |s| s.kafka.topic = t).await;
+    let app = spawn_producer(move |s| {
+        s.kafka.topic = t;
+        configure(s);
+    })
+    .await;
     (app, topic)
 }
 
@@ -217,15 +228,8 @@ async fn batch_limits_are_413_naming_the_limit() {
 
 #[tokio::test]
 async fn async_ingest_answers_202_and_shutdown_flushes_every_queued_event() {
-    let topic = unique("producer-async");
-    create_topic(&topic, 3).await;
-    let t = topic.clone();
     // A long linger keeps events queued in the producer when the stop comes.
-    let app = spawn_producer(move |s| {
-        s.kafka.topic = t;
-        s.producer.linger_ms = 500;
-    })
-    .await;
+    let (app, topic) = producer_on_own_topic_with(|s| s.producer.linger_ms = 500).await;
     for i in 0..40 {
         let (status, body) = post_json(
             format!("{}/producer/api/logs/ingest/async", app.base),
@@ -359,10 +363,7 @@ async fn bad_input_gets_a_clear_json_error_naming_the_problem() {
 
 #[tokio::test]
 async fn over_the_rate_limit_answers_429_with_retry_after_counted_in_events() {
-    let topic = unique("producer-rate");
-    create_topic(&topic, 1).await;
-    let app = spawn_producer(move |s| {
-        s.kafka.topic = topic;
+    let (app, _topic) = producer_on_own_topic_with(|s| {
         s.rate_limit.events_per_second = 1;
         s.rate_limit.burst = 5;
     })
@@ -466,10 +467,7 @@ async fn openapi_document_and_swagger_ui_are_served() {
 
 #[tokio::test]
 async fn with_api_keys_ingest_needs_a_valid_key_and_limits_are_per_key() {
-    let topic = unique("producer-keys");
-    create_topic(&topic, 1).await;
-    let app = spawn_producer(move |s| {
-        s.kafka.topic = topic;
+    let (app, _topic) = producer_on_own_topic_with(|s| {
         s.auth.api_keys = Some("key-a,key-b".parse().expect("infallible"));
         s.rate_limit.events_per_second = 1;
         s.rate_limit.burst = 2;
@@ -546,13 +544,7 @@ async fn with_api_keys_ingest_needs_a_valid_key_and_limits_are_per_key() {
 #[tokio::test]
 async fn past_the_inflight_byte_limit_requests_get_503_until_room_frees_up() {
     use tokio::io::AsyncWriteExt;
-    let topic = unique("inflight");
-    create_topic(&topic, 1).await;
-    let app = spawn_producer(|s| {
-        s.kafka.topic = topic.clone();
-        s.max_inflight_mib = 1;
-    })
-    .await;
+    let (app, _topic) = producer_on_own_topic_with(|s| s.max_inflight_mib = 1).await;
     let url = format!("{}/producer/api/logs/ingest", app.base);
 
     // A client that declares a 1,048,000-byte body (the whole 1 MiB limit) and sends
