@@ -33,14 +33,15 @@ pub struct InflightBytes {
 impl InflightBytes {
     pub fn new(limit_mib: u32, gauge: IntGauge) -> Self {
         InflightBytes {
-            permits: Arc::new(Semaphore::new(limit_mib as usize * 1024)),
+            permits: Arc::new(Semaphore::new(limit_mib as usize * (1024 * 1024 / UNIT))),
             limit_mib,
             gauge,
         }
     }
 
+    /// The whole limit, in units.
     fn capacity(&self) -> u32 {
-        self.limit_mib * 1024
+        self.limit_mib * (1024 * 1024 / UNIT) as u32
     }
 
     /// What a request may cost before its body is read: its declared length, or the
