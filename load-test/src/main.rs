@@ -19,7 +19,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -105,6 +105,10 @@ struct Args {
     /// e2e: one event in this many is followed until it is queryable.
     #[arg(long, default_value_t = 100)]
     sample_every: usize,
+    /// Ingest: make this many request bodies before starting and send them in turn
+    /// (ids repeat; see `PrebuiltBodies`). 0 = a fresh body, with fresh ids, per request.
+    #[arg(long, default_value_t = 0)]
+    prebuilt_bodies: usize,
 }
 
 /// Everything measured, shared by the workers.
@@ -161,6 +165,10 @@ async fn main() -> anyhow::Result<()> {
             "load is only ever aimed at this machine: {url}"
         );
     }
+    anyhow::ensure!(
+        args.prebuilt_bodies == 0 || args.mode == Mode::Ingest,
+        "--prebuilt-bodies repeats ids, so it is only for --mode ingest"
+    );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(args.concurrency)
@@ -174,14 +182,21 @@ async fn main() -> anyhow::Result<()> {
         "load-test {run_id}: mode={:?} endpoint={:?} duration={}s rate={} concurrency={} batch={}",
         args.mode, args.endpoint, args.duration, args.rate, args.concurrency, args.batch_size
     );
+    let prebuilt = Arc::new(PrebuiltBodies::build(&args, &run_id)?);
     let started = Instant::now();
     let progress = tokio::spawn(progress_line(stats.clone(), stop.clone(), started));
     let workers: Vec<_> = (0..args.concurrency)
         .map(|worker| {
-            let (args, client, stats, run_id) =
-                (args.clone(), client.clone(), stats.clone(), run_id.clone());
+            let (args, client, stats, run_id, prebuilt) = (
+                args.clone(),
+                client.clone(),
+                stats.clone(),
+                run_id.clone(),
+                prebuilt.clone(),
+            );
             tokio::spawn(async move {
-                run_worker(worker, &args, &client, stats, &run_id, started).await
+                let prebuilt = prebuilt.as_ref().as_ref();
+                run_worker(worker, &args, &client, stats, &run_id, prebuilt, started).await
             })
         })
         .collect();
@@ -205,6 +220,7 @@ async fn run_worker(
     client: &reqwest::Client,
     stats: Arc<Stats>,
     run_id: &str,
+    prebuilt: Option<&PrebuiltBodies>,
     started: Instant,
 ) -> anyhow::Result<()> {
     let deadline = started + Duration::from_secs(args.duration);
@@ -244,9 +260,15 @@ async fn run_worker(
         sequence += 1;
         match role {
             Mode::Ingest | Mode::E2e | Mode::Mixed => {
-                let source = format!("load-{run_id}-{}", worker % 16);
-                let sampled =
-                    send_ingest(args, client, &stats, &source, due, units_per_request).await;
+                let body = match prebuilt {
+                    Some(bodies) => bodies.pick(worker, sequence),
+                    None => ingest_body(
+                        args,
+                        &format!("load-{run_id}-{}", worker % 16),
+                        units_per_request,
+                    )?,
+                };
+                let sampled = send_ingest(args, client, &stats, body, due, units_per_request).await;
                 let sample_now = (sequence as usize)
                     .is_multiple_of((args.sample_every / units_per_request).max(1));
                 if let (Mode::E2e, true, Some(id)) = (role, sample_now, sampled) {
@@ -265,16 +287,110 @@ async fn run_worker(
     Ok(())
 }
 
-fn make_event(source: &str, i: usize) -> Value {
+/// One generated event, serialized straight from borrowed parts: building a
+/// `serde_json::Value` per event cost the generator more CPU than the producer spent
+/// parsing, and on a shared 2-core machine a starved generator is slow to write its
+/// requests (the server then rightly answers 408 or closes the connection).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadEvent<'a> {
+    id: uuid::Uuid,
+    level: &'static str,
+    message: std::fmt::Arguments<'a>,
+    source: &'a str,
+    metadata: LoadMetadata,
+    correlation_id: std::fmt::Arguments<'a>,
+}
+
+#[derive(Serialize)]
+struct LoadMetadata {
+    duration: usize,
+    endpoint: &'static str,
+}
+
+/// Writes event `i` of a request as JSON; returns its id.
+fn write_event(out: &mut Vec<u8>, source: &str, i: usize) -> serde_json::Result<uuid::Uuid> {
     const LEVELS: [&str; 5] = ["INFO", "INFO", "DEBUG", "WARN", "ERROR"];
-    json!({
-        "id": uuid::Uuid::now_v7(),
-        "level": LEVELS[i % LEVELS.len()],
-        "message": format!("request {i} handled: database query took {} ms", i % 250),
-        "source": source,
-        "metadata": {"duration": i % 250, "endpoint": "/api/orders"},
-        "correlationId": format!("corr-{}", i % 1000),
-    })
+    let id = uuid::Uuid::now_v7();
+    serde_json::to_writer(
+        out,
+        &LoadEvent {
+            id,
+            level: LEVELS[i % LEVELS.len()],
+            message: format_args!("request {i} handled: database query took {} ms", i % 250),
+            source,
+            metadata: LoadMetadata {
+                duration: i % 250,
+                endpoint: "/api/orders",
+            },
+            correlation_id: format_args!("corr-{}", i % 1000),
+        },
+    )?;
+    Ok(id)
+}
+
+/// The body of one ingest request, as sent (one JSON object for `/ingest`, which is
+/// always one event, a JSON array or NDJSON lines, gzipped with `--gzip`), and the id of
+/// its first event.
+fn ingest_body(args: &Args, source: &str, events: usize) -> anyhow::Result<(bytes::Bytes, String)> {
+    let endpoint = args.endpoint;
+    let mut body = Vec::with_capacity(events * 200);
+    let mut first_id = None;
+    if endpoint == Endpoint::Batch {
+        body.push(b'[');
+    }
+    for i in 0..events {
+        if i > 0 {
+            body.push(if endpoint == Endpoint::Bulk {
+                b'\n'
+            } else {
+                b','
+            });
+        }
+        let id = write_event(&mut body, source, i)?;
+        first_id.get_or_insert(id);
+    }
+    match endpoint {
+        Endpoint::Batch => body.push(b']'),
+        Endpoint::Bulk => body.push(b'\n'),
+        Endpoint::Ingest => {}
+    }
+    if endpoint == Endpoint::Bulk && args.gzip {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&body)?;
+        body = gz.finish()?;
+    }
+    let first_id = first_id.map(|id| id.to_string()).unwrap_or_default();
+    Ok((body.into(), first_id))
+}
+
+/// With `--prebuilt-bodies N`: N request bodies made before the clock starts, sent in
+/// turn. The generator then spends almost no CPU of its own, so an overload run
+/// measures the server rather than a starved client. Their ids repeat from the
+/// N+1st request on, so the pipeline stores each event once and counts the rest as
+/// duplicates: use it for ingest capacity and overload, not for persistence figures.
+struct PrebuiltBodies(Vec<(bytes::Bytes, String)>);
+
+impl PrebuiltBodies {
+    fn build(args: &Args, run_id: &str) -> anyhow::Result<Option<Self>> {
+        let events = match args.endpoint {
+            Endpoint::Ingest => 1,
+            _ => args.batch_size,
+        };
+        (args.prebuilt_bodies > 0)
+            .then(|| {
+                (0..args.prebuilt_bodies)
+                    .map(|k| ingest_body(args, &format!("load-{run_id}-{}", k % 16), events))
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .map(PrebuiltBodies)
+            })
+            .transpose()
+    }
+
+    fn pick(&self, worker: usize, sequence: u64) -> (bytes::Bytes, String) {
+        let (body, first_id) = &self.0[(worker + sequence as usize) % self.0.len()];
+        (body.clone(), first_id.clone())
+    }
 }
 
 /// Sends one request; returns the id of its first event if the request succeeded.
@@ -282,36 +398,24 @@ async fn send_ingest(
     args: &Args,
     client: &reqwest::Client,
     stats: &Stats,
-    source: &str,
+    (body, first_id): (bytes::Bytes, String),
     due: Instant,
     events: usize,
 ) -> Option<String> {
-    let batch: Vec<Value> = (0..events).map(|i| make_event(source, i)).collect();
-    let first_id = batch[0]["id"].as_str().map(str::to_owned);
     let base = format!("{}/producer/api/logs", args.producer_url);
     let request = match args.endpoint {
-        Endpoint::Ingest => client.post(format!("{base}/ingest")).json(&batch[0]),
-        Endpoint::Batch => client.post(format!("{base}/batch")).json(&batch),
-        Endpoint::Bulk => {
-            let mut body = Vec::with_capacity(events * 200);
-            for event in &batch {
-                serde_json::to_writer(&mut body, event).ok()?;
-                body.push(b'\n');
-            }
-            let request = client
-                .post(format!("{base}/bulk"))
-                .header("Content-Type", "application/x-ndjson");
-            if args.gzip {
-                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                gz.write_all(&body).ok()?;
-                request
-                    .header("Content-Encoding", "gzip")
-                    .body(gz.finish().ok()?)
-            } else {
-                request.body(body)
-            }
-        }
+        Endpoint::Ingest => client.post(format!("{base}/ingest")),
+        Endpoint::Batch => client.post(format!("{base}/batch")),
+        Endpoint::Bulk => client.post(format!("{base}/bulk")),
     };
+    let request = match args.endpoint {
+        Endpoint::Ingest | Endpoint::Batch => request.header("Content-Type", "application/json"),
+        Endpoint::Bulk if args.gzip => request
+            .header("Content-Type", "application/x-ndjson")
+            .header("Content-Encoding", "gzip"),
+        Endpoint::Bulk => request.header("Content-Type", "application/x-ndjson"),
+    };
+    let request = request.body(body);
     let result = request.send().await;
     let latency = due.elapsed();
     match result {
@@ -327,7 +431,7 @@ async fn send_ingest(
             stats
                 .failed_units
                 .fetch_add(events as u64 - accepted, Ordering::Relaxed);
-            status.is_success().then_some(first_id).flatten()
+            status.is_success().then_some(first_id)
         }
         Err(e) => {
             if std::env::var_os("LOAD_TEST_DEBUG").is_some() {
