@@ -3,9 +3,11 @@
 //! The rate limiter is per client; this is the bound for all of them together. A
 //! request reserves its body size before the body is read and keeps it until its answer
 //! is sent, covering the parsed events and the Kafka queue behind them. When the
-//! reservation does not fit, the answer is an immediate 503 with `Retry-After`, so a
-//! flood costs bounded memory and quick refusals instead of slow, piling-up requests.
+//! reservation does not fit, the request waits for room in arrival order, at most
+//! `INGEST_ADMISSION_WAIT_MS`, and then gets a 503 with `Retry-After`: a burst queues
+//! briefly, a flood costs bounded memory and prompt refusals instead of piling up.
 
+use crate::settings::AdmissionSettings;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
@@ -18,6 +20,7 @@ use log_common::error::ApiError;
 use log_common::event::{MAX_BATCH_BODY_BYTES, MAX_SINGLE_BODY_BYTES};
 use prometheus::IntGauge;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Reservations are counted in KiB: a semaphore's permits are `u32`.
@@ -26,15 +29,18 @@ const UNIT: usize = 1024;
 pub struct InflightBytes {
     permits: Arc<Semaphore>,
     limit_mib: u32,
+    wait: Duration,
     /// `producer_inflight_request_bytes`: what is reserved right now.
     gauge: IntGauge,
 }
 
 impl InflightBytes {
-    pub fn new(limit_mib: u32, gauge: IntGauge) -> Self {
+    pub fn new(settings: &AdmissionSettings, gauge: IntGauge) -> Self {
+        let limit_mib = settings.max_inflight_mib;
         InflightBytes {
             permits: Arc::new(Semaphore::new(limit_mib as usize * (1024 * 1024 / UNIT))),
             limit_mib,
+            wait: Duration::from_millis(settings.wait_ms),
             gauge,
         }
     }
@@ -81,7 +87,9 @@ pub async fn admit(
     };
     // Capped at the whole limit, so one request larger than it can still run alone.
     let units = (InflightBytes::cost(&req).div_ceil(UNIT).max(1) as u32).min(inflight.capacity());
-    let Ok(permit) = Arc::clone(&inflight.permits).try_acquire_many_owned(units) else {
+    // The semaphore is fair: a waiting request is admitted before any that came later.
+    let room = Arc::clone(&inflight.permits).acquire_many_owned(units);
+    let Ok(Ok(permit)) = tokio::time::timeout(inflight.wait, room).await else {
         drain_body(&mut req).await;
         let path = req.path().to_owned();
         let refusal = ApiError::Unavailable {
@@ -115,5 +123,5 @@ async fn drain_body(req: &mut ServiceRequest) {
             }
         }
     };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drained).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), drained).await;
 }

@@ -16,15 +16,8 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     #[command(flatten)]
     pub producer: ProducerTuning,
-    /// Request bytes the producer holds at once, in MiB (bodies being read, parsed or
-    /// waiting for Kafka). Past it, new ingest requests get 503 at once: a flood costs
-    /// bounded memory. A body of unknown or compressed size counts as the 16 MiB maximum.
-    #[arg(
-        long = "ingest-max-inflight-mib",
-        env = "INGEST_MAX_INFLIGHT_MIB",
-        default_value_t = 32
-    )]
-    pub max_inflight_mib: u32,
+    #[command(flatten)]
+    pub admission: AdmissionSettings,
     #[command(flatten)]
     pub rate_limit: RateLimitSettings,
     #[command(flatten)]
@@ -71,6 +64,29 @@ pub struct ProducerTuning {
         default_value_t = 500_000
     )]
     pub queue_max_messages: u32,
+}
+
+/// The producer-wide bound on request bytes (see `admission`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AdmissionSettings {
+    /// Request bytes the producer holds at once, in MiB (bodies being read, parsed or
+    /// waiting for Kafka): a flood costs bounded memory. A body of unknown or
+    /// compressed size counts as the 16 MiB maximum.
+    #[arg(
+        long = "ingest-max-inflight-mib",
+        env = "INGEST_MAX_INFLIGHT_MIB",
+        default_value_t = 32
+    )]
+    pub max_inflight_mib: u32,
+    /// How long a request that does not fit waits for room (in arrival order) before
+    /// it gets 503 + Retry-After. Short bursts queue instead of failing; a flood is
+    /// still refused within this time. 0 = refuse at once.
+    #[arg(
+        long = "ingest-admission-wait-ms",
+        env = "INGEST_ADMISSION_WAIT_MS",
+        default_value_t = 1000
+    )]
+    pub wait_ms: u64,
 }
 
 #[derive(clap::Args, Debug, Clone)]

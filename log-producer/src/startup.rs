@@ -44,7 +44,7 @@ impl Application {
         )?;
         let api_keys = ApiKeys::load(&settings.auth)?;
         let inflight = web::Data::new(InflightBytes::new(
-            settings.max_inflight_mib,
+            &settings.admission,
             metrics.inflight_bytes.clone(),
         ));
         let state = web::Data::new(IngestState {

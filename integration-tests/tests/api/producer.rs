@@ -538,17 +538,10 @@ async fn with_api_keys_ingest_needs_a_valid_key_and_limits_are_per_key() {
     app.stop().await;
 }
 
-/// The producer holds at most `INGEST_MAX_INFLIGHT_MIB` of requests at once: past it a
-/// request gets 503 + Retry-After at once (its body read and dropped), and it is
-/// admitted again as soon as room frees up.
-#[tokio::test]
-async fn past_the_inflight_byte_limit_requests_get_503_until_room_frees_up() {
+/// A client that declares a 1,048,000-byte body (all of a 1 MiB limit) and sends only
+/// part of it: the producer holds its reservation while it waits for the rest.
+async fn hold_the_whole_inflight_limit(app: &crate::helpers::Running) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
-    let (app, _topic) = producer_on_own_topic_with(|s| s.max_inflight_mib = 1).await;
-    let url = format!("{}/producer/api/logs/ingest", app.base);
-
-    // A client that declares a 1,048,000-byte body (the whole 1 MiB limit) and sends
-    // only part of it: its reservation is held while the producer waits for the rest.
     let address = app.base.trim_start_matches("http://").to_owned();
     let mut slow = tokio::net::TcpStream::connect(&address)
         .await
@@ -560,6 +553,21 @@ async fn past_the_inflight_byte_limit_requests_get_503_until_room_frees_up() {
     .await
     .expect("write the head");
     tokio::time::sleep(Duration::from_millis(300)).await;
+    slow
+}
+
+/// The producer holds at most `INGEST_MAX_INFLIGHT_MIB` of requests at once: past it a
+/// request waits `INGEST_ADMISSION_WAIT_MS`, then gets 503 + Retry-After (its body read
+/// and dropped), and it is admitted again as soon as room frees up.
+#[tokio::test]
+async fn past_the_inflight_byte_limit_requests_get_503_until_room_frees_up() {
+    let (app, _topic) = producer_on_own_topic_with(|s| {
+        s.admission.max_inflight_mib = 1;
+        s.admission.wait_ms = 200;
+    })
+    .await;
+    let url = format!("{}/producer/api/logs/ingest", app.base);
+    let slow = hold_the_whole_inflight_limit(&app).await;
 
     let response = http()
         .post(&url)
@@ -593,5 +601,35 @@ async fn past_the_inflight_byte_limit_requests_get_503_until_room_frees_up() {
     )
     .await;
     assert_eq!(admitted, 200);
+    app.stop().await;
+}
+
+/// A request that does not fit waits for room instead of failing at once: when the
+/// limit frees up within `INGEST_ADMISSION_WAIT_MS` it is admitted and stored. (With no
+/// wait it would be a 503, so a burst just over the limit would fail.)
+#[tokio::test]
+async fn a_request_over_the_inflight_limit_waits_for_room_and_is_admitted() {
+    let (app, _topic) = producer_on_own_topic_with(|s| {
+        s.admission.max_inflight_mib = 1;
+        s.admission.wait_ms = 20_000;
+    })
+    .await;
+    let url = format!("{}/producer/api/logs/ingest", app.base);
+    let slow = hold_the_whole_inflight_limit(&app).await;
+
+    let waiting = tokio::spawn({
+        let url = url.clone();
+        async move { post_json(&url, &event("inflight", "INFO", "queued")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "answered while the limit was still taken"
+    );
+
+    drop(slow);
+    let (status, body) = waiting.await.expect("the queued request");
+    assert_eq!(status, 200, "{body}");
+    assert!(body["logId"].is_string(), "{body}");
     app.stop().await;
 }
