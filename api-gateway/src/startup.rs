@@ -94,7 +94,7 @@ impl Application {
         let registry = web::Data::new(registry);
         let http_metrics = web::Data::new(http_metrics);
         let prometheus_enabled = settings.metrics.prometheus_enabled;
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(observe))
                 .app_data(state.clone())
@@ -108,10 +108,9 @@ impl Application {
         })
         .listen(listener)?
         .disable_signals()
-        .shutdown_timeout(30);
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
+        .shutdown_timeout(30)
+        .workers(settings.http.worker_count())
+        .max_connections(settings.http.max_connections_per_worker());
         tracing::info!(%address, port, "api-gateway listening");
         Ok(Application {
             port,

@@ -84,7 +84,7 @@ struct Args {
     /// Mixed mode: target queries/s of the query workers; 0 = as fast as possible.
     #[arg(long, default_value_t = 0)]
     query_rate: u64,
-    /// Concurrent requests in flight.
+    /// Concurrent requests in flight (at most 2,048).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// Events per request for batch and bulk.
@@ -157,7 +157,7 @@ impl Stats {
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     args.duration = args.duration.clamp(1, 600);
-    args.concurrency = args.concurrency.clamp(1, 512);
+    args.concurrency = args.concurrency.clamp(1, 2048);
     args.batch_size = args.batch_size.clamp(1, 10_000);
     for url in [&args.producer_url, &args.gateway_url] {
         anyhow::ensure!(

@@ -46,11 +46,34 @@ pub struct HttpSettings {
     /// Worker threads for the HTTP server; 0 means one per core.
     #[arg(long = "http-workers", env = "HTTP_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    /// Open connections served at once, all workers together. Each costs up to a few
+    /// hundred KiB of read buffer while its body streams in, so this bounds memory under
+    /// a flood of connections; past it, new connections wait in the kernel's accept
+    /// queue until one closes.
+    #[arg(
+        long = "http-max-connections",
+        env = "HTTP_MAX_CONNECTIONS",
+        default_value_t = 512
+    )]
+    pub max_connections: usize,
 }
 
 impl HttpSettings {
     pub fn address(&self, default_port: u16) -> String {
         format!("{}:{}", self.host, self.port.unwrap_or(default_port))
+    }
+
+    /// `workers`, or one per core when it is 0 (as actix counts them).
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// actix caps connections per worker; the setting is for the whole server.
+    pub fn max_connections_per_worker(&self) -> usize {
+        self.max_connections.div_ceil(self.worker_count()).max(1)
     }
 }
 
@@ -195,6 +218,21 @@ mod tests {
         let err = to_libpq_url("mysql://db/x", "u", "p").expect_err("bad scheme");
         assert!(err.to_string().contains("POSTGRES_URL"));
         assert!(to_libpq_url("postgres:///x", "u", "p").is_err());
+    }
+
+    #[test]
+    fn the_connection_cap_is_shared_out_over_the_workers() {
+        let http = |workers, max_connections| HttpSettings {
+            host: "127.0.0.1".into(),
+            port: None,
+            workers,
+            max_connections,
+        };
+        assert_eq!(http(2, 512).max_connections_per_worker(), 256);
+        assert_eq!(http(2, 513).max_connections_per_worker(), 257);
+        assert_eq!(http(4, 1).max_connections_per_worker(), 1);
+        assert_eq!(http(1, 0).max_connections_per_worker(), 1);
+        assert!(http(0, 512).worker_count() >= 1);
     }
 
     #[test]

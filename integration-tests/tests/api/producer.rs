@@ -633,3 +633,39 @@ async fn a_request_over_the_inflight_limit_waits_for_room_and_is_admitted() {
     assert!(body["logId"].is_string(), "{body}");
     app.stop().await;
 }
+
+/// Connections past `HTTP_MAX_CONNECTIONS` are not served until one closes: they wait
+/// in the kernel's accept queue, so a flood of connections cannot grow the producer's
+/// read buffers without bound. (Without the cap the third request is answered at once.)
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let (app, _topic) = producer_on_own_topic_with(|s| {
+        s.http.workers = 1;
+        s.http.max_connections = 2;
+    })
+    .await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(
+            tokio::net::TcpStream::connect(&address)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let url = format!("{}/producer/api/logs/ingest", app.base);
+    let third = tokio::spawn(async move { post_json(&url, &event("cap", "INFO", "third")).await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !third.is_finished(),
+        "served while both connection slots were taken"
+    );
+
+    drop(idle.pop());
+    let (status, body) = third.await.expect("the third request");
+    assert_eq!(status, 200, "{body}");
+    drop(idle);
+    app.stop().await;
+}
