@@ -669,3 +669,59 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     drop(idle);
     app.stop().await;
 }
+
+/// A flood of large batches, together far over `INGEST_MAX_INFLIGHT_MIB`, degrades into
+/// 503s: every request gets a JSON answer that is a 200 or a 503 with Retry-After, and
+/// the topic holds exactly the acknowledged events (a refused batch leaves nothing).
+/// No admission wait, so the refusals do not depend on how fast Kafka answers.
+#[tokio::test]
+async fn a_flood_of_large_batches_gets_200s_and_503s_only_and_the_acked_events_arrive() {
+    const CLIENTS: usize = 24;
+    const EVENTS_PER_BATCH: usize = 1000;
+    let (app, topic) = producer_on_own_topic_with(|s| {
+        s.admission.max_inflight_mib = 2;
+        s.admission.wait_ms = 0;
+    })
+    .await;
+    let url = format!("{}/producer/api/logs/batch", app.base);
+    let padding = "x".repeat(300);
+    let requests: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            // About 400 KB each: 24 of them are about 10 MB against a 2 MiB limit.
+            let batch: Vec<Value> = (0..EVENTS_PER_BATCH)
+                .map(|i| {
+                    event(
+                        &format!("flood-{client}"),
+                        "INFO",
+                        &format!("{i} {padding}"),
+                    )
+                })
+                .collect();
+            let request = http().post(&url).json(&batch);
+            tokio::spawn(async move {
+                let response = request.send().await.expect("an HTTP answer");
+                let retry_after = response.headers().contains_key("retry-after");
+                let (status, body) = json(response).await;
+                (status, retry_after, body)
+            })
+        })
+        .collect();
+
+    let (mut acked, mut refused) = (0usize, 0usize);
+    for request in requests {
+        let (status, retry_after, body) = request.await.expect("client task");
+        match status {
+            200 => acked += body["successCount"].as_u64().expect("successCount") as usize,
+            503 => {
+                assert!(retry_after, "503 without Retry-After: {body}");
+                assert_eq!(body["status"], "unavailable", "{body}");
+                refused += 1;
+            }
+            other => panic!("a flood answered {other}: {body}"),
+        }
+    }
+    assert!(refused > 0, "no batch was refused: the limit did not hold");
+    assert!(acked > 0, "every batch was refused");
+    assert_eq!(read_back(&topic, acked).await.len(), acked);
+    app.stop().await;
+}
