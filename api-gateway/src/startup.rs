@@ -16,7 +16,6 @@ use log_common::breaker::CircuitBreaker;
 use log_common::error::{not_found, path_config, query_config};
 use log_common::http::{observe, HttpMetrics};
 use std::future::Future;
-use std::net::TcpListener;
 use std::time::Duration;
 
 pub struct Application {
@@ -85,10 +84,9 @@ impl Application {
             metrics,
             cache_settings: settings.cache.clone(),
         });
-        let address = settings.http.address(Settings::DEFAULT_PORT);
-        let listener =
-            TcpListener::bind(&address).with_context(|| format!("cannot bind {address}"))?;
-        let port = listener.local_addr()?.port();
+        let listener = settings.http.listen(Settings::DEFAULT_PORT)?;
+        let listener_address = listener.local_addr()?;
+        let port = listener_address.port();
         let api_keys = ApiKeys::load(&settings.auth)?;
         let api_keys = web::Data::new(api_keys);
         let registry = web::Data::new(registry);
@@ -111,7 +109,7 @@ impl Application {
         .shutdown_timeout(30)
         .workers(settings.http.worker_count())
         .max_connections(settings.http.max_connections_per_worker());
-        tracing::info!(%address, port, "api-gateway listening");
+        tracing::info!(address = %listener_address, port, "api-gateway listening");
         Ok(Application {
             port,
             server: server.run(),

@@ -2,7 +2,10 @@
 //! variables through `clap` (so `--help` lists every variable and its default, and a
 //! malformed value stops the start with the variable's name).
 
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
 use std::fmt;
+use std::net::{TcpListener, ToSocketAddrs};
 use std::str::FromStr;
 
 /// A secret: parsed like a string, printed as `****`.
@@ -56,11 +59,42 @@ pub struct HttpSettings {
         default_value_t = 512
     )]
     pub max_connections: usize,
+    /// Connections the kernel completes and holds until the server accepts them (capped
+    /// by `net.core.somaxconn`). Past it, new connections are dropped or reset, so it
+    /// is well above `HTTP_MAX_CONNECTIONS`: a flood waits instead of failing.
+    #[arg(
+        long = "http-listen-backlog",
+        env = "HTTP_LISTEN_BACKLOG",
+        default_value_t = 2048
+    )]
+    pub listen_backlog: u32,
 }
 
 impl HttpSettings {
     pub fn address(&self, default_port: u16) -> String {
         format!("{}:{}", self.host, self.port.unwrap_or(default_port))
+    }
+
+    /// The listening socket, with `listen_backlog`: `std::net::TcpListener::bind` always
+    /// asks for 128, which a flood of connections overflows (SYN cookies, then resets).
+    pub fn listen(&self, default_port: u16) -> anyhow::Result<TcpListener> {
+        let address = self.address(default_port);
+        let bind = || -> std::io::Result<TcpListener> {
+            let socket_address = address.to_socket_addrs()?.next().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no address to bind")
+            })?;
+            let socket = Socket::new(
+                Domain::for_address(socket_address),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )?;
+            // As std does: a restarted service can bind while old connections linger.
+            socket.set_reuse_address(true)?;
+            socket.bind(&socket_address.into())?;
+            socket.listen(i32::try_from(self.listen_backlog).unwrap_or(i32::MAX))?;
+            Ok(socket.into())
+        };
+        bind().with_context(|| format!("cannot bind {address}"))
     }
 
     /// `workers`, or one per core when it is 0 (as actix counts them).
@@ -220,19 +254,47 @@ mod tests {
         assert!(to_libpq_url("postgres:///x", "u", "p").is_err());
     }
 
-    #[test]
-    fn the_connection_cap_is_shared_out_over_the_workers() {
-        let http = |workers, max_connections| HttpSettings {
+    fn http(workers: usize, max_connections: usize) -> HttpSettings {
+        HttpSettings {
             host: "127.0.0.1".into(),
             port: None,
             workers,
             max_connections,
-        };
+            listen_backlog: 2048,
+        }
+    }
+
+    #[test]
+    fn the_connection_cap_is_shared_out_over_the_workers() {
         assert_eq!(http(2, 512).max_connections_per_worker(), 256);
         assert_eq!(http(2, 513).max_connections_per_worker(), 257);
         assert_eq!(http(4, 1).max_connections_per_worker(), 1);
         assert_eq!(http(1, 0).max_connections_per_worker(), 1);
         assert!(http(0, 512).worker_count() >= 1);
+    }
+
+    /// The kernel's own account (`ss`, from iproute2, which setup installs): for a
+    /// listening socket Send-Q is its backlog. `std`'s bind would show 128.
+    #[test]
+    fn the_listener_gets_the_configured_backlog() {
+        let settings = HttpSettings {
+            port: Some(0),
+            listen_backlog: 1000,
+            ..http(1, 1)
+        };
+        let listener = settings.listen(0).expect("bind");
+        let port = listener.local_addr().expect("bound").port();
+        let ss = std::process::Command::new("ss")
+            .args(["-Hltn", &format!("sport = :{port}")])
+            .output()
+            .expect("ss runs");
+        let line = String::from_utf8_lossy(&ss.stdout).into_owned();
+        let backlog: Option<u32> = line.split_whitespace().nth(2).and_then(|q| q.parse().ok());
+        let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(4096);
+        assert_eq!(backlog, Some(1000.min(somaxconn)), "ss said: {line}");
     }
 
     #[test]

@@ -16,7 +16,6 @@ use log_common::http::{observe, HttpMetrics};
 use rdkafka::consumer::Consumer;
 use rdkafka::ClientConfig;
 use std::future::Future;
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,10 +105,9 @@ impl Application {
             status,
             metrics,
         });
-        let address = settings.http.address(Settings::DEFAULT_PORT);
-        let listener =
-            TcpListener::bind(&address).with_context(|| format!("cannot bind {address}"))?;
-        let port = listener.local_addr()?.port();
+        let listener = settings.http.listen(Settings::DEFAULT_PORT)?;
+        let listener_address = listener.local_addr()?;
+        let port = listener_address.port();
         let registry = web::Data::new(registry);
         let http_metrics = web::Data::new(http_metrics);
         let prometheus_enabled = settings.metrics.prometheus_enabled;
@@ -126,7 +124,7 @@ impl Application {
         .workers(1)
         .disable_signals()
         .run();
-        tracing::info!(%address, port, "log-consumer listening");
+        tracing::info!(address = %listener_address, port, "log-consumer listening");
         Ok(Application {
             port,
             server,

@@ -9,12 +9,10 @@ use crate::settings::Settings;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use anyhow::Context;
 use log_common::auth::ApiKeys;
 use log_common::error::{not_found, query_config};
 use log_common::http::{observe, HttpMetrics};
 use std::future::Future;
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,10 +53,9 @@ impl Application {
         });
         spawn_idle_client_sweeper(state.clone());
 
-        let address = settings.http.address(Settings::DEFAULT_PORT);
-        let listener =
-            TcpListener::bind(&address).with_context(|| format!("cannot bind {address}"))?;
-        let port = listener.local_addr()?.port();
+        let listener = settings.http.listen(Settings::DEFAULT_PORT)?;
+        let listener_address = listener.local_addr()?;
+        let port = listener_address.port();
         let api_keys = web::Data::new(api_keys);
         let registry = web::Data::new(registry);
         let http_metrics = web::Data::new(http_metrics);
@@ -82,7 +79,7 @@ impl Application {
         .shutdown_timeout(30)
         .workers(settings.http.worker_count())
         .max_connections(settings.http.max_connections_per_worker());
-        tracing::info!(%address, port, "log-producer listening");
+        tracing::info!(address = %listener_address, port, "log-producer listening");
         Ok(Application {
             port,
             server: server.run(),
