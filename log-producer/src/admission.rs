@@ -4,14 +4,15 @@
 //! request reserves its body size before the body is read and keeps it until its answer
 //! is sent, covering the parsed events and the Kafka queue behind them. When the
 //! reservation does not fit, the request waits for room in arrival order, at most
-//! `INGEST_ADMISSION_WAIT_MS`, and then gets a 503 with `Retry-After`: a burst queues
-//! briefly, a flood costs bounded memory and prompt refusals instead of piling up.
+//! `INGEST_ADMISSION_WAIT_MS`, and then gets a 503 with `Retry-After` and the connection
+//! closed: a burst queues briefly, a flood costs bounded memory and prompt refusals
+//! instead of piling up.
 
 use crate::settings::AdmissionSettings;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
-use actix_web::http::Method;
+use actix_web::http::{ConnectionType, Method};
 use actix_web::middleware::Next;
 use actix_web::web;
 use actix_web::HttpMessage;
@@ -99,7 +100,14 @@ pub async fn admit(
             ),
             retry_after_secs: 1,
         };
-        return Ok(req.into_response(refusal.response_at(&path)));
+        // Closing hands the connection's slot (`HTTP_MAX_CONNECTIONS`) to one waiting in
+        // the accept queue. Kept alive, the clients already in would hold every slot and
+        // the queued ones would wait past their timeouts without an answer.
+        let mut response = refusal.response_at(&path);
+        response
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+        return Ok(req.into_response(response));
     };
     let reserved = units as i64 * UNIT as i64;
     inflight.gauge.add(reserved);

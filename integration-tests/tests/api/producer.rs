@@ -558,7 +558,7 @@ async fn hold_the_whole_inflight_limit(app: &crate::helpers::Running) -> tokio::
 
 /// The producer holds at most `INGEST_MAX_INFLIGHT_MIB` of requests at once: past it a
 /// request waits `INGEST_ADMISSION_WAIT_MS`, then gets 503 + Retry-After (its body read
-/// and dropped), and it is admitted again as soon as room frees up.
+/// and dropped, its connection closed), and it is admitted again as soon as room frees up.
 #[tokio::test]
 async fn past_the_inflight_byte_limit_requests_get_503_until_room_frees_up() {
     let (app, _topic) = producer_on_own_topic_with(|s| {
@@ -576,6 +576,11 @@ async fn past_the_inflight_byte_limit_requests_get_503_until_room_frees_up() {
         .await
         .expect("answer");
     assert!(response.headers().contains_key("retry-after"));
+    // The refused client's connection slot goes to the next one waiting.
+    assert_eq!(
+        response.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
     let (status, body) = json(response).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "unavailable", "{body}");
@@ -723,5 +728,63 @@ async fn a_flood_of_large_batches_gets_200s_and_503s_only_and_the_acked_events_a
     assert!(refused > 0, "no batch was refused: the limit did not hold");
     assert!(acked > 0, "every batch was refused");
     assert_eq!(read_back(&topic, acked).await.len(), acked);
+    app.stop().await;
+}
+
+/// A burst of connections far past `HTTP_MAX_CONNECTIONS` waits in the listen backlog
+/// (`HTTP_LISTEN_BACKLOG`), and every request is answered once a slot frees up: the cap
+/// delays connections, it never refuses or resets them.
+#[tokio::test]
+async fn a_burst_of_connections_past_the_cap_waits_in_the_backlog_and_all_are_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CONNECTIONS: usize = 400;
+    let (app, _topic) = producer_on_own_topic_with(|s| {
+        s.http.workers = 1;
+        s.http.max_connections = 1;
+    })
+    .await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    // The only slot is taken, so every connection below waits in the backlog.
+    let holder = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let requests: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let address = address.clone();
+            tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(&address).await?;
+                stream
+                    .write_all(
+                        b"GET /producer/api/logs/health HTTP/1.1\r\nHost: x\r\n\
+                          Connection: close\r\n\r\n",
+                    )
+                    .await?;
+                let mut answer = Vec::new();
+                tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer))
+                    .await??;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    String::from_utf8_lossy(&answer[..answer.len().min(12)]).into_owned(),
+                )
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(holder);
+
+    let mut answers = HashMap::<String, usize>::new();
+    for request in requests {
+        let answer = match request.await.expect("client task") {
+            Ok(status_line) => status_line,
+            Err(e) => format!("no answer: {e}"),
+        };
+        *answers.entry(answer).or_default() += 1;
+    }
+    assert_eq!(
+        answers.get("HTTP/1.1 200"),
+        Some(&CONNECTIONS),
+        "{answers:?}"
+    );
     app.stop().await;
 }
