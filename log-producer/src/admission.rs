@@ -22,7 +22,7 @@ use log_common::event::{MAX_BATCH_BODY_BYTES, MAX_SINGLE_BODY_BYTES};
 use prometheus::IntGauge;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Reservations are counted in KiB: a semaphore's permits are `u32`.
 const UNIT: usize = 1024;
@@ -109,12 +109,36 @@ pub async fn admit(
             .set_connection_type(ConnectionType::Close);
         return Ok(req.into_response(response));
     };
-    let reserved = units as i64 * UNIT as i64;
-    inflight.gauge.add(reserved);
+    let reservation = Reservation::new(permit, units, inflight.gauge.clone());
     let response = next.call(req).await;
-    drop(permit);
-    inflight.gauge.sub(reserved);
+    drop(reservation);
     Ok(response?.map_into_boxed_body())
+}
+
+/// Admitted bytes, counted in the gauge until released. Released on drop, so a request
+/// whose future is dropped (client gone, shutdown) gives its room and its count back.
+struct Reservation {
+    _permit: OwnedSemaphorePermit,
+    bytes: i64,
+    gauge: IntGauge,
+}
+
+impl Reservation {
+    fn new(permit: OwnedSemaphorePermit, units: u32, gauge: IntGauge) -> Self {
+        let bytes = i64::from(units) * UNIT as i64;
+        gauge.add(bytes);
+        Reservation {
+            _permit: permit,
+            bytes,
+            gauge,
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.gauge.sub(self.bytes);
+    }
 }
 
 /// Reads and drops the body of a refused request, chunk by chunk (no memory kept), so
