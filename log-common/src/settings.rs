@@ -5,7 +5,7 @@
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::fmt;
-use std::net::{TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::str::FromStr;
 
 /// A secret: parsed like a string, printed as `****`.
@@ -49,10 +49,10 @@ pub struct HttpSettings {
     /// Worker threads for the HTTP server; 0 means one per core.
     #[arg(long = "http-workers", env = "HTTP_WORKERS", default_value_t = 0)]
     pub workers: usize,
-    /// Open connections served at once, all workers together. Each costs up to a few
-    /// hundred KiB of read buffer while its body streams in, so this bounds memory under
-    /// a flood of connections; past it, new connections wait in the kernel's accept
-    /// queue until one closes.
+    /// Open connections served at once, all workers together (shared out over them,
+    /// rounded up). Each costs up to a few hundred KiB of read buffer while its body
+    /// streams in, so this bounds memory under a flood of connections; past it, new
+    /// connections wait in the kernel's accept queue until one closes.
     #[arg(
         long = "http-max-connections",
         env = "HTTP_MAX_CONNECTIONS",
@@ -77,12 +77,11 @@ impl HttpSettings {
 
     /// The listening socket, with `listen_backlog`: `std::net::TcpListener::bind` always
     /// asks for 128, which a flood of connections overflows (SYN cookies, then resets).
+    /// Like std, it tries each address the host resolves to until one binds.
     pub fn listen(&self, default_port: u16) -> anyhow::Result<TcpListener> {
         let address = self.address(default_port);
-        let bind = || -> std::io::Result<TcpListener> {
-            let socket_address = address.to_socket_addrs()?.next().ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no address to bind")
-            })?;
+        let backlog = i32::try_from(self.listen_backlog).unwrap_or(i32::MAX);
+        let bind = |socket_address: SocketAddr| -> std::io::Result<TcpListener> {
             let socket = Socket::new(
                 Domain::for_address(socket_address),
                 Type::STREAM,
@@ -91,21 +90,35 @@ impl HttpSettings {
             // As std does: a restarted service can bind while old connections linger.
             socket.set_reuse_address(true)?;
             socket.bind(&socket_address.into())?;
-            socket.listen(i32::try_from(self.listen_backlog).unwrap_or(i32::MAX))?;
+            socket.listen(backlog)?;
             Ok(socket.into())
         };
-        bind().with_context(|| format!("cannot bind {address}"))
+        let mut last_error = None;
+        for socket_address in address
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve {address}"))?
+        {
+            match bind(socket_address) {
+                Ok(listener) => return Ok(listener),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(match last_error {
+            Some(e) => anyhow::Error::new(e).context(format!("cannot bind {address}")),
+            None => anyhow::anyhow!("cannot bind {address}: it resolves to no address"),
+        })
     }
 
-    /// `workers`, or one per core when it is 0 (as actix counts them).
+    /// `workers`, or one per core when it is 0, counted as actix counts its default.
     pub fn worker_count(&self) -> usize {
         match self.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get().min(512)),
             n => n,
         }
     }
 
-    /// actix caps connections per worker; the setting is for the whole server.
+    /// actix caps connections per worker and the setting is for the whole server, so
+    /// it is shared out rounded up: at least one per worker.
     pub fn max_connections_per_worker(&self) -> usize {
         self.max_connections.div_ceil(self.worker_count()).max(1)
     }
@@ -295,6 +308,17 @@ mod tests {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(4096);
         assert_eq!(backlog, Some(1000.min(somaxconn)), "ss said: {line}");
+    }
+
+    #[test]
+    fn a_host_name_binds_to_one_of_its_addresses() {
+        let settings = HttpSettings {
+            host: "localhost".into(),
+            port: Some(0),
+            ..http(1, 1)
+        };
+        let listener = settings.listen(0).expect("bind localhost");
+        assert!(listener.local_addr().expect("bound").ip().is_loopback());
     }
 
     #[test]
