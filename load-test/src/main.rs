@@ -403,18 +403,17 @@ async fn send_ingest(
     events: usize,
 ) -> Option<String> {
     let base = format!("{}/producer/api/logs", args.producer_url);
-    let request = match args.endpoint {
-        Endpoint::Ingest => client.post(format!("{base}/ingest")),
-        Endpoint::Batch => client.post(format!("{base}/batch")),
-        Endpoint::Bulk => client.post(format!("{base}/bulk")),
+    let (path, content_type) = match args.endpoint {
+        Endpoint::Ingest => ("ingest", "application/json"),
+        Endpoint::Batch => ("batch", "application/json"),
+        Endpoint::Bulk => ("bulk", "application/x-ndjson"),
     };
-    let request = match args.endpoint {
-        Endpoint::Ingest | Endpoint::Batch => request.header("Content-Type", "application/json"),
-        Endpoint::Bulk if args.gzip => request
-            .header("Content-Type", "application/x-ndjson")
-            .header("Content-Encoding", "gzip"),
-        Endpoint::Bulk => request.header("Content-Type", "application/x-ndjson"),
-    };
+    let mut request = client
+        .post(format!("{base}/{path}"))
+        .header("Content-Type", content_type);
+    if args.gzip && args.endpoint == Endpoint::Bulk {
+        request = request.header("Content-Encoding", "gzip");
+    }
     let request = request.body(body);
     let result = request.send().await;
     let latency = due.elapsed();
