@@ -737,7 +737,7 @@ async fn a_flood_of_large_batches_gets_200s_and_503s_only_and_the_acked_events_a
 #[tokio::test]
 async fn a_burst_of_connections_past_the_cap_waits_in_the_backlog_and_all_are_answered() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const CONNECTIONS: usize = 400;
+    const CONNECTIONS: usize = 200;
     let (app, _topic) = producer_on_own_topic_with(|s| {
         s.http.workers = 1;
         s.http.max_connections = 1;
