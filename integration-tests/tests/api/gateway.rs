@@ -577,14 +577,7 @@ async fn a_query_past_the_time_limit_is_a_503_and_leaves_the_breaker_closed() {
     let _ = release.send(()); // the locker may have given up already
     locker.join().expect("locker thread");
 
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["status"], "unavailable", "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("300 ms")),
-        "{body}"
-    );
+    crate::helpers::assert_unavailable_because(status, &body, "300 ms");
     let (status, page) = get_json(&url).await;
     assert_eq!(status, 200, "answers again at once: {page}");
     let (_, health) = get_json(format!("{}/gateway/actuator/health", app.base)).await;

@@ -122,6 +122,16 @@ pub async fn post_json(url: impl AsRef<str>, body: &impl serde::Serialize) -> (u
     .await
 }
 
+/// A 503 in the contract's shape, whose message gives `reason`.
+pub fn assert_unavailable_because(status: u16, body: &Value, reason: &str) {
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains(reason)),
+        "expected a message naming {reason:?}: {body}"
+    );
+}
+
 pub fn event(source: &str, level: &str, message: &str) -> Value {
     serde_json::json!({ "level": level, "message": message, "source": source })
 }

@@ -582,14 +582,7 @@ async fn past_the_inflight_byte_limit_requests_get_503_until_room_frees_up() {
         Some(&b"close"[..])
     );
     let (status, body) = json(response).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["status"], "unavailable", "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("1 MiB")),
-        "{body}"
-    );
+    crate::helpers::assert_unavailable_because(status, &body, "1 MiB");
 
     // The slow client goes away: its reservation is released and requests pass again.
     drop(slow);
