@@ -27,6 +27,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Reservations are counted in KiB: a semaphore's permits are `u32`.
 const UNIT: usize = 1024;
 
+fn units_in_mib(mib: u32) -> u32 {
+    mib * (1024 * 1024 / UNIT) as u32
+}
+
 pub struct InflightBytes {
     permits: Arc<Semaphore>,
     limit_mib: u32,
@@ -39,7 +43,7 @@ impl InflightBytes {
     pub fn new(settings: &AdmissionSettings, gauge: IntGauge) -> Self {
         let limit_mib = settings.max_inflight_mib;
         InflightBytes {
-            permits: Arc::new(Semaphore::new(limit_mib as usize * (1024 * 1024 / UNIT))),
+            permits: Arc::new(Semaphore::new(units_in_mib(limit_mib) as usize)),
             limit_mib,
             wait: Duration::from_millis(settings.wait_ms),
             gauge,
@@ -48,7 +52,7 @@ impl InflightBytes {
 
     /// The whole limit, in units.
     fn capacity(&self) -> u32 {
-        self.limit_mib * (1024 * 1024 / UNIT) as u32
+        units_in_mib(self.limit_mib)
     }
 
     /// What a request may cost before its body is read: its declared length, or the
