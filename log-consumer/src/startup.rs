@@ -122,6 +122,7 @@ impl Application {
         })
         .listen(listener)?
         .workers(1)
+        .max_connections(settings.http.max_connections.max(1))
         .disable_signals()
         .run();
         tracing::info!(address = %listener_address, port, "log-consumer listening");
