@@ -27,7 +27,8 @@ diesel::table! {
         consumer_group -> Text,
         topic -> Text,
         partition -> Int4,
-        next_offset -> Int8,
+        next_offset -> Nullable<Int8>,
         updated_at -> Timestamptz,
+        owner_epoch -> Int8,
     }
 }

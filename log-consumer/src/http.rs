@@ -8,7 +8,6 @@ use actix_web::{web, HttpResponse};
 use log_common::http::{ComponentHealth, HealthReport};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub struct HealthState {
@@ -47,7 +46,7 @@ async fn health(state: web::Data<HealthState>) -> HttpResponse {
         "assignedPartitions": partitions,
         "lag": lag,
     })));
-    let retrying = state.status.retrying.load(Ordering::SeqCst);
+    let retrying = state.status.retrying();
     let writer = if retrying {
         let last = state.status.last_error.lock().ok().and_then(|l| l.clone());
         ComponentHealth::down(format!("retrying a batch: {}", last.unwrap_or_default()))

@@ -28,6 +28,14 @@ pub struct ConsumerMetrics {
     pub lag: IntGaugeVec,
     /// `kafka_consumer_assigned_partitions`.
     pub assigned: IntGauge,
+    /// `log_pipeline_latency_seconds`: from a record's Kafka timestamp (when the
+    /// producer wrote it) to the commit of its row: how stale the stored data is.
+    pub pipeline_latency: Histogram,
+    /// `consumer_fenced_batches_total`: batches refused because another owner had
+    /// claimed one of their partitions since (a rebalance raced the write).
+    pub fenced_batches: IntCounter,
+    /// `consumer_writers`: parallel writers this instance runs.
+    pub writers: IntGauge,
 }
 
 impl ConsumerMetrics {
@@ -89,6 +97,20 @@ impl ConsumerMetrics {
                 "kafka_consumer_assigned_partitions",
                 "Partitions this instance owns",
             )?,
+            pipeline_latency: Histogram::with_opts(
+                HistogramOpts::new(
+                    "log_pipeline_latency_seconds",
+                    "From the Kafka record timestamp to the commit of its row",
+                )
+                .buckets(vec![
+                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                ]),
+            )?,
+            fenced_batches: IntCounter::new(
+                "consumer_fenced_batches_total",
+                "Batches dropped uncommitted: a newer owner claimed one of their partitions",
+            )?,
+            writers: IntGauge::new("consumer_writers", "Parallel writers in this instance")?,
         };
         // Known kinds start at 0, so the series exist before the first error.
         for kind in ["poll", "poison", "db_transient"] {
@@ -105,6 +127,9 @@ impl ConsumerMetrics {
         registry.register(Box::new(m.retries.clone()))?;
         registry.register(Box::new(m.lag.clone()))?;
         registry.register(Box::new(m.assigned.clone()))?;
+        registry.register(Box::new(m.pipeline_latency.clone()))?;
+        registry.register(Box::new(m.fenced_batches.clone()))?;
+        registry.register(Box::new(m.writers.clone()))?;
         Ok(m)
     }
 }

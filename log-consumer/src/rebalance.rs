@@ -1,45 +1,93 @@
 //! The consumer context: on assignment, seek every partition to the offset stored
-//! in PostgreSQL (not Kafka's committed offset), and keep track of what we own.
+//! in PostgreSQL (not Kafka's committed offset), claiming it there, and keep track of
+//! what we own.
 
 use crate::metrics::ConsumerMetrics;
-use crate::store::Store;
+use crate::store::{PartitionClaim, Store};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// What this instance owns right now. `generation` moves on every rebalance, so the
-/// pipeline can tell messages received under an older assignment and drop them
-/// instead of committing offsets for partitions it may no longer own.
-#[derive(Default)]
+/// What this instance owns right now, and which of its writers handles each partition.
+/// `generation` moves on every rebalance, so the pipeline can tell records received
+/// under an older assignment and drop them early; the epoch of each partition's claim
+/// is what the batch transaction is fenced on (see [`Store::claim_partitions`]).
 pub struct Assignment {
-    partitions: Mutex<BTreeSet<i32>>,
+    writers: usize,
+    owned: Mutex<Arc<Owned>>,
     generation: AtomicU64,
 }
 
+/// One assignment: every partition owned, with its claim epoch and its writer.
+#[derive(Debug, Default)]
+pub struct Owned {
+    pub generation: u64,
+    pub partitions: BTreeMap<i32, OwnedPartition>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnedPartition {
+    /// The epoch of this instance's claim: its batches commit only while it holds.
+    pub epoch: i64,
+    /// Index of the writer that owns this partition's records for this assignment.
+    pub writer: usize,
+}
+
 impl Assignment {
+    pub fn new(writers: usize) -> Self {
+        Assignment {
+            writers: writers.max(1),
+            owned: Mutex::new(Arc::default()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 
-    pub fn partitions(&self) -> BTreeSet<i32> {
-        self.partitions
+    /// The current assignment, as one consistent snapshot.
+    pub fn current(&self) -> Arc<Owned> {
+        self.owned
             .lock()
-            .map(|p| p.clone())
+            .map(|owned| owned.clone())
             .unwrap_or_default()
     }
 
-    fn replace(&self, partitions: BTreeSet<i32>) {
-        if let Ok(mut owned) = self.partitions.lock() {
-            *owned = partitions;
+    pub fn partitions(&self) -> BTreeSet<i32> {
+        self.current().partitions.keys().copied().collect()
+    }
+
+    /// Replaces the assignment. Partitions are dealt to the writers round-robin in
+    /// partition order, so each writer owns a disjoint set (and one writer gets all of
+    /// a partition's records: per-partition order holds).
+    pub(crate) fn replace(&self, claims: &BTreeMap<i32, PartitionClaim>) {
+        if let Ok(mut owned) = self.owned.lock() {
+            let generation = owned.generation + 1;
+            let partitions = claims
+                .iter()
+                .enumerate()
+                .map(|(i, (partition, claim))| {
+                    let owned = OwnedPartition {
+                        epoch: claim.epoch,
+                        writer: i % self.writers,
+                    };
+                    (*partition, owned)
+                })
+                .collect();
+            *owned = Arc::new(Owned {
+                generation,
+                partitions,
+            });
+            self.generation.store(generation, Ordering::SeqCst);
         }
-        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -82,22 +130,19 @@ impl ConsumerContext for PipelineContext {
                     .iter()
                     .map(|e| e.partition())
                     .collect();
-                let stored = self.load_offsets_patiently(&partitions);
-                for &partition in &partitions {
-                    let offset = stored
-                        .get(&partition)
-                        .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                let claims = self.claim_patiently(&partitions);
+                for (&partition, claim) in &claims {
+                    let offset = claim.next_offset.map_or(Offset::Beginning, Offset::Offset);
                     if let Err(e) = tpl.set_partition_offset(&self.topic, partition, offset) {
                         tracing::error!(partition, error = %e, "cannot set start offset");
                     }
                 }
                 tracing::info!(
                     ?partitions,
-                    ?stored,
-                    "partitions assigned; seeking to offsets stored in PostgreSQL"
+                    ?claims,
+                    "partitions assigned and claimed; seeking to offsets stored in PostgreSQL"
                 );
-                self.assignment
-                    .replace(partitions.iter().copied().collect());
+                self.assignment.replace(&claims);
                 self.metrics.assigned.set(partitions.len() as i64);
                 log_failure("assign", consumer.assign(tpl));
             }
@@ -107,7 +152,7 @@ impl ConsumerContext for PipelineContext {
                     ?partitions,
                     "partitions revoked; uncommitted work on them is abandoned"
                 );
-                self.assignment.replace(BTreeSet::new());
+                self.assignment.replace(&BTreeMap::new());
                 self.metrics.assigned.set(0);
                 for partition in partitions {
                     let _ = self
@@ -119,7 +164,7 @@ impl ConsumerContext for PipelineContext {
             }
             other => {
                 tracing::error!(error = ?other, "rebalance error; dropping the assignment");
-                self.assignment.replace(BTreeSet::new());
+                self.assignment.replace(&BTreeMap::new());
                 log_failure("unassign", consumer.unassign());
             }
         }
@@ -127,21 +172,22 @@ impl ConsumerContext for PipelineContext {
 }
 
 impl PipelineContext {
-    /// Without the stored offsets we cannot start a partition correctly, so wait for
-    /// PostgreSQL (with backoff) rather than guess.
-    fn load_offsets_patiently(&self, partitions: &[i32]) -> std::collections::HashMap<i32, i64> {
+    /// Without the stored offsets (and the claim) we cannot start a partition
+    /// correctly, so wait for PostgreSQL (with backoff) rather than guess. When
+    /// stopping, give up with no claim: this instance writes nothing more.
+    fn claim_patiently(&self, partitions: &[i32]) -> BTreeMap<i32, PartitionClaim> {
         let mut delay = Duration::from_millis(200);
         loop {
-            match self.store.load_offsets(partitions) {
-                Ok(offsets) => return offsets,
+            match self.store.claim_partitions(partitions) {
+                Ok(claims) => return claims,
                 Err(e) if !self.stopping.load(Ordering::SeqCst) => {
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot load offsets");
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot claim partitions");
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "stopping: assigning from the beginning; rows are idempotent");
-                    return Default::default();
+                    tracing::error!(error = %e, "stopping: partitions left unclaimed");
+                    return BTreeMap::new();
                 }
             }
         }

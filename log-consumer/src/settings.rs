@@ -38,6 +38,14 @@ pub struct ConsumerTuning {
         default_value = "log-consumer-group"
     )]
     pub group_id: String,
+    /// Parallel writers, each with its own connection and a disjoint share of this
+    /// instance's partitions. 0: one per core.
+    #[arg(
+        long = "consumer-writers",
+        env = "CONSUMER_WRITERS",
+        default_value_t = 0
+    )]
+    pub writers: usize,
     /// A batch is written when it holds this many records…
     #[arg(
         long = "batch-max-records",
@@ -85,6 +93,16 @@ pub struct ConsumerTuning {
         default_value_t = 10_000
     )]
     pub session_timeout_ms: u32,
+}
+
+impl ConsumerTuning {
+    /// `CONSUMER_WRITERS`, with 0 read as the number of cores.
+    pub fn writer_count(&self) -> usize {
+        match self.writers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 #[cfg(test)]

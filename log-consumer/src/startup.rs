@@ -7,6 +7,7 @@ use crate::pipeline::{LogConsumer, Pipeline, PipelineStatus};
 use crate::rebalance::{Assignment, PipelineContext};
 use crate::settings::Settings;
 use crate::store::Store;
+use crate::writer::Writer;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 
 pub struct Application {
     port: u16,
+    store: Store,
     server: Server,
     pipeline: Pipeline,
     stopping: Arc<AtomicBool>,
@@ -36,15 +38,20 @@ impl Application {
         let registry = log_common::http::new_registry();
         let http_metrics = HttpMetrics::register(&registry)?;
         let metrics = ConsumerMetrics::register(&registry)?;
+        let writer_count = settings.consumer.writer_count();
+        // A connection per writer, plus one for claims at a rebalance and one for health.
+        let mut postgres = settings.postgres.clone();
+        postgres.pool_size = postgres.pool_size.max(writer_count as u32 + 2);
         let store = Store::new(
-            &settings.postgres,
+            &postgres,
             &settings.consumer.group_id,
             &settings.kafka.topic,
             settings.consumer.insert_mode,
         )?;
         migrate_when_ready(&store).await?;
 
-        let assignment = Arc::new(Assignment::default());
+        metrics.writers.set(writer_count as i64);
+        let assignment = Arc::new(Assignment::new(writer_count));
         let stopping = Arc::new(AtomicBool::new(false));
         let context = PipelineContext {
             store: store.clone(),
@@ -73,7 +80,7 @@ impl Application {
             )
             .set("max.poll.interval.ms", "600000")
             // Bounded prefetch: memory stays flat while the database is away.
-            .set("queued.max.messages.kbytes", "65536")
+            .set("queued.max.messages.kbytes", "16384")
             .set("statistics.interval.ms", "5000")
             .create_with_context(context)
             .context("cannot create the Kafka consumer")?;
@@ -84,21 +91,34 @@ impl Application {
 
         let retention_days = settings.consumer.retention_days;
         let status = Arc::new(PipelineStatus::default());
+        let dead_letters = Arc::new(DeadLetters::new(
+            &settings.kafka.bootstrap_servers,
+            &settings.kafka.dlq_topic,
+            &settings.kafka.topic,
+        )?);
+        let writers = (0..writer_count)
+            .map(|index| Writer {
+                index,
+                consumer: consumer.clone(),
+                store: store.clone(),
+                dead_letters: dead_letters.clone(),
+                metrics: metrics.clone(),
+                tuning: settings.consumer.clone(),
+                topic: settings.kafka.topic.clone(),
+                assignment: assignment.clone(),
+                status: status.clone(),
+            })
+            .collect();
         let pipeline = Pipeline {
             consumer,
-            store: store.clone(),
-            dead_letters: DeadLetters::new(
-                &settings.kafka.bootstrap_servers,
-                &settings.kafka.dlq_topic,
-                &settings.kafka.topic,
-            )?,
             metrics: metrics.clone(),
             tuning: settings.consumer.clone(),
             topic: settings.kafka.topic.clone(),
             assignment: assignment.clone(),
-            status: status.clone(),
+            writers,
         };
 
+        let store_for_retention = store.clone();
         let health = web::Data::new(HealthState {
             store,
             assignment,
@@ -128,6 +148,7 @@ impl Application {
         tracing::info!(address = %listener_address, port, "log-consumer listening");
         Ok(Application {
             port,
+            store: store_for_retention,
             server,
             pipeline,
             stopping,
@@ -144,7 +165,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let consumer = self.pipeline.consumer.clone();
-        let store = self.pipeline.store.clone();
+        let store = self.store.clone();
         let mut pipeline = tokio::spawn(self.pipeline.run(stop_rx));
         let retention = tokio::spawn(retention_loop(store, self.retention_days));
         let handle = self.server.handle();

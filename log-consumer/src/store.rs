@@ -2,15 +2,13 @@
 //! that makes consumption exactly-once.
 
 use crate::record::NewLogEvent;
-use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::BigInt;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use log_common::schema::{consumer_offsets, log_events};
 use log_common::settings::PostgresSettings;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
@@ -28,6 +26,40 @@ pub enum StoreError {
     /// Retrying cannot help: this data can never be stored as it is.
     #[error("database rejected the data: {0}")]
     Permanent(String),
+    /// This instance no longer owns these partitions (they were claimed again since):
+    /// nothing was written, and the batch is the new owner's to read again.
+    #[error("partitions {0:?} were claimed by another owner; batch dropped")]
+    Fenced(Vec<i32>),
+}
+
+/// What a claim of a partition returns: where to start reading, and the epoch every
+/// batch transaction for it must still find to commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionClaim {
+    /// `None`: nothing stored yet, start at the beginning.
+    pub next_offset: Option<i64>,
+    pub epoch: i64,
+}
+
+/// The offset a batch moves one partition to, under the epoch of the claim it was read under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionCommit {
+    pub next_offset: i64,
+    pub epoch: i64,
+}
+
+/// Inside the batch transaction: the fence is not a database error, but it must roll
+/// the transaction back like one.
+#[derive(Debug)]
+enum WriteError {
+    Fenced(Vec<i32>),
+    Database(DieselError),
+}
+
+impl From<DieselError> for WriteError {
+    fn from(e: DieselError) -> Self {
+        WriteError::Database(e)
+    }
 }
 
 impl From<DieselError> for StoreError {
@@ -206,72 +238,141 @@ impl Store {
         Ok(())
     }
 
-    /// The next offset to read for each of `partitions` that has one stored.
-    pub fn load_offsets(&self, partitions: &[i32]) -> Result<HashMap<i32, i64>, StoreError> {
-        use consumer_offsets::dsl as o;
+    /// Claims `partitions` for this instance: moves each one's owner epoch on (creating
+    /// its row if nothing was stored for it yet) and returns the stored next offset and
+    /// the new epoch. From this commit on, a batch transaction holding an older epoch
+    /// for any of these partitions is refused (see [`Store::write_batch`]).
+    ///
+    /// One statement, rows taken in partition order (as every batch transaction takes
+    /// them), so a claim and a batch never wait on each other in a cycle. A claim waits
+    /// for a batch in flight on the same partition to commit, then reads its offset.
+    pub fn claim_partitions(
+        &self,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, PartitionClaim>, StoreError> {
+        use diesel::sql_types::{Array, Int4, Int8, Nullable, Text};
+        #[derive(QueryableByName)]
+        struct Claimed {
+            #[diesel(sql_type = Int4)]
+            partition: i32,
+            #[diesel(sql_type = Nullable<Int8>)]
+            next_offset: Option<i64>,
+            #[diesel(sql_type = Int8)]
+            owner_epoch: i64,
+        }
+        if partitions.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut sorted = partitions.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
         let mut conn = self.pool.get()?;
-        let rows: Vec<(i32, i64)> = o::consumer_offsets
-            .filter(o::consumer_group.eq(&self.group))
-            .filter(o::topic.eq(&self.topic))
-            .filter(o::partition.eq_any(partitions))
-            .select((o::partition, o::next_offset))
-            .load(&mut conn)?;
-        Ok(rows.into_iter().collect())
+        let claimed: Vec<Claimed> = diesel::sql_query(
+            "INSERT INTO consumer_offsets (consumer_group, topic, \"partition\", next_offset, owner_epoch) \
+             SELECT $1, $2, p, NULL, 1 FROM unnest($3::int4[]) AS p ORDER BY p \
+             ON CONFLICT (consumer_group, topic, \"partition\") DO UPDATE \
+             SET owner_epoch = consumer_offsets.owner_epoch + 1, updated_at = now() \
+             RETURNING \"partition\", next_offset, owner_epoch",
+        )
+        .bind::<Text, _>(&self.group)
+        .bind::<Text, _>(&self.topic)
+        .bind::<Array<Int4>, _>(&sorted)
+        .load(&mut conn)?;
+        Ok(claimed
+            .into_iter()
+            .map(|c| {
+                let claim = PartitionClaim {
+                    next_offset: c.next_offset,
+                    epoch: c.owner_epoch,
+                };
+                (c.partition, claim)
+            })
+            .collect())
     }
 
-    /// One transaction: insert the rows (skipping ids already stored) and move each
-    /// partition's stored offset to `next_offsets`. Returns the rows inserted.
+    /// One transaction: check the fence, insert the rows (skipping ids already stored)
+    /// and move each partition's stored offset to its `next_offset`. Returns the rows
+    /// inserted, or [`StoreError::Fenced`] (nothing written) when another claim of one
+    /// of the partitions came after the one `commits` carries.
     pub fn write_batch(
         &self,
         rows: &[NewLogEvent],
-        next_offsets: &BTreeMap<i32, i64>,
+        commits: &BTreeMap<i32, PartitionCommit>,
     ) -> Result<usize, StoreError> {
         let mut conn = self.pool.get()?;
-        let inserted = conn.transaction::<usize, DieselError, _>(|conn| {
+        let result = conn.transaction::<usize, WriteError, _>(|conn| {
+            // The fence first: it locks the offset rows until commit, so no claim can
+            // slip in between the check and the commit.
+            self.check_fence(conn, commits)?;
             let inserted = match self.insert_mode {
                 InsertMode::Values => insert_values(conn, rows)?,
                 InsertMode::Unnest => insert_unnest(conn, rows)?,
                 InsertMode::Copy => insert_copy(conn, rows)?,
             };
-            self.store_offsets(conn, next_offsets)?;
+            self.store_offsets(conn, commits)?;
             Ok(inserted)
-        })?;
-        Ok(inserted)
+        });
+        match result {
+            Ok(inserted) => Ok(inserted),
+            Err(WriteError::Fenced(partitions)) => Err(StoreError::Fenced(partitions)),
+            Err(WriteError::Database(e)) => Err(e.into()),
+        }
     }
 
+    /// Locks the offset rows of `commits` (in partition order) and returns the
+    /// partitions whose epoch has moved on since this instance claimed them.
+    fn check_fence(
+        &self,
+        conn: &mut PgConnection,
+        commits: &BTreeMap<i32, PartitionCommit>,
+    ) -> Result<(), WriteError> {
+        use consumer_offsets::dsl as o;
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let current: Vec<(i32, i64)> = o::consumer_offsets
+            .filter(o::consumer_group.eq(&self.group))
+            .filter(o::topic.eq(&self.topic))
+            .filter(o::partition.eq_any(commits.keys()))
+            .order(o::partition)
+            .select((o::partition, o::owner_epoch))
+            .for_update()
+            .load(conn)?;
+        let current: BTreeMap<i32, i64> = current.into_iter().collect();
+        let lost: Vec<i32> = commits
+            .iter()
+            .filter(|(partition, commit)| current.get(partition) != Some(&commit.epoch))
+            .map(|(partition, _)| *partition)
+            .collect();
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(WriteError::Fenced(lost))
+        }
+    }
+
+    /// Moves the offsets on; the rows are locked by [`Store::check_fence`] already.
     fn store_offsets(
         &self,
         conn: &mut PgConnection,
-        next_offsets: &BTreeMap<i32, i64>,
+        commits: &BTreeMap<i32, PartitionCommit>,
     ) -> QueryResult<()> {
-        use consumer_offsets::dsl as o;
-        if next_offsets.is_empty() {
+        use diesel::sql_types::{Array, Int4, Int8, Text};
+        if commits.is_empty() {
             return Ok(());
         }
-        let values: Vec<_> = next_offsets
-            .iter()
-            .map(|(partition, offset)| {
-                (
-                    o::consumer_group.eq(&self.group),
-                    o::topic.eq(&self.topic),
-                    o::partition.eq(*partition),
-                    o::next_offset.eq(*offset),
-                )
-            })
-            .collect();
-        diesel::insert_into(o::consumer_offsets)
-            .values(&values)
-            .on_conflict((o::consumer_group, o::topic, o::partition))
-            .do_update()
-            // Never move an offset backwards: a stale instance that lost its partition
-            // mid-write must not rewind the new owner (its rows are skipped as dupes).
-            .set((
-                o::next_offset.eq(sql::<BigInt>(
-                    "GREATEST(consumer_offsets.next_offset, excluded.next_offset)",
-                )),
-                o::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)?;
+        // GREATEST never moves an offset backwards (it ignores the NULL of a fresh claim).
+        diesel::sql_query(
+            "UPDATE consumer_offsets o \
+             SET next_offset = GREATEST(o.next_offset, v.next_offset), updated_at = now() \
+             FROM unnest($3::int4[], $4::int8[]) AS v(\"partition\", next_offset) \
+             WHERE o.consumer_group = $1 AND o.topic = $2 AND o.\"partition\" = v.\"partition\"",
+        )
+        .bind::<Text, _>(&self.group)
+        .bind::<Text, _>(&self.topic)
+        .bind::<Array<Int4>, _>(commits.keys().copied().collect::<Vec<_>>())
+        .bind::<Array<Int8>, _>(commits.values().map(|c| c.next_offset).collect::<Vec<_>>())
+        .execute(conn)?;
         Ok(())
     }
 

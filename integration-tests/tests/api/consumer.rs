@@ -232,7 +232,17 @@ async fn every_insert_mode_stores_the_same_rows_once() {
 }
 
 #[tokio::test]
-async fn rebalances_while_streaming_lose_and_repeat_nothing() {
+async fn rebalances_while_streaming_lose_and_repeat_nothing_with_one_writer() {
+    rebalances_while_streaming(1).await;
+}
+
+#[tokio::test]
+async fn rebalances_while_streaming_lose_and_repeat_nothing_with_two_writers() {
+    rebalances_while_streaming(2).await;
+}
+
+/// Three instances of `writers` writers each join and leave a group while events stream in.
+async fn rebalances_while_streaming(writers: usize) {
     let t = Topics {
         topic: unique("rebalance-test"),
         dlq: unique("rebalance-test-dlq"),
@@ -244,8 +254,10 @@ async fn rebalances_while_streaming_lose_and_repeat_nothing() {
     // Many sources, so the keys spread over all six partitions.
     let sources: Vec<String> = (0..12).map(|i| format!("{source_prefix}-{i}")).collect();
 
-    let first = spawn_consumer(&t.topic, &t.dlq, &t.group).await;
-    let second = spawn_consumer(&t.topic, &t.dlq, &t.group).await;
+    let spawn =
+        || spawn_consumer_with(&t.topic, &t.dlq, &t.group, |s| s.consumer.writers = writers);
+    let first = spawn().await;
+    let second = spawn().await;
     let stream = {
         let (topic, sources) = (t.topic.clone(), sources.clone());
         tokio::spawn(async move {
@@ -261,7 +273,7 @@ async fn rebalances_while_streaming_lose_and_repeat_nothing() {
         })
     };
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let third = spawn_consumer(&t.topic, &t.dlq, &t.group).await; // joins mid-stream
+    let third = spawn().await; // joins mid-stream
     tokio::time::sleep(Duration::from_millis(700)).await;
     second.stop().await; // leaves mid-stream
     stream.await.expect("producer task");
@@ -280,7 +292,7 @@ async fn rebalances_while_streaming_lose_and_repeat_nothing() {
     assert_eq!(
         (total, after),
         (expected, expected),
-        "exactly once through two rebalances"
+        "exactly once through two rebalances, {writers} writer(s) each"
     );
     first.stop().await;
     third.stop().await;
@@ -321,4 +333,178 @@ async fn retention_deletes_only_events_older_than_the_limit() {
         2,
         "the 29- and 1-day-old events stay"
     );
+}
+
+/// Rows for the fence tests, as a writer would hand them to the store.
+fn rows(
+    source: &str,
+    partition: i32,
+    offsets: std::ops::Range<i64>,
+) -> Vec<log_consumer::record::NewLogEvent> {
+    offsets
+        .map(|offset| log_consumer::record::NewLogEvent {
+            id: Uuid::now_v7(),
+            level: "INFO".into(),
+            message: format!("offset {offset}"),
+            source: source.to_owned(),
+            timestamp: chrono::Utc::now(),
+            metadata: None,
+            correlation_id: None,
+            request_id: None,
+            trace_id: None,
+            kafka_partition: partition,
+            kafka_offset: offset,
+        })
+        .collect()
+}
+
+fn store_for(group: &str, topic: &str) -> log_consumer::store::Store {
+    let settings = log_consumer::settings::Settings::defaults();
+    log_consumer::store::Store::new(
+        &settings.postgres,
+        group,
+        topic,
+        log_consumer::store::InsertMode::Unnest,
+    )
+    .expect("store")
+}
+
+fn stored_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
+    use diesel::prelude::*;
+    use log_common::schema::consumer_offsets::dsl as o;
+    o::consumer_offsets
+        .filter(o::consumer_group.eq(group))
+        .filter(o::topic.eq(topic))
+        .filter(o::partition.eq(partition))
+        .select(o::next_offset)
+        .first::<Option<i64>>(&mut crate::helpers::db())
+        .expect("offset row")
+}
+
+/// The fence: once another owner has claimed a partition, a writer still holding the
+/// old claim (its instance was rebalanced away, or paused past its session) commits
+/// neither rows nor offsets for it. Without the check in the batch transaction, the
+/// stale batch below is stored and moves the offset past what the new owner reads.
+#[tokio::test]
+async fn a_writer_whose_partition_was_claimed_again_commits_nothing() {
+    use log_consumer::store::{PartitionCommit, StoreError};
+    use std::collections::BTreeMap;
+    let (group, topic, source) = (
+        unique("fence-group"),
+        unique("fence-topic"),
+        unique("fence"),
+    );
+    let (old_owner, new_owner) = (store_for(&group, &topic), store_for(&group, &topic));
+    let commit = |next_offset, epoch| PartitionCommit { next_offset, epoch };
+    let (g, t, s) = (group.clone(), topic.clone(), source.clone());
+    tokio::task::spawn_blocking(move || {
+        let old = old_owner.claim_partitions(&[0, 1]).expect("claim");
+        assert_eq!(
+            old[&0].next_offset, None,
+            "nothing stored yet: start at the beginning"
+        );
+        let first = rows(&s, 0, 0..2);
+        let written = old_owner
+            .write_batch(&first, &BTreeMap::from([(0, commit(2, old[&0].epoch))]))
+            .expect("the owner writes");
+        assert_eq!(written, 2);
+
+        // A rebalance: partition 0 goes to another instance, which claims it.
+        let new = new_owner.claim_partitions(&[0]).expect("claim");
+        assert_eq!(
+            new[&0].next_offset,
+            Some(2),
+            "the new owner starts after what was committed"
+        );
+        assert!(new[&0].epoch > old[&0].epoch);
+
+        // The old owner's batch in flight for partition 0 is refused whole.
+        let stale = rows(&s, 0, 2..5);
+        let refused = old_owner.write_batch(
+            &stale,
+            &BTreeMap::from([(0, commit(5, old[&0].epoch)), (1, commit(7, old[&1].epoch))]),
+        );
+        assert!(
+            matches!(refused, Err(StoreError::Fenced(ref p)) if p == &vec![0]),
+            "{refused:?}"
+        );
+        assert_eq!(
+            rows_for_source(&s).len(),
+            2,
+            "no row of the fenced batch is stored"
+        );
+        assert_eq!(stored_offset(&g, &t, 0), Some(2));
+        assert_eq!(
+            stored_offset(&g, &t, 1),
+            None,
+            "the fenced transaction moved no offset"
+        );
+
+        // Partition 1 is still the old owner's: its batches commit.
+        old_owner
+            .write_batch(
+                &rows(&s, 1, 0..3),
+                &BTreeMap::from([(1, commit(3, old[&1].epoch))]),
+            )
+            .expect("still owned");
+        assert_eq!(stored_offset(&g, &t, 1), Some(3));
+
+        // The new owner reads the same records again and stores them once.
+        new_owner
+            .write_batch(&stale, &BTreeMap::from([(0, commit(5, new[&0].epoch))]))
+            .expect("new owner writes");
+        assert_eq!(stored_offset(&g, &t, 0), Some(5));
+    })
+    .await
+    .expect("fence scenario");
+    assert_eq!(rows_for_source(&source).len(), 8);
+}
+
+/// A claim that arrives while a batch for the same partition is in flight waits for
+/// that transaction and starts after what it committed; the claim never reads an
+/// offset that a commit is about to move.
+#[tokio::test]
+async fn a_claim_waits_for_the_batch_in_flight_and_starts_after_it() {
+    use diesel::prelude::*;
+    let (group, topic) = (unique("claim-group"), unique("claim-topic"));
+    let (first, second) = (store_for(&group, &topic), store_for(&group, &topic));
+    let claimed = tokio::task::spawn_blocking(move || first.claim_partitions(&[0]))
+        .await
+        .expect("task")
+        .expect("claim");
+    assert_eq!(claimed[&0].next_offset, None);
+
+    // A batch transaction of the first owner, holding the partition's row.
+    let mut in_flight = crate::helpers::db();
+    diesel::sql_query("BEGIN")
+        .execute(&mut in_flight)
+        .expect("begin");
+    diesel::sql_query(
+        "SELECT owner_epoch FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 FOR UPDATE",
+    )
+    .bind::<diesel::sql_types::Text, _>(&group)
+    .bind::<diesel::sql_types::Text, _>(&topic)
+    .execute(&mut in_flight)
+    .expect("lock");
+
+    let claim = tokio::task::spawn_blocking(move || second.claim_partitions(&[0]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !claim.is_finished(),
+        "the claim waits for the batch in flight"
+    );
+    diesel::sql_query(
+        "UPDATE consumer_offsets SET next_offset = 42 WHERE consumer_group = $1 AND topic = $2",
+    )
+    .bind::<diesel::sql_types::Text, _>(&group)
+    .bind::<diesel::sql_types::Text, _>(&topic)
+    .execute(&mut in_flight)
+    .expect("move offset");
+    diesel::sql_query("COMMIT")
+        .execute(&mut in_flight)
+        .expect("commit");
+
+    let reclaimed = claim.await.expect("task").expect("claim");
+    assert_eq!(reclaimed[&0].next_offset, Some(42));
+    assert_eq!(reclaimed[&0].epoch, claimed[&0].epoch + 1);
 }

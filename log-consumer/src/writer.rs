@@ -1,0 +1,368 @@
+//! A writer: owns a disjoint set of partitions (dealt by the assignment) and a
+//! database connection at a time, and writes each batch it is handed: dead letters
+//! first, then the rows and the next offsets in one transaction, fenced on the claim
+//! epochs, retrying transient failures with backoff.
+
+use crate::dead_letter::DeadLetters;
+use crate::metrics::ConsumerMetrics;
+use crate::pipeline::{LogConsumer, PipelineStatus};
+use crate::rebalance::Assignment;
+use crate::record::{Inbound, NewLogEvent};
+use crate::settings::ConsumerTuning;
+use crate::store::{PartitionCommit, Store, StoreError};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// The records of one writer's partitions, decoded, with the offsets they move to.
+pub struct Batch {
+    /// The assignment generation the records arrived under.
+    pub generation: u64,
+    /// When the first record was taken off Kafka.
+    started: Instant,
+    records: usize,
+    rows: Vec<NewLogEvent>,
+    poison: Vec<(Inbound, String)>,
+    commits: BTreeMap<i32, PartitionCommit>,
+    /// Kafka timestamps of the rows, for `log_pipeline_latency_seconds`.
+    timestamps_ms: Vec<i64>,
+}
+
+impl Batch {
+    pub fn new(generation: u64, started: Instant) -> Self {
+        Batch {
+            generation,
+            started,
+            records: 0,
+            rows: Vec::new(),
+            poison: Vec::new(),
+            commits: BTreeMap::new(),
+            timestamps_ms: Vec::new(),
+        }
+    }
+
+    /// Decodes one record into a row (or a reason it is poison) and moves its
+    /// partition's next offset past it.
+    pub fn add(&mut self, record: Inbound, epoch: i64, topic: &str) {
+        self.records += 1;
+        let commit = self
+            .commits
+            .entry(record.partition)
+            .or_insert(PartitionCommit {
+                next_offset: 0,
+                epoch,
+            });
+        commit.next_offset = commit.next_offset.max(record.offset + 1);
+        match record.to_row(topic) {
+            Ok(row) => {
+                if let Some(ts) = record.timestamp_ms {
+                    self.timestamps_ms.push(ts);
+                }
+                self.rows.push(row);
+            }
+            Err(reason) => self.poison.push((record, reason)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+}
+
+pub struct Writer {
+    pub index: usize,
+    pub consumer: Arc<LogConsumer>,
+    pub store: Store,
+    pub dead_letters: Arc<DeadLetters>,
+    pub metrics: ConsumerMetrics,
+    pub tuning: ConsumerTuning,
+    pub topic: String,
+    pub assignment: Arc<Assignment>,
+    pub status: Arc<PipelineStatus>,
+}
+
+impl Writer {
+    /// Writes batches until the dispatcher closes the channel (at shutdown, after
+    /// handing over what it had gathered).
+    pub async fn run(
+        self,
+        mut batches: mpsc::Receiver<Batch>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        while let Some(batch) = batches.recv().await {
+            self.process(batch, &mut shutdown).await;
+        }
+        tracing::debug!(writer = self.index, "writer stopped");
+    }
+
+    async fn process(&self, batch: Batch, shutdown: &mut watch::Receiver<bool>) {
+        // Cheap early exit; the fence in the transaction is what guarantees it.
+        if batch.generation != self.assignment.generation() {
+            tracing::info!(
+                writer = self.index,
+                dropped = batch.len(),
+                "batch from a previous assignment dropped"
+            );
+            return;
+        }
+        if batch.is_empty() {
+            return;
+        }
+        self.metrics.batch_size.observe(batch.len() as f64);
+
+        // Dead letters first: once Kafka has them, their offsets may advance with
+        // the transaction below. A crash in between sends them again (at-least-once
+        // for the DLQ), never loses them.
+        for (message, reason) in &batch.poison {
+            if !self.dead_letter(message, reason, shutdown).await {
+                return;
+            }
+        }
+
+        let rows = Arc::new(batch.rows);
+        let written = self.write_with_retry(&rows, &batch.commits, shutdown).await;
+        let inserted = match written {
+            Written::Committed(inserted) => inserted,
+            Written::Fenced(partitions) => {
+                self.metrics.fenced_batches.inc();
+                tracing::warn!(
+                    writer = self.index,
+                    ?partitions,
+                    records = batch.records,
+                    "partitions claimed by a newer owner; batch dropped uncommitted"
+                );
+                return;
+            }
+            Written::Abandoned => return,
+        };
+        self.metrics.rows_written.inc_by(inserted as u64);
+        self.metrics
+            .duplicates
+            .inc_by((rows.len() - inserted.min(rows.len())) as u64);
+        self.metrics
+            .processing
+            .observe(batch.started.elapsed().as_secs_f64());
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for ts in &batch.timestamps_ms {
+            self.metrics
+                .pipeline_latency
+                .observe((now_ms - ts).max(0) as f64 / 1000.0);
+        }
+        self.commit_to_kafka(&batch.commits, batch.generation);
+    }
+
+    /// Sends one poison message to the DLQ, retrying until Kafka takes it. False if
+    /// shutdown came first (the batch is abandoned, nothing committed).
+    async fn dead_letter(
+        &self,
+        message: &Inbound,
+        reason: &str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut backoff = Backoff::new(&self.tuning);
+        loop {
+            match self.dead_letters.send(message, reason).await {
+                Ok(()) => {
+                    self.metrics.dead_letters.inc();
+                    self.metrics.errors.with_label_values(&["poison"]).inc();
+                    tracing::warn!(
+                        partition = message.partition,
+                        offset = message.offset,
+                        reason,
+                        "message sent to the dead-letter topic"
+                    );
+                    return true;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "dead-letter send failed; retrying");
+                    if !backoff.wait(shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One write on the blocking pool (diesel is synchronous).
+    async fn write(
+        &self,
+        rows: Arc<Vec<NewLogEvent>>,
+        commits: BTreeMap<i32, PartitionCommit>,
+    ) -> Result<usize, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.write_batch(&rows, &commits))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Transient(format!("write task failed: {e}"))))
+    }
+
+    /// The batch transaction, retried with capped exponential backoff on transient
+    /// failures.
+    async fn write_with_retry(
+        &self,
+        rows: &Arc<Vec<NewLogEvent>>,
+        commits: &BTreeMap<i32, PartitionCommit>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Written {
+        let mut backoff = Backoff::new(&self.tuning);
+        let mut retrying = false;
+        let written = loop {
+            let started = Instant::now();
+            match self.write(rows.clone(), commits.clone()).await {
+                Ok(inserted) => {
+                    self.metrics
+                        .db_write
+                        .observe(started.elapsed().as_secs_f64());
+                    break Written::Committed(inserted);
+                }
+                Err(StoreError::Fenced(partitions)) => break Written::Fenced(partitions),
+                Err(StoreError::Transient(e)) => {
+                    self.metrics.retries.inc();
+                    self.metrics
+                        .errors
+                        .with_label_values(&["db_transient"])
+                        .inc();
+                    if !retrying {
+                        retrying = true;
+                        self.status.writers_retrying.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if let Ok(mut last) = self.status.last_error.lock() {
+                        *last = Some(e.clone());
+                    }
+                    tracing::warn!(writer = self.index, error = %e, rows = rows.len(), "batch write failed; retrying (fetching pauses once the writers are behind)");
+                    if !backoff.wait(shutdown).await {
+                        tracing::warn!("shutdown during retry: batch abandoned uncommitted; it is read again on restart");
+                        break Written::Abandoned;
+                    }
+                }
+                Err(StoreError::Permanent(e)) => {
+                    tracing::error!(error = %e, "batch rejected by the database; storing row by row");
+                    break self.write_row_by_row(rows, commits, shutdown).await;
+                }
+            }
+        };
+        if retrying {
+            self.status.writers_retrying.fetch_sub(1, Ordering::SeqCst);
+            tracing::info!(writer = self.index, "database writes recovered");
+        }
+        written
+    }
+
+    /// Fallback when the database rejects a batch as data: each row alone, the ones
+    /// it still rejects to the DLQ, then the offsets. Rows committed before a crash
+    /// (or a fence) here are skipped as duplicates when the batch is read again.
+    async fn write_row_by_row(
+        &self,
+        rows: &Arc<Vec<NewLogEvent>>,
+        commits: &BTreeMap<i32, PartitionCommit>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Written {
+        let mut inserted = 0;
+        for row in rows.iter() {
+            match self
+                .write(Arc::new(vec![row.clone()]), BTreeMap::new())
+                .await
+            {
+                Ok(n) => inserted += n,
+                Err(StoreError::Permanent(reason)) => {
+                    let message = Inbound {
+                        partition: row.kafka_partition,
+                        offset: row.kafka_offset,
+                        key: Some(row.source.clone().into_bytes()),
+                        payload: serde_json::to_vec(&serde_json::json!({
+                            "id": row.id, "level": row.level, "message": row.message, "source": row.source,
+                            "timestamp": row.timestamp, "metadata": row.metadata,
+                        }))
+                        .ok(),
+                        timestamp_ms: None,
+                        generation: 0,
+                    };
+                    if !self.dead_letter(&message, &reason, shutdown).await {
+                        return Written::Abandoned;
+                    }
+                }
+                Err(StoreError::Fenced(partitions)) => return Written::Fenced(partitions),
+                // The database went away mid-fallback: retry the whole batch.
+                Err(StoreError::Transient(_)) => {
+                    return Box::pin(self.write_with_retry(rows, commits, shutdown)).await
+                }
+            }
+        }
+        match Box::pin(self.write_with_retry(&Arc::new(Vec::new()), commits, shutdown)).await {
+            Written::Committed(_) => Written::Committed(inserted),
+            other => other,
+        }
+    }
+
+    /// Kafka's committed offsets are only a mirror, for lag tools; PostgreSQL is the
+    /// truth. Skipped if a rebalance happened since the batch was taken.
+    fn commit_to_kafka(&self, commits: &BTreeMap<i32, PartitionCommit>, generation: u64) {
+        if self.assignment.generation() != generation {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (partition, commit) in commits {
+            if let Err(e) = tpl.add_partition_offset(
+                &self.topic,
+                *partition,
+                Offset::Offset(commit.next_offset),
+            ) {
+                tracing::debug!(error = %e, "cannot mirror offset");
+            }
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "offset mirror to Kafka failed (harmless)");
+        }
+    }
+}
+
+/// How a batch's write ended.
+enum Written {
+    Committed(usize),
+    /// Another owner claimed one of its partitions: nothing was written.
+    Fenced(Vec<i32>),
+    /// Shutdown came while retrying: nothing was committed.
+    Abandoned,
+}
+
+/// Capped exponential backoff with jitter, interruptible by shutdown.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(tuning: &ConsumerTuning) -> Self {
+        Backoff {
+            next: Duration::from_millis(tuning.retry_initial_ms.max(1)),
+            max: Duration::from_millis(tuning.retry_max_ms.max(tuning.retry_initial_ms)),
+        }
+    }
+
+    /// Sleeps for the next delay (half fixed, half random); false if shutdown came.
+    async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let half = self.next / 2;
+        let delay = half + half.mul_f64(jitter());
+        self.next = (self.next * 2).min(self.max);
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => false,
+            () = tokio::time::sleep(delay) => true,
+        }
+    }
+}
+
+/// A number in [0, 1) that differs between instances and retries; enough to keep
+/// several consumers from retrying in lockstep.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    (hasher.finish() % 10_000) as f64 / 10_000.0
+}
