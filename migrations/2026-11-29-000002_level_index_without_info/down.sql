@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS log_events_level_timestamp_not_info_idx;
