@@ -79,8 +79,13 @@ impl Application {
                     .to_string(),
             )
             .set("max.poll.interval.ms", "600000")
-            // Bounded prefetch: memory stays flat while the database is away.
-            .set("queued.max.messages.kbytes", "16384")
+            // Bounded prefetch: memory stays flat while the database is away. A few
+            // batches' worth is all the writers can use; more only held decompressed
+            // fetch buffers (heaptrack: 50 of an 86 MB peak heap with the defaults).
+            .set("queued.max.messages.kbytes", "2048")
+            .set("queued.min.messages", "5000")
+            .set("fetch.max.bytes", "4194304")
+            .set("max.partition.fetch.bytes", "524288")
             .set("statistics.interval.ms", "5000")
             .create_with_context(context)
             .context("cannot create the Kafka consumer")?;

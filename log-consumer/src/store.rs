@@ -415,8 +415,9 @@ fn insert_unnest(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<u
     if rows.is_empty() {
         return Ok(0);
     }
-    let column = |f: fn(&NewLogEvent) -> String| rows.iter().map(f).collect::<Vec<_>>();
-    let optional = |f: fn(&NewLogEvent) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+    // Columns borrow from the batch: no copy of the rows is made to bind them.
+    let text = |f: fn(&NewLogEvent) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+    let optional = |f: fn(&NewLogEvent) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
     diesel::sql_query(
         "INSERT INTO log_events (id, level, message, source, \"timestamp\", metadata, correlation_id, \
          request_id, trace_id, kafka_partition, kafka_offset) \
@@ -425,14 +426,14 @@ fn insert_unnest(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<u
          ON CONFLICT (id) DO NOTHING",
     )
     .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(column(|r| r.level.clone()))
-    .bind::<Array<Text>, _>(column(|r| r.message.clone()))
-    .bind::<Array<Text>, _>(column(|r| r.source.clone()))
+    .bind::<Array<Text>, _>(text(|r| &r.level))
+    .bind::<Array<Text>, _>(text(|r| &r.message))
+    .bind::<Array<Text>, _>(text(|r| &r.source))
     .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.timestamp).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Jsonb>>, _>(rows.iter().map(|r| r.metadata.clone()).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(optional(|r| r.correlation_id.clone()))
-    .bind::<Array<Nullable<Text>>, _>(optional(|r| r.request_id.clone()))
-    .bind::<Array<Nullable<Text>>, _>(optional(|r| r.trace_id.clone()))
+    .bind::<Array<Nullable<Jsonb>>, _>(rows.iter().map(|r| r.metadata.as_ref()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(optional(|r| r.correlation_id.as_deref()))
+    .bind::<Array<Nullable<Text>>, _>(optional(|r| r.request_id.as_deref()))
+    .bind::<Array<Nullable<Text>>, _>(optional(|r| r.trace_id.as_deref()))
     .bind::<Array<Int4>, _>(rows.iter().map(|r| r.kafka_partition).collect::<Vec<_>>())
     .bind::<Array<Int8>, _>(rows.iter().map(|r| r.kafka_offset).collect::<Vec<_>>())
     .execute(conn)
