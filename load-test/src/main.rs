@@ -6,14 +6,17 @@
 //! - `query`: GET pages, searches and stats from the gateway; queries/s and latencies
 //!   per endpoint.
 //! - `mixed`: half the workers ingest, half query, at the same time.
-//! - `e2e`: ingest at a fixed rate and measure, for sampled events, the time until the
-//!   gateway returns them (visibility lag).
+//! - `e2e`: ingest at a fixed rate and measure, for sampled events, the time from the
+//!   request being due until the row is committed in PostgreSQL, where the gateway
+//!   reads it (visibility lag; see `visibility`).
 //!
 //! With `--rate` the load is open-loop (requests are due on a fixed schedule and
 //! latency counts from when a request was due, so a stalled server cannot hide its
 //! queue); without it every worker sends as fast as answers come back.
 //! While running, it prints one progress line a second; at the end, a summary whose
 //! first lines give the throughput, plus JSON and Markdown reports in `--results-dir`.
+
+mod visibility;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
@@ -105,6 +108,12 @@ struct Args {
     /// e2e: one event in this many is followed until it is queryable.
     #[arg(long, default_value_t = 100)]
     sample_every: usize,
+    /// e2e: where the samples are looked up (one query per 50 ms for all of them).
+    #[arg(
+        long,
+        default_value = "postgres://loguser:logpass@127.0.0.1:5432/logprocessor"
+    )]
+    postgres_url: String,
     /// Ingest: make this many request bodies before starting and send them in turn
     /// (ids repeat; see `PrebuiltBodies`). 0 = a fresh body, with fresh ids, per request.
     #[arg(long, default_value_t = 0)]
@@ -166,6 +175,10 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     anyhow::ensure!(
+        args.postgres_url.contains("@127.0.0.1") || args.postgres_url.contains("@localhost"),
+        "samples are only ever looked up on this machine"
+    );
+    anyhow::ensure!(
         args.prebuilt_bodies == 0 || args.mode == Mode::Ingest,
         "--prebuilt-bodies repeats ids, so it is only for --mode ingest"
     );
@@ -183,29 +196,58 @@ async fn main() -> anyhow::Result<()> {
         args.mode, args.endpoint, args.duration, args.rate, args.concurrency, args.batch_size
     );
     let prebuilt = Arc::new(PrebuiltBodies::build(&args, &run_id)?);
+    let tracker = visibility::Tracker::new();
+    let load_done = Arc::new(AtomicBool::new(false));
+    let sampler = (args.mode == Mode::E2e)
+        .then(|| tracker.spawn(args.postgres_url.clone(), load_done.clone()));
     let started = Instant::now();
     let progress = tokio::spawn(progress_line(stats.clone(), stop.clone(), started));
     let workers: Vec<_> = (0..args.concurrency)
         .map(|worker| {
-            let (args, client, stats, run_id, prebuilt) = (
+            let (args, client, stats, run_id, prebuilt, tracker) = (
                 args.clone(),
                 client.clone(),
                 stats.clone(),
                 run_id.clone(),
                 prebuilt.clone(),
+                tracker.clone(),
             );
             tokio::spawn(async move {
                 let prebuilt = prebuilt.as_ref().as_ref();
-                run_worker(worker, &args, &client, stats, &run_id, prebuilt, started).await
+                let worker = Worker {
+                    index: worker,
+                    args: &args,
+                    client: &client,
+                    run_id: &run_id,
+                    prebuilt,
+                    tracker: &tracker,
+                };
+                worker.run(stats, started).await
             })
         })
         .collect();
     for worker in workers {
         worker.await??;
     }
+    // The rates count the load window only, not the wait for the last samples.
     let elapsed = started.elapsed();
     stop.store(true, Ordering::SeqCst);
     let _ = progress.await;
+    if let Some(sampler) = sampler {
+        eprintln!("load done; waiting for the outstanding samples to be stored");
+        load_done.store(true, Ordering::SeqCst);
+        let outcome = tokio::task::spawn_blocking(move || sampler.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("sampler thread panicked"))??;
+        stats
+            .invisible
+            .store(outcome.never_visible, Ordering::Relaxed);
+        if let Ok(mut h) = stats.visibility_ms.lock() {
+            for ms in outcome.visible_after_ms {
+                let _ = h.record(ms);
+            }
+        }
+    }
     let services = services.finish().await;
 
     let report = Report::build(&args, &run_id, &stats, elapsed, services);
@@ -214,77 +256,85 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_worker(
-    worker: usize,
-    args: &Args,
-    client: &reqwest::Client,
-    stats: Arc<Stats>,
-    run_id: &str,
-    prebuilt: Option<&PrebuiltBodies>,
-    started: Instant,
-) -> anyhow::Result<()> {
-    let deadline = started + Duration::from_secs(args.duration);
-    // In mixed mode even workers ingest and odd ones query; the others do one thing.
-    let (role, rate, workers_in_role) = match args.mode {
-        Mode::Mixed if worker.is_multiple_of(2) => {
-            (Mode::Ingest, args.rate, args.concurrency.div_ceil(2))
-        }
-        Mode::Mixed => (Mode::Query, args.query_rate, (args.concurrency / 2).max(1)),
-        mode => (mode, args.rate, args.concurrency),
-    };
-    let units_per_request = match (role, args.endpoint) {
-        (Mode::Query, _) | (_, Endpoint::Ingest) => 1,
-        _ => args.batch_size,
-    };
-    // Open loop: request k of this worker is due at start + offset + k * period.
-    let period = (rate > 0).then(|| {
-        Duration::from_secs_f64(units_per_request as f64 * workers_in_role as f64 / rate as f64)
-    });
-    let mut sequence = 0u64;
-    // Sampled events are followed in tasks of their own, so polling the gateway
-    // never delays the ingest schedule.
-    let mut followers = Vec::new();
-    loop {
-        let due = match period {
-            Some(p) => {
-                started + p.mul_f64(sequence as f64 + worker as f64 / args.concurrency as f64)
+/// One of the `--concurrency` workers and what it shares with the others.
+struct Worker<'a> {
+    index: usize,
+    args: &'a Args,
+    client: &'a reqwest::Client,
+    run_id: &'a str,
+    prebuilt: Option<&'a PrebuiltBodies>,
+    tracker: &'a visibility::Tracker,
+}
+
+impl Worker<'_> {
+    async fn run(&self, stats: Arc<Stats>, started: Instant) -> anyhow::Result<()> {
+        let Worker {
+            index: worker,
+            args,
+            client,
+            run_id,
+            prebuilt,
+            tracker,
+        } = *self;
+        let deadline = started + Duration::from_secs(args.duration);
+        // In mixed mode even workers ingest and odd ones query; the others do one thing.
+        let (role, rate, workers_in_role) = match args.mode {
+            Mode::Mixed if worker.is_multiple_of(2) => {
+                (Mode::Ingest, args.rate, args.concurrency.div_ceil(2))
             }
-            None => Instant::now(),
+            Mode::Mixed => (Mode::Query, args.query_rate, (args.concurrency / 2).max(1)),
+            mode => (mode, args.rate, args.concurrency),
         };
-        if due >= deadline {
-            break;
-        }
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            tokio::time::sleep(wait).await;
-        }
-        sequence += 1;
-        match role {
-            Mode::Ingest | Mode::E2e | Mode::Mixed => {
-                let body = match prebuilt {
-                    Some(bodies) => bodies.pick(worker, sequence),
-                    None => ingest_body(
-                        args,
-                        &format!("load-{run_id}-{}", worker % 16),
-                        units_per_request,
-                    )?,
-                };
-                let sampled = send_ingest(args, client, &stats, body, due, units_per_request).await;
-                let sample_now = (sequence as usize)
-                    .is_multiple_of((args.sample_every / units_per_request).max(1));
-                if let (Mode::E2e, true, Some(id)) = (role, sample_now, sampled) {
-                    let (args, client, stats) = (args.clone(), client.clone(), stats.clone());
-                    followers.push(tokio::spawn(async move {
-                        follow_sample(&args, &client, &stats, id, due).await
-                    }));
+        let units_per_request = match (role, args.endpoint) {
+            (Mode::Query, _) | (_, Endpoint::Ingest) => 1,
+            _ => args.batch_size,
+        };
+        // Open loop: request k of this worker is due at start + offset + k * period.
+        let period = (rate > 0).then(|| {
+            Duration::from_secs_f64(units_per_request as f64 * workers_in_role as f64 / rate as f64)
+        });
+        let mut sequence = 0u64;
+        loop {
+            let due = match period {
+                Some(p) => {
+                    started + p.mul_f64(sequence as f64 + worker as f64 / args.concurrency as f64)
                 }
+                None => Instant::now(),
+            };
+            if due >= deadline {
+                break;
             }
-            Mode::Query => send_query(args, client, &stats, sequence, due).await,
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+            sequence += 1;
+            match role {
+                Mode::Ingest | Mode::E2e | Mode::Mixed => {
+                    let body = match prebuilt {
+                        Some(bodies) => bodies.pick(worker, sequence),
+                        None => ingest_body(
+                            args,
+                            &format!("load-{run_id}-{}", worker % 16),
+                            units_per_request,
+                        )?,
+                    };
+                    let sampled =
+                        send_ingest(args, client, &stats, body, due, units_per_request).await;
+                    let sample_now = (sequence as usize)
+                        .is_multiple_of((args.sample_every / units_per_request).max(1));
+                    if let (Mode::E2e, true, Some(id)) = (role, sample_now, sampled) {
+                        // Looked up by the sampler thread, never by this worker: following
+                        // a sample must not delay the ingest schedule.
+                        if let Ok(id) = uuid::Uuid::parse_str(&id) {
+                            tracker.track(id, due);
+                        }
+                    }
+                }
+                Mode::Query => send_query(args, client, &stats, sequence, due).await,
+            }
         }
+        Ok(())
     }
-    for follower in followers {
-        let _ = follower.await;
-    }
-    Ok(())
 }
 
 /// One generated event, serialized straight from borrowed parts: building a
@@ -453,29 +503,6 @@ async fn send_ingest(
             None
         }
     }
-}
-
-/// Polls the gateway for a sampled id until it is there (or 30 s pass).
-async fn follow_sample(
-    args: &Args,
-    client: &reqwest::Client,
-    stats: &Stats,
-    id: String,
-    sent_at: Instant,
-) {
-    let url = format!("{}/gateway/api/query/logs/{id}", args.gateway_url);
-    while sent_at.elapsed() < Duration::from_secs(30) {
-        if let Ok(r) = client.get(&url).send().await {
-            if r.status().is_success() {
-                if let Ok(mut h) = stats.visibility_ms.lock() {
-                    let _ = h.record(sent_at.elapsed().as_millis().max(1) as u64);
-                }
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stats.invisible.fetch_add(1, Ordering::Relaxed);
 }
 
 async fn send_query(
