@@ -98,7 +98,9 @@ impl From<diesel::r2d2::PoolError> for StoreError {
     }
 }
 
-/// How a batch's rows reach PostgreSQL; both skip ids already stored.
+/// How a batch's rows reach PostgreSQL; both skip ids already stored. (A binary COPY
+/// path through a staging table was measured at 0.95x `unnest` with two writers and
+/// removed; BENCHMARKS.md.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InsertMode {
     /// `INSERT … VALUES (…), (…)` with a bind parameter per column per row.
@@ -106,81 +108,6 @@ pub enum InsertMode {
     /// `INSERT … SELECT FROM unnest($1::uuid[], …)`: one array parameter per column,
     /// so the statement is the same size whatever the batch.
     Unnest,
-    /// Binary `COPY` into a per-connection temporary staging table, then
-    /// `INSERT … SELECT … ON CONFLICT DO NOTHING` (COPY itself cannot skip conflicts).
-    Copy,
-}
-
-diesel::table! {
-    /// Session-local staging table for [`InsertMode::Copy`]: created on each new pooled
-    /// connection, emptied at every commit.
-    log_events_staging (id) {
-        id -> Uuid,
-        level -> Text,
-        message -> Text,
-        source -> Text,
-        timestamp -> Timestamptz,
-        metadata -> Nullable<Jsonb>,
-        correlation_id -> Nullable<Text>,
-        request_id -> Nullable<Text>,
-        trace_id -> Nullable<Text>,
-        kafka_partition -> Int4,
-        kafka_offset -> Int8,
-    }
-}
-
-/// One row as COPY writes it: borrowed from the batch, no copies.
-#[derive(Insertable)]
-#[diesel(table_name = log_events_staging, treat_none_as_default_value = false)]
-struct StagedRow<'a> {
-    id: uuid::Uuid,
-    level: &'a str,
-    message: &'a str,
-    source: &'a str,
-    timestamp: chrono::DateTime<chrono::Utc>,
-    metadata: Option<&'a serde_json::Value>,
-    correlation_id: Option<&'a str>,
-    request_id: Option<&'a str>,
-    trace_id: Option<&'a str>,
-    kafka_partition: i32,
-    kafka_offset: i64,
-}
-
-impl<'a> From<&'a NewLogEvent> for StagedRow<'a> {
-    fn from(r: &'a NewLogEvent) -> Self {
-        StagedRow {
-            id: r.id,
-            level: &r.level,
-            message: &r.message,
-            source: &r.source,
-            timestamp: r.timestamp,
-            metadata: r.metadata.as_ref(),
-            correlation_id: r.correlation_id.as_deref(),
-            request_id: r.request_id.as_deref(),
-            trace_id: r.trace_id.as_deref(),
-            kafka_partition: r.kafka_partition,
-            kafka_offset: r.kafka_offset,
-        }
-    }
-}
-
-/// Creates the staging table on every connection the pool opens (temporary tables
-/// belong to one session).
-#[derive(Debug)]
-struct CreateStagingTable;
-
-impl diesel::r2d2::CustomizeConnection<PgConnection, diesel::r2d2::Error> for CreateStagingTable {
-    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
-        diesel::sql_query(
-            "CREATE TEMPORARY TABLE log_events_staging (id uuid, level text, message text, \
-             source text, \"timestamp\" timestamptz, metadata jsonb, correlation_id text, \
-             request_id text, trace_id text, kafka_partition int4, kafka_offset int8) \
-             ON COMMIT DELETE ROWS",
-        )
-        .execute(conn)
-        .map(|_| ())
-        .map_err(diesel::r2d2::Error::QueryError)
-    }
 }
 
 #[derive(Clone)]
@@ -201,14 +128,11 @@ impl Store {
         insert_mode: InsertMode,
     ) -> anyhow::Result<Self> {
         let manager = ConnectionManager::<PgConnection>::new(settings.connection_url()?);
-        let mut pool = Pool::builder()
+        let pool = Pool::builder()
             .max_size(settings.pool_size)
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_millis(settings.connect_timeout_ms));
-        if insert_mode == InsertMode::Copy {
-            pool = pool.connection_customizer(Box::new(CreateStagingTable));
-        }
-        let pool = pool.build_unchecked(manager);
+            .connection_timeout(Duration::from_millis(settings.connect_timeout_ms))
+            .build_unchecked(manager);
         Ok(Store {
             pool,
             insert_mode,
@@ -307,7 +231,6 @@ impl Store {
             let inserted = match self.insert_mode {
                 InsertMode::Values => insert_values(conn, rows)?,
                 InsertMode::Unnest => insert_unnest(conn, rows)?,
-                InsertMode::Copy => insert_copy(conn, rows)?,
             };
             self.store_offsets(conn, commits)?;
             Ok(inserted)
@@ -436,23 +359,5 @@ fn insert_unnest(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<u
     .bind::<Array<Nullable<Text>>, _>(optional(|r| r.trace_id.as_deref()))
     .bind::<Array<Int4>, _>(rows.iter().map(|r| r.kafka_partition).collect::<Vec<_>>())
     .bind::<Array<Int8>, _>(rows.iter().map(|r| r.kafka_offset).collect::<Vec<_>>())
-    .execute(conn)
-}
-
-fn insert_copy(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<usize> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    diesel::copy_from(log_events_staging::table)
-        .from_insertable(rows.iter().map(StagedRow::from).collect::<Vec<_>>())
-        .execute(conn)?;
-    // The staging table empties itself at commit (ON COMMIT DELETE ROWS).
-    diesel::sql_query(
-        "INSERT INTO log_events (id, level, message, source, \"timestamp\", metadata, correlation_id, \
-         request_id, trace_id, kafka_partition, kafka_offset) \
-         SELECT id, level, message, source, \"timestamp\", metadata, correlation_id, \
-         request_id, trace_id, kafka_partition, kafka_offset FROM log_events_staging \
-         ON CONFLICT (id) DO NOTHING",
-    )
     .execute(conn)
 }

@@ -207,7 +207,6 @@ async fn every_insert_mode_stores_the_same_rows_once() {
     for mode in [
         log_consumer::store::InsertMode::Values,
         log_consumer::store::InsertMode::Unnest,
-        log_consumer::store::InsertMode::Copy,
     ] {
         let t = topics().await;
         let source = unique("insert-mode");
