@@ -3,7 +3,8 @@
 # PostgreSQL (all indexes, exactly-once transactions).
 #   1. stops the consumer, 2. pre-fills the topic with the load generator,
 #   3. starts the consumer and samples log_events_stored_total every 5 s until the
-#      lag is gone or --max-seconds pass. Prints rows/s per interval and overall.
+#      lag is gone or --max-seconds pass. Prints rows/s per interval, then the fill
+#      and drain rates on one line.
 # Usage: ./load-test/persistence.sh [fill-seconds=15] [max-seconds=300]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,7 +16,8 @@ metric() { curl -fsS --max-time 2 http://127.0.0.1:8082/actuator/prometheus 2>/d
 echo "pre-filling the topic for ${fill}s (consumer stopped)"
 fill_report=$(mktemp)
 ./load-test/run.sh --mode ingest --endpoint batch --batch-size 500 --duration "$fill" --concurrency 8 >"$fill_report"
-head -n 1 "$fill_report"; rm -f "$fill_report"
+fill_rate=$(head -n 1 "$fill_report" | awk '{print $NF}'); rm -f "$fill_report"
+echo "fill: $fill_rate events/s"
 ./setup.sh start consumer   # inherits CONSUMER_INSERT_MODE etc. from this environment
 start=$(date +%s.%N)
 last_rows=$(metric log_events_stored_total); last_t=$start; first_rows=$last_rows
@@ -34,4 +36,4 @@ while :; do
   if { [[ "$lag" -eq 0 ]] && ((idle)); } || (( $(echo "$now - $start > $max" | bc) )); then break; fi
 done
 total=$(echo "$end_rows - $first_rows" | bc)
-echo "persisted rows/s: $(echo "$total / ($end_t - $start)" | bc) ($total rows in $(echo "$end_t - $start" | bc) s)"
+echo "fill events/s: $fill_rate | persisted rows/s: $(echo "$total / ($end_t - $start)" | bc) ($total rows in $(echo "$end_t - $start" | bc) s, CONSUMER_WRITERS=${CONSUMER_WRITERS:-one per core})"

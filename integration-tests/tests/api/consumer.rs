@@ -91,6 +91,12 @@ async fn stores_every_event_once_across_a_restart_and_replays() {
         stored.iter().collect::<HashSet<_>>(),
         first.iter().collect::<HashSet<_>>()
     );
+    // Every committed row's Kafka-to-commit time is in the pipeline latency histogram.
+    let metrics = crate::helpers::metrics_text(&format!("{}/actuator/prometheus", app.base)).await;
+    assert!(
+        metrics.contains("log_pipeline_latency_seconds_count 300"),
+        "{metrics}"
+    );
 
     // Replaying ids already stored (a producer retry, a re-sent batch) adds nothing.
     send_events(&producer, &t.topic, &source, &first[..50]).await;
