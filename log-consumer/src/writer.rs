@@ -278,7 +278,8 @@ impl Writer {
                         key: Some(row.source.clone().into_bytes()),
                         payload: serde_json::to_vec(&serde_json::json!({
                             "id": row.id, "level": row.level, "message": row.message, "source": row.source,
-                            "timestamp": row.timestamp, "metadata": row.metadata,
+                            "timestamp": row.timestamp,
+                            "metadata": row.metadata.as_ref().and_then(|m| serde_json::from_str::<serde_json::Value>(m.as_str()).ok()),
                         }))
                         .ok(),
                         timestamp_ms: None,

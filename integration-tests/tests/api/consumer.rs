@@ -56,7 +56,7 @@ async fn send_events(producer: &FutureProducer, topic: &str, source: &str, ids: 
     for (i, id) in ids.iter().enumerate() {
         // Recent timestamps: RETENTION_DAYS would delete old ones.
         let event = json!({"id": id, "level": "INFO", "message": format!("event {i}"), "source": source,
-            "timestamp": chrono::Utc::now()});
+            "timestamp": chrono::Utc::now(), "metadata": {"i": i, "nested": {"zoë": [1.5e300, "x"]}}});
         send(producer, topic, source, event.to_string().as_bytes()).await;
     }
 }
@@ -232,6 +232,11 @@ async fn every_insert_mode_stores_the_same_rows_once() {
             ids.iter().collect::<HashSet<_>>(),
             "{mode:?}"
         );
+        assert_eq!(
+            rows_with_metadata(&source, r#"{"nested": {"zoë": [1.5e300, "x"]}}"#),
+            120,
+            "metadata stored as sent, {mode:?}"
+        );
         app.stop().await;
     }
 }
@@ -338,6 +343,24 @@ async fn retention_deletes_only_events_older_than_the_limit() {
         2,
         "the 29- and 1-day-old events stay"
     );
+}
+
+/// How many of `source`'s rows have metadata containing `json`.
+fn rows_with_metadata(source: &str, json: &str) -> i64 {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM log_events WHERE source = $1 AND metadata @> $2::jsonb",
+    )
+    .bind::<diesel::sql_types::Text, _>(source)
+    .bind::<diesel::sql_types::Text, _>(json)
+    .get_result::<Count>(&mut crate::helpers::db())
+    .expect("count")
+    .n
 }
 
 /// Rows for the fence tests, as a writer would hand them to the store.
