@@ -75,7 +75,7 @@ async fn producer_on_own_topic_with(
 }
 
 #[tokio::test]
-async fn single_event_is_acked_normalised_keyed_by_source_and_carries_its_id() {
+async fn single_event_is_acked_normalised_and_carries_its_id() {
     let (app, topic) = producer_on_own_topic().await;
     let (status, body) = post_json(
         format!("{}/producer/api/logs/ingest", app.base),
@@ -777,5 +777,57 @@ async fn a_burst_of_connections_past_the_cap_waits_in_the_backlog_and_all_are_an
         Some(&CONNECTIONS),
         "{answers:?}"
     );
+    app.stop().await;
+}
+
+/// A keep-alive client at a normal pace gets an answer to every request: no reset, no
+/// connection closed under it. The middle pause outlasts the server's keep-alive (5 s),
+/// so the second phase also reuses connections the server closed while they were idle.
+#[tokio::test]
+async fn a_keep_alive_client_never_sees_a_dropped_connection() {
+    let (app, _topic) = producer_on_own_topic().await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(4)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let url = format!("{}/producer/api/logs/batch", app.base);
+    for phase in 0..2 {
+        let senders: Vec<_> = (0..4)
+            .map(|sender| {
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move {
+                    let mut outcomes = Vec::new();
+                    for request in 0..25 {
+                        let batch: Vec<Value> = (0..100)
+                            .map(|i| {
+                                event(
+                                    "keepalive",
+                                    "INFO",
+                                    &format!("{phase}/{sender}/{request}/{i}"),
+                                )
+                            })
+                            .collect();
+                        let outcome = client.post(&url).json(&batch).send().await;
+                        outcomes.push(
+                            outcome
+                                .map(|r| r.status().as_u16())
+                                .map_err(|e| format!("{e:?}")),
+                        );
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        for sender in senders {
+            for outcome in sender.await.expect("sender") {
+                assert_eq!(outcome, Ok(200), "phase {phase}");
+            }
+        }
+        if phase == 0 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+        }
+    }
     app.stop().await;
 }
