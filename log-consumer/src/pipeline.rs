@@ -116,7 +116,6 @@ impl Dispatcher {
                         key: message.key().map(<[u8]>::to_vec),
                         payload: message.payload().map(<[u8]>::to_vec),
                         timestamp_ms: message.timestamp().to_millis(),
-                        generation: owned.generation,
                     };
                     let slot = &mut gathering[partition.writer];
                     let entry = slot.get_or_insert_with(|| Gathering {

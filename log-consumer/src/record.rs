@@ -15,8 +15,6 @@ pub struct Inbound {
     pub payload: Option<Vec<u8>>,
     /// Kafka's timestamp in ms; stands in for an event that carries none.
     pub timestamp_ms: Option<i64>,
-    /// The assignment generation the message arrived under (see `rebalance`).
-    pub generation: u64,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -127,7 +125,6 @@ mod tests {
             key: None,
             payload: Some(payload.to_vec()),
             timestamp_ms: Some(1_700_000_000_000),
-            generation: 1,
         }
     }
 

@@ -283,7 +283,6 @@ impl Writer {
                         }))
                         .ok(),
                         timestamp_ms: None,
-                        generation: 0,
                     };
                     if !self.dead_letter(&message, &reason, shutdown).await {
                         return Written::Abandoned;
