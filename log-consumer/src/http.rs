@@ -1,7 +1,7 @@
 //! The consumer's HTTP side: `/actuator/health` and `/actuator/prometheus`.
 
 use crate::metrics::ConsumerMetrics;
-use crate::pipeline::PipelineStatus;
+use crate::pipeline::{LogConsumer, PipelineStatus};
 use crate::rebalance::Assignment;
 use crate::store::Store;
 use actix_web::{web, HttpResponse};
@@ -12,6 +12,9 @@ use std::sync::Arc;
 
 pub struct HealthState {
     pub store: Store,
+    /// Asked for cluster metadata on every health check: a real round trip to a broker.
+    pub consumer: Arc<LogConsumer>,
+    pub topic: String,
     pub assignment: Arc<Assignment>,
     pub status: Arc<PipelineStatus>,
     pub metrics: ConsumerMetrics,
@@ -28,8 +31,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, prometheus_enabled: bool) {
     cfg.service(actuator);
 }
 
-/// PostgreSQL reachable, partitions owned, lag. DOWN (503) when PostgreSQL is
-/// unreachable; DEGRADED while a batch is being retried.
+/// PostgreSQL and Kafka reachable, partitions owned, lag. DOWN (503) when either is
+/// unreachable (the consumer can do nothing without both); the writer component is
+/// DOWN while a batch is being retried.
 async fn health(state: web::Data<HealthState>) -> HttpResponse {
     let store = state.store.clone();
     let postgres = match tokio::task::spawn_blocking(move || store.ping()).await {
@@ -42,10 +46,20 @@ async fn health(state: web::Data<HealthState>) -> HttpResponse {
         .iter()
         .map(|p| state.metrics.lag.with_label_values(&[&p.to_string()]).get())
         .sum();
-    let kafka = ComponentHealth::up(Some(json!({
-        "assignedPartitions": partitions,
-        "lag": lag,
-    })));
+    let awaiting_claim = state.assignment.pending().map(|p| p.partitions);
+    let consumer = state.consumer.clone();
+    let topic = state.topic.clone();
+    let kafka = match tokio::task::spawn_blocking(move || broker_reachable(&consumer, &topic)).await
+    {
+        Ok(Ok(brokers)) => ComponentHealth::up(Some(json!({
+            "brokers": brokers,
+            "assignedPartitions": partitions,
+            "awaitingClaim": awaiting_claim.unwrap_or_default(),
+            "lag": lag,
+        }))),
+        Ok(Err(e)) => ComponentHealth::down(format!("no broker answers: {e}")),
+        Err(e) => ComponentHealth::down(e.to_string()),
+    };
     let retrying = state.status.retrying();
     let writer = if retrying {
         let last = state.status.last_error.lock().ok().and_then(|l| l.clone());
@@ -57,5 +71,15 @@ async fn health(state: web::Data<HealthState>) -> HttpResponse {
     components.insert("postgres", postgres);
     components.insert("kafka", kafka);
     components.insert("writer", writer);
-    HealthReport::new("log-consumer", components, &["postgres"]).into_response()
+    HealthReport::new("log-consumer", components, &["postgres", "kafka"]).into_response()
+}
+
+/// How many brokers the cluster metadata names, fetched now (not librdkafka's cached
+/// view, which lags by its statistics interval).
+fn broker_reachable(consumer: &LogConsumer, topic: &str) -> rdkafka::error::KafkaResult<usize> {
+    use rdkafka::consumer::Consumer;
+    let metadata = consumer
+        .client()
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(2))?;
+    Ok(metadata.brokers().len())
 }

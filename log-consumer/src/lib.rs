@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod rebalance;
 pub mod record;
+pub mod retry;
 pub mod settings;
 pub mod startup;
 pub mod store;

@@ -4,7 +4,7 @@
 //! transactions, and the writers' transactions overlap each other.
 
 use crate::metrics::ConsumerMetrics;
-use crate::rebalance::{Assignment, PipelineContext};
+use crate::rebalance::{Assignment, Claimer, PipelineContext};
 use crate::record::Inbound;
 use crate::settings::ConsumerTuning;
 use crate::writer::{Batch, Writer};
@@ -40,6 +40,7 @@ pub struct Pipeline {
     pub assignment: Arc<Assignment>,
     /// One per `CONSUMER_WRITERS`; index `i` handles the partitions the assignment deals to `i`.
     pub writers: Vec<Writer>,
+    pub claimer: Claimer,
 }
 
 /// A batch being gathered for one writer.
@@ -56,6 +57,7 @@ impl Pipeline {
         // waits, so fetching pauses when the writers are behind and memory stays flat.
         let mut senders = Vec::with_capacity(self.writers.len());
         let mut tasks = JoinSet::new();
+        tasks.spawn(self.claimer.run(shutdown.clone()));
         for writer in self.writers {
             let (tx, rx) = mpsc::channel::<Batch>(1);
             senders.push(tx);
@@ -72,7 +74,7 @@ impl Pipeline {
         dispatcher.run(shutdown).await;
         while let Some(result) = tasks.join_next().await {
             if let Err(e) = result {
-                tracing::error!(error = %e, "writer task failed");
+                tracing::error!(error = %e, "writer or claimer task failed");
             }
         }
         tracing::info!("pipeline stopped");

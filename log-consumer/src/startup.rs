@@ -4,7 +4,8 @@ use crate::dead_letter::DeadLetters;
 use crate::http::{self, HealthState};
 use crate::metrics::ConsumerMetrics;
 use crate::pipeline::{LogConsumer, Pipeline, PipelineStatus};
-use crate::rebalance::{Assignment, PipelineContext};
+use crate::rebalance::{Assignment, Claimer, PipelineContext};
+use crate::retry::Retry;
 use crate::settings::Settings;
 use crate::store::Store;
 use crate::writer::Writer;
@@ -17,7 +18,6 @@ use log_common::http::{observe, HttpMetrics};
 use rdkafka::consumer::Consumer;
 use rdkafka::ClientConfig;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -27,7 +27,6 @@ pub struct Application {
     store: Store,
     server: Server,
     pipeline: Pipeline,
-    stopping: Arc<AtomicBool>,
     retention_days: u32,
 }
 
@@ -39,7 +38,7 @@ impl Application {
         let http_metrics = HttpMetrics::register(&registry)?;
         let metrics = ConsumerMetrics::register(&registry)?;
         let writer_count = settings.consumer.writer_count();
-        // A connection per writer, plus one for claims at a rebalance and one for health.
+        // A connection per writer, plus one for the claimer and one for health.
         let mut postgres = settings.postgres.clone();
         postgres.pool_size = postgres.pool_size.max(writer_count as u32 + 2);
         let store = Store::new(
@@ -52,13 +51,10 @@ impl Application {
 
         metrics.writers.set(writer_count as i64);
         let assignment = Arc::new(Assignment::new(writer_count));
-        let stopping = Arc::new(AtomicBool::new(false));
         let context = PipelineContext {
-            store: store.clone(),
             assignment: assignment.clone(),
             metrics: metrics.clone(),
             topic: settings.kafka.topic.clone(),
-            stopping: stopping.clone(),
         };
         let consumer: LogConsumer = ClientConfig::new()
             .set("bootstrap.servers", &settings.kafka.bootstrap_servers)
@@ -114,18 +110,28 @@ impl Application {
                 status: status.clone(),
             })
             .collect();
+        let claimer = Claimer {
+            consumer: consumer.clone(),
+            store: store.clone(),
+            assignment: assignment.clone(),
+            metrics: metrics.clone(),
+            topic: settings.kafka.topic.clone(),
+        };
         let pipeline = Pipeline {
-            consumer,
+            consumer: consumer.clone(),
             metrics: metrics.clone(),
             tuning: settings.consumer.clone(),
             topic: settings.kafka.topic.clone(),
             assignment: assignment.clone(),
             writers,
+            claimer,
         };
 
         let store_for_retention = store.clone();
         let health = web::Data::new(HealthState {
             store,
+            consumer,
+            topic: settings.kafka.topic.clone(),
             assignment,
             status,
             metrics,
@@ -156,7 +162,6 @@ impl Application {
             store: store_for_retention,
             server,
             pipeline,
-            stopping,
             retention_days,
         })
     }
@@ -184,7 +189,6 @@ impl Application {
             }
         }
         tracing::info!("draining: finishing the current batch");
-        self.stopping.store(true, Ordering::SeqCst);
         let _ = stop_tx.send(true);
         pipeline.await.context("pipeline task failed")?;
         retention.abort();
@@ -198,20 +202,21 @@ impl Application {
 }
 
 async fn migrate_when_ready(store: &Store) -> anyhow::Result<()> {
-    let mut delay = Duration::from_millis(250);
-    for attempt in 1.. {
+    // About two minutes of patience: long enough for a database that starts with us.
+    let mut retry = Retry::new(Duration::from_millis(250), Duration::from_secs(3));
+    let mut attempt = 1;
+    loop {
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.run_migrations()).await? {
             Ok(()) => return Ok(()),
             Err(e) if attempt < 40 => {
                 tracing::warn!(error = %e, attempt, "PostgreSQL not ready for migrations; waiting");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(3));
+                tokio::time::sleep(retry.next_delay()).await;
+                attempt += 1;
             }
             Err(e) => return Err(e.context("PostgreSQL never became ready")),
         }
     }
-    unreachable!("the loop returns")
 }
 
 /// Deletes events older than `RETENTION_DAYS` once an hour.

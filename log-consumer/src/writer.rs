@@ -8,6 +8,7 @@ use crate::metrics::ConsumerMetrics;
 use crate::pipeline::{LogConsumer, PipelineStatus};
 use crate::rebalance::Assignment;
 use crate::record::{Inbound, NewLogEvent};
+use crate::retry::Retry;
 use crate::settings::ConsumerTuning;
 use crate::store::{PartitionCommit, Store, StoreError};
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -15,7 +16,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 /// The records of one writer's partitions, decoded, with the offsets they move to.
@@ -167,7 +168,7 @@ impl Writer {
         reason: &str,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
-        let mut backoff = Backoff::new(&self.tuning);
+        let mut retry = Retry::for_writes(&self.tuning);
         loop {
             match self.dead_letters.send(message, reason).await {
                 Ok(()) => {
@@ -183,7 +184,7 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "dead-letter send failed; retrying");
-                    if !backoff.wait(shutdown).await {
+                    if !retry.wait(shutdown).await {
                         return false;
                     }
                 }
@@ -211,7 +212,7 @@ impl Writer {
         commits: &BTreeMap<i32, PartitionCommit>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Written {
-        let mut backoff = Backoff::new(&self.tuning);
+        let mut retry = Retry::for_writes(&self.tuning);
         let mut retrying = false;
         let written = loop {
             let started = Instant::now();
@@ -237,7 +238,7 @@ impl Writer {
                         *last = Some(e.clone());
                     }
                     tracing::warn!(writer = self.index, error = %e, rows = rows.len(), "batch write failed; retrying (fetching pauses once the writers are behind)");
-                    if !backoff.wait(shutdown).await {
+                    if !retry.wait(shutdown).await {
                         tracing::warn!("shutdown during retry: batch abandoned uncommitted; it is read again on restart");
                         break Written::Abandoned;
                     }
@@ -330,39 +331,4 @@ enum Written {
     Fenced(Vec<i32>),
     /// Shutdown came while retrying: nothing was committed.
     Abandoned,
-}
-
-/// Capped exponential backoff with jitter, interruptible by shutdown.
-struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    fn new(tuning: &ConsumerTuning) -> Self {
-        Backoff {
-            next: Duration::from_millis(tuning.retry_initial_ms.max(1)),
-            max: Duration::from_millis(tuning.retry_max_ms.max(tuning.retry_initial_ms)),
-        }
-    }
-
-    /// Sleeps for the next delay (half fixed, half random); false if shutdown came.
-    async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
-        let half = self.next / 2;
-        let delay = half + half.mul_f64(jitter());
-        self.next = (self.next * 2).min(self.max);
-        tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => false,
-            () = tokio::time::sleep(delay) => true,
-        }
-    }
-}
-
-/// A number in [0, 1) that differs between instances and retries; enough to keep
-/// several consumers from retrying in lockstep.
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(Instant::now().elapsed().as_nanos());
-    (hasher.finish() % 10_000) as f64 / 10_000.0
 }
