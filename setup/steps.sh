@@ -1,18 +1,41 @@
-# setup/steps.sh (sourced by setup.sh): the steps of `./setup.sh up` and the runner printing their progress.
+# setup/steps.sh (sourced by setup.sh): the named steps of `./setup.sh up` and the runner printing their progress.
 # shellcheck shell=bash
 
+# The steps of `up`, in order, as "name:function"; the name is what the progress
+# line shows and what the rules below go by.
+UP_STEPS=(
+  "packages:step_packages"
+  "kafka jars:step_kafka_jars"
+  "postgres:step_postgres"
+  "redis:step_redis"
+  "kafka:step_kafka"
+  "prometheus + exporters:step_prometheus"
+  "build:step_build"
+  "services:step_services"
+  "schema check:step_schema"
+  "grafana:step_grafana"
+)
+# The steps SETUP_SKIP_APP=1 leaves out: everything about the Rust services.
+APP_STEPS=(build services "schema check")
+
+# Is step $1 one of the app steps?
+is_app_step() {
+  local s
+  for s in "${APP_STEPS[@]}"; do [[ "$s" == "$1" ]] && return 0; done
+  return 1
+}
+
 run_steps() {
-  local names=(packages "kafka jars" postgres redis kafka "prometheus + exporters" build services "schema check" grafana)
-  local fns=(step_packages step_kafka_jars step_postgres step_redis step_kafka step_prometheus step_build step_services step_schema step_grafana)
-  local n=${#names[@]} i name t0 t1 dt rc pad result total0
+  local n=${#UP_STEPS[@]} i name fn t0 t1 dt rc pad result total0
   total0=$(now_us)
   mkdir -p "$RUN_DIR"
   echo "=== $(date '+%F %T') setup.sh up (SETUP_SKIP_APP=$SKIP_APP) ===" >>"$SETUP_LOG"
   for ((i = 0; i < n; i++)); do
-    name=${names[i]}
+    name=${UP_STEPS[i]%%:*}
+    fn=${UP_STEPS[i]#*:}
     printf -v pad '%*s' $((24 - ${#name})) ''
     pad=${pad// /.}
-    if [[ $SKIP_APP == 1 ]] && ((i >= 6 && i <= 8)); then
+    if [[ $SKIP_APP == 1 ]] && is_app_step "$name"; then
       printf '[%2d/%d] %s %s %s\n' $((i + 1)) "$n" "$name" "$pad" "skipped (SETUP_SKIP_APP=1)"
       continue
     fi
@@ -20,7 +43,7 @@ run_steps() {
     rm -f "$STEP_NOTE"
     t0=$(now_us)
     set +e
-    (set -e; "${fns[i]}") 3>&1 >>"$SETUP_LOG" 2>&1
+    (set -e; "$fn") 3>&1 >>"$SETUP_LOG" 2>&1
     rc=$?
     set -e
     t1=$(now_us)
