@@ -1,0 +1,111 @@
+# setup/kafka.sh (sourced by setup.sh): the single-node KRaft Kafka: its jars, broker, topics and CLI tools.
+# shellcheck shell=bash
+
+kafka_tool() {
+  local cls=$1
+  shift
+  java -XX:TieredStopAtLevel=1 -Xshare:auto -Xmx256m -cp "$KAFKA_LIBS/*" \
+    -Dlog4j2.configurationFile="$REPO/kafka/tools-log4j2.properties" "$cls" "$@"
+}
+
+kafka_list_topics() {
+  timeout 30 java -XX:TieredStopAtLevel=1 -Xshare:auto -Xmx256m -cp "$KAFKA_LIBS/*" \
+    -Dlog4j2.configurationFile="$REPO/kafka/tools-log4j2.properties" \
+    org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --list
+}
+
+kafka_jars_present() { compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null; }
+
+kafka_port_open() { (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; }
+kafka_ready() { kafka_port_open && kafka_list_topics >/dev/null; }
+
+start_kafka() {
+  local dir="$DATA_DIR/kafka" props new id
+  kafka_jars_present || die "Kafka jars missing in $KAFKA_LIBS (run ./setup.sh up)"
+  mkdir -p "$dir/data"
+  props="$dir/server.properties"
+  new="$(sed "s|@LOG_DIR@|$dir/data|g" "$REPO/kafka/server.properties")"
+  if [[ ! -f "$props" || "$(cat "$props")" != "$new" ]]; then
+    printf '%s\n' "$new" >"$props"
+    echo "kafka: wrote $props"
+  fi
+  if [[ ! -f "$dir/data/meta.properties" ]]; then
+    if running_pid kafka >/dev/null; then die "kafka is running but $dir/data/meta.properties is missing"; fi
+    id="$(kafka_tool kafka.tools.StorageTool random-uuid | tail -n1)"
+    echo "kafka: formatting $dir/data with cluster id $id"
+    kafka_tool kafka.tools.StorageTool format -t "$id" -c "$props" --standalone
+  fi
+  if running_pid kafka >/dev/null; then
+    echo "kafka: already running (pid $(running_pid kafka))"
+  elif check_port_free kafka && check_port_free_9093; then
+    # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of JVM flags
+    launch kafka java $KAFKA_HEAP_OPTS -cp "$KAFKA_LIBS/*" \
+      -Dlog4j2.configurationFile="$REPO/kafka/log4j2.properties" kafka.Kafka "$props"
+  fi
+  wait_for kafka 60 kafka_ready
+  ensure_topics
+}
+
+check_port_free_9093() {
+  if port_busy 9093; then
+    local pid
+    pid="$(listener_pid 9093)"
+    echo "kafka: controller port 9093 is already in use by pid ${pid:-?}: $( [[ -n "$pid" ]] && cmdline_of "$pid")" >&2
+    exit 1
+  fi
+}
+
+ensure_topics() {
+  local existing t missing=()
+  existing="$(kafka_list_topics)"
+  for t in "$KAFKA_TOPIC" "$KAFKA_DLQ_TOPIC"; do
+    grep -qxF "$t" <<<"$existing" || missing+=("$t")
+  done
+  for t in "${missing[@]}"; do
+    echo "kafka: creating topic $t ($KAFKA_PARTITIONS partitions)"
+    kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --create \
+      --if-not-exists --topic "$t" --partitions "$KAFKA_PARTITIONS" --replication-factor 1
+  done
+  [[ ${#missing[@]} -gt 0 ]] || echo "kafka: topics $KAFKA_TOPIC, $KAFKA_DLQ_TOPIC present"
+}
+
+step_kafka_jars() {
+  if kafka_jars_present; then
+    echo "kafka $KAFKA_VERSION jars present in $KAFKA_LIBS"
+    return 0
+  fi
+  local tmp="$KAFKA_LIBS.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$(dirname "$KAFKA_LIBS")"
+  mvn -B -q -f "$REPO/kafka/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$tmp" -DincludeScope=runtime 3>&-
+  rm -rf "$KAFKA_LIBS"
+  mv "$tmp" "$KAFKA_LIBS"
+  kafka_jars_present
+  note "downloaded $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars"
+}
+
+step_kafka() { start_kafka; }
+
+add_bootstrap() {
+  local a
+  for a in "$@"; do
+    [[ "$a" == --bootstrap-server || "$a" == --bootstrap-server=* ]] && return 1
+  done
+  return 0
+}
+
+# kafka-topics | kafka-consumer-groups <args>: Kafka's own CLI, with
+# --bootstrap-server added unless the arguments give one.
+cmd_kafka_cli() {
+  local cmd=$1
+  shift
+  local cls=org.apache.kafka.tools.TopicCommand
+  [[ $cmd == kafka-consumer-groups ]] && cls=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand
+  kafka_jars_present || die "Kafka jars missing in $KAFKA_LIBS (run ./setup.sh up)"
+  if add_bootstrap "$@"; then
+    kafka_tool "$cls" --bootstrap-server "$KAFKA_BOOTSTRAP" "$@"
+  else
+    kafka_tool "$cls" "$@"
+  fi
+}

@@ -1,0 +1,34 @@
+# setup/test.sh (sourced by setup.sh): `./setup.sh test`, the whole suite (cargo test, chaos runs, schemathesis).
+# shellcheck shell=bash
+
+# test [args]: with args, only `cargo test --release --workspace <args>`; without,
+# the whole suite. Runs from the repository, whatever the caller's directory.
+cmd_test() {
+  command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust with rustup (https://rustup.rs)"
+  cd "$REPO" || exit
+  if (($#)); then
+    echo "+ CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo test --release --workspace $*"
+    exec cargo test --release --workspace "$@"
+  fi
+  # The whole suite: everything but the chaos run, then the chaos run with its
+  # output shown (its summary is the point), then the two tests that kill the
+  # stack's consumer again with one writer instead of the default (one per core),
+  # then schemathesis on both API documents. The takeover test runs the release
+  # binary itself, so the binaries are built first.
+  echo "+ CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --release --workspace --bins"
+  cargo build --release --workspace --bins
+  echo "+ CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo test --release --workspace -- --skip survives_the_chaos"
+  cargo test --release --workspace -- --skip survives_the_chaos
+  echo "+ cargo test --release -p integration-tests --test chaos -- --nocapture"
+  cargo test --release -p integration-tests --test chaos -- --nocapture
+  echo "+ CONSUMER_WRITERS=1: the crash and chaos runs again"
+  # (exported for the run too: both tests start the consumer again themselves)
+  local rc=0
+  CONSUMER_WRITERS=1 "$REPO/setup.sh" restart consumer
+  CONSUMER_WRITERS=1 cargo test --release -p integration-tests --test consumer_crash --test chaos \
+    -- --nocapture || rc=$?
+  env -u CONSUMER_WRITERS "$REPO/setup.sh" restart consumer
+  ((rc == 0)) || exit "$rc"
+  echo "+ integration-tests/schemathesis/run.sh"
+  "$REPO/integration-tests/schemathesis/run.sh"
+}
