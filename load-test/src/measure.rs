@@ -189,9 +189,12 @@ impl ServiceSampler {
     }
 }
 
-/// The unit of the CPU times in `/proc/<pid>/stat`, assumed.
+/// The unit of the CPU times in `/proc/<pid>/stat` (`sysconf(_SC_CLK_TCK)`). It is 100
+/// on most Linux builds but not on all, and a wrong guess scales every CPU figure.
+/// rustix reads it safely; `libc::sysconf` would need `unsafe`, which the workspace
+/// forbids.
 pub fn clock_ticks_per_second() -> u64 {
-    100
+    rustix::param::clock_ticks_per_second()
 }
 
 fn rss_mib(pid: u32) -> Option<f64> {
