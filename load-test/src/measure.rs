@@ -238,3 +238,161 @@ fn cpu_seconds_in(stat: &str, ticks_per_second: u64) -> f64 {
     // Counted from the state field, the third of the line: utime is the 14th.
     (field(11) + field(12)) / ticks_per_second as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[tokio::test]
+    async fn the_load_window_ends_with_the_load_not_after_the_drain() {
+        let started = Instant::now();
+        let load = async {
+            tokio::time::sleep(ms(50)).await;
+            Ok(())
+        };
+        let drain = || async {
+            tokio::time::sleep(ms(600)).await;
+            "drained"
+        };
+        let (window, drained) = load_window(started, load, drain).await.expect("loaded");
+        assert_eq!(drained, "drained");
+        assert!(
+            started.elapsed() >= ms(650),
+            "the drain ran, after the load"
+        );
+        assert!(window >= ms(50), "the load counts: {window:?}");
+        assert!(window < ms(600), "the drain does not: {window:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_skips_the_drain() {
+        let drained = AtomicBool::new(false);
+        let load = async { Err(anyhow::anyhow!("worker failed")) };
+        let drain = || async { drained.store(true, Ordering::SeqCst) };
+        let result = load_window(Instant::now(), load, drain).await;
+        assert!(result.is_err());
+        assert!(!drained.load(Ordering::SeqCst));
+    }
+
+    /// A `/proc/<pid>/stat` line whose command name holds ") " and spaces, with
+    /// utime 250 and stime 50 ticks.
+    const STAT: &str = "4242 (tokio) runtime w) S 1 4242 4242 0 -1 4194560 9000 0 3 0 \
+                        250 50 7 9 20 0 12 0 1000 123456789 4000 18446744073709551615";
+
+    #[test]
+    fn cpu_seconds_are_user_plus_system_ticks_over_the_clock_tick() {
+        assert_eq!(cpu_seconds_in(STAT, 100), 3.0);
+        // The same ticks at 250 a second are fewer seconds: the tick is not assumed.
+        assert_eq!(cpu_seconds_in(STAT, 250), 1.2);
+    }
+
+    #[test]
+    fn an_unreadable_stat_counts_no_cpu() {
+        assert_eq!(cpu_seconds_in("", 100), 0.0);
+        assert_eq!(cpu_seconds_in("4242 (cut short", 100), 0.0);
+    }
+
+    #[test]
+    fn the_clock_tick_is_the_systems() {
+        let getconf = std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .expect("getconf (libc-bin) runs");
+        let system: u64 = String::from_utf8_lossy(&getconf.stdout)
+            .trim()
+            .parse()
+            .expect("a number of ticks");
+        assert_eq!(clock_ticks_per_second(), system);
+    }
+
+    #[test]
+    fn this_process_cpu_time_grows_while_it_computes() {
+        // Reads the real /proc: a slip to another field reads a figure that does not
+        // move (or an absurd one).
+        let tick = clock_ticks_per_second();
+        let before = cpu_seconds(std::process::id(), tick);
+        let give_up = Instant::now() + Duration::from_secs(20);
+        let mut after = before;
+        while after <= before && Instant::now() < give_up {
+            let spin = Instant::now() + ms(20);
+            while Instant::now() < spin {
+                std::hint::spin_loop();
+            }
+            after = cpu_seconds(std::process::id(), tick);
+        }
+        assert!(after > before && after < 3600.0, "{before} then {after}");
+    }
+
+    #[test]
+    fn rss_is_read_from_vm_rss_in_mib() {
+        let status = "Name:\tconsumer\nVmPeak:\t 999999 kB\nVmRSS:\t  204800 kB\nThreads:\t9\n";
+        assert_eq!(rss_mib_in(status), Some(200.0));
+        assert_eq!(rss_mib_in("Name:\tkthreadd\n"), None);
+    }
+
+    #[test]
+    fn record_counts_requests_by_kind_and_status() {
+        let stats = Stats::new().expect("stats");
+        stats.record("ingest", ms(20), "200");
+        stats.record("ingest", ms(40), "503");
+        stats.record("search", ms(7), "200");
+        assert_eq!(stats.requests.load(Ordering::Relaxed), 3);
+        let by_status = stats.by_status.lock().expect("lock").clone();
+        assert_eq!(
+            by_status,
+            BTreeMap::from([("200".into(), 2), ("503".into(), 1)])
+        );
+        let latency = stats.latency_us.lock().expect("lock");
+        assert_eq!(latency["ingest"].len(), 2);
+        assert_eq!(
+            latency["ingest"].max(),
+            latency["ingest"].highest_equivalent(40_000)
+        );
+        assert_eq!(latency["search"].len(), 1);
+    }
+
+    #[test]
+    fn latencies_beyond_the_histogram_are_clamped_not_lost() {
+        let stats = Stats::new().expect("stats");
+        stats.record("ingest", Duration::ZERO, "200");
+        stats.record("ingest", Duration::from_secs(500), "timeout");
+        let latency = stats.latency_us.lock().expect("lock");
+        assert_eq!(latency["ingest"].len(), 2);
+        assert_eq!(latency["ingest"].min(), 1);
+        assert!(latency["ingest"].max() >= MAX_LATENCY_US);
+    }
+
+    #[test]
+    fn percentiles_are_reported_in_ms() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3).expect("bounds");
+        for ms in 1..=1000 {
+            h.record(ms * 1000).expect("in bounds");
+        }
+        let l = Latency::from_us(&h);
+        assert_eq!(l.count, 1000);
+        for (actual, expected) in [(l.p50_ms, 500.0), (l.p99_ms, 990.0), (l.max_ms, 1000.0)] {
+            assert!(
+                (actual - expected).abs() <= expected / 1000.0,
+                "{actual} vs {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn visibility_lags_recorded_in_ms_are_reported_in_ms() {
+        let stats = Stats::new().expect("stats");
+        stats.add_visibility(crate::visibility::Outcome {
+            visible_after_ms: vec![10, 20, 30, 1500],
+            never_visible: 2,
+        });
+        assert_eq!(stats.invisible.load(Ordering::Relaxed), 2);
+        let l = Latency::from_ms(&stats.visibility_ms.lock().expect("lock"));
+        assert_eq!(l.count, 4);
+        assert!((l.p50_ms - 20.0).abs() < 0.1, "p50 {}", l.p50_ms);
+        assert!((l.max_ms - 1500.0).abs() < 2.0, "max {}", l.max_ms);
+    }
+}
