@@ -195,3 +195,174 @@ fn headline_count(mode: Mode, accepted_events: u64, answered_queries: u64) -> u6
 fn per_second(count: u64, load_window: Duration) -> f64 {
     count as f64 / load_window.as_secs_f64()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(flags: &[&str]) -> Args {
+        let line = std::iter::once("load-test").chain(flags.iter().copied());
+        Args::try_parse_from(line).expect("valid flags")
+    }
+
+    fn stats(accepted_events: u64, answered_queries: u64) -> Stats {
+        let stats = Stats::new().expect("stats");
+        stats.ok_units.store(accepted_events, Ordering::Relaxed);
+        stats.ok_queries.store(answered_queries, Ordering::Relaxed);
+        stats
+    }
+
+    fn report(flags: &[&str], stats: &Stats, load_window: Duration) -> Report {
+        Report::build(
+            &args(flags),
+            "abcd1234",
+            stats,
+            load_window,
+            BTreeMap::new(),
+        )
+    }
+
+    #[test]
+    fn the_headline_is_accepted_events_per_second_of_the_load_window() {
+        let r = report(
+            &["--mode", "ingest"],
+            &stats(200_000, 0),
+            Duration::from_secs(10),
+        );
+        assert_eq!(r.throughput_per_second, 20_000.0);
+        assert_eq!(r.ok, 200_000);
+        // persistence.sh takes the last word of the first line.
+        assert_eq!(r.headline(), "accepted events/s: 20000\n");
+    }
+
+    #[test]
+    fn in_query_mode_the_headline_is_answered_queries_per_second() {
+        let r = report(&["--mode", "query"], &stats(0, 480), Duration::from_secs(8));
+        assert_eq!(r.throughput_per_second, 60.0);
+        assert_eq!(r.headline(), "queries/s: 60\n");
+    }
+
+    #[test]
+    fn in_mixed_mode_events_and_queries_have_a_line_each() {
+        let r = report(
+            &["--mode", "mixed"],
+            &stats(200_000, 2_000),
+            Duration::from_secs(10),
+        );
+        assert_eq!(r.headline(), "accepted events/s: 20000\nqueries/s: 200\n");
+        assert_eq!(r.ok, 200_000);
+    }
+
+    #[tokio::test]
+    async fn the_headline_rate_leaves_out_the_wait_for_samples() {
+        let stats = stats(0, 0);
+        let started = Instant::now();
+        let load = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stats.ok_units.store(1_000, Ordering::Relaxed);
+            Ok(())
+        };
+        // Stands for the e2e wait for the last samples: nothing is sent during it.
+        let drain = || tokio::time::sleep(Duration::from_millis(500));
+        let (window, ()) = crate::measure::load_window(started, load, drain)
+            .await
+            .expect("loaded");
+        let r = report(&["--mode", "e2e"], &stats, window);
+        assert!(r.elapsed_seconds < 0.5, "window {}", r.elapsed_seconds);
+        // Over the 0.6 s with the drain it would be at most 1,667/s.
+        assert!(
+            r.throughput_per_second > 2_000.0,
+            "{}",
+            r.throughput_per_second
+        );
+        assert_eq!(r.throughput_per_second, 1_000.0 / r.elapsed_seconds);
+    }
+
+    fn fixed_report() -> Report {
+        let ms = |p50_ms, max_ms, count| Latency {
+            count,
+            p50_ms,
+            p90_ms: p50_ms * 1.5,
+            p99_ms: p50_ms * 2.0,
+            p999_ms: p50_ms * 3.0,
+            max_ms,
+        };
+        let producer = ServiceUsage {
+            pid: 77,
+            peak_rss_mib: 123.44,
+            cpu_seconds: 5.5,
+            cpu_cores: 0.55,
+        };
+        Report {
+            run_id: "abcd1234".into(),
+            started_at: "2026-11-29T13:00:00+00:00".into(),
+            args: args(&["--mode", "e2e", "--batch-size", "100"]),
+            elapsed_seconds: 10.04,
+            throughput_per_second: 20_000.4,
+            queries_per_second: 0.0,
+            ok: 200_000,
+            failed: 12,
+            requests: 401,
+            by_status: BTreeMap::from([("200".into(), 400), ("503".into(), 1)]),
+            latency: BTreeMap::from([("ingest".into(), ms(1.5, 5.0, 401))]),
+            visibility_lag_ms: Some(ms(120.0, 500.0, 50)),
+            samples_never_visible: 0,
+            services: BTreeMap::from([("producer".into(), producer)]),
+        }
+    }
+
+    #[test]
+    fn the_markdown_summary_keeps_its_format() {
+        let expected = "\
+## load-test abcd1234 (E2e, Batch)
+
+accepted events/s: **20000** (200000 ok, 12 failed, 401 requests in 10.0 s)
+
+| request | count | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |
+|---|---|---|---|---|---|---|
+| ingest | 401 | 1.50 | 2.25 | 3.00 | 4.50 | 5.00 |
+| visibility lag | 50 | 120 | 180 | 240 | 360 | 500 |
+
+statuses: {\"200\": 400, \"503\": 1}
+
+| service | peak RSS MiB | CPU s | cores |
+|---|---|---|---|
+| producer | 123.4 | 5.5 | 0.55 |
+";
+        assert_eq!(fixed_report().markdown(), expected);
+    }
+
+    #[test]
+    fn the_json_report_keeps_its_fields() {
+        let json = serde_json::to_value(fixed_report()).expect("serializes");
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            v.as_object().expect("object").keys().cloned().collect()
+        };
+        let mut top = keys(&json);
+        top.sort();
+        assert_eq!(
+            top,
+            [
+                "args",
+                "by_status",
+                "elapsed_seconds",
+                "failed",
+                "latency",
+                "ok",
+                "queries_per_second",
+                "requests",
+                "run_id",
+                "samples_never_visible",
+                "services",
+                "started_at",
+                "throughput_per_second",
+                "visibility_lag_ms",
+            ]
+        );
+        assert_eq!(json["args"]["mode"], "e2e");
+        assert_eq!(json["args"]["batch_size"], 100);
+        assert_eq!(json["latency"]["ingest"]["p999_ms"], 4.5);
+        assert_eq!(json["services"]["producer"]["cpu_cores"], 0.55);
+    }
+}
