@@ -135,3 +135,115 @@ impl Args {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Args, String> {
+        let words = std::iter::once("load-test").chain(line.split_whitespace());
+        Args::try_parse_from(words).map_err(|e| e.to_string())
+    }
+
+    fn checked(line: &str) -> anyhow::Result<Args> {
+        parse(line).map_err(anyhow::Error::msg)?.checked()
+    }
+
+    #[test]
+    fn the_documented_command_lines_still_parse() {
+        // From BENCHMARKS.md, run.sh and persistence.sh.
+        for line in [
+            "--mode ingest --endpoint batch --batch-size 500 --duration 20 --concurrency 8",
+            "--mode ingest --endpoint bulk --batch-size 1000 --duration 15 --concurrency 8",
+            "--mode e2e --endpoint batch --batch-size 100 --rate 20000 --duration 60 \
+             --concurrency 64 --sample-every 500",
+            "--mode query --query-kind page --duration 8 --concurrency 2",
+            "--mode query --query-kind filtered",
+            "--mode query --query-kind search",
+            "--mode query --query-kind deep",
+            "--mode query --query-kind stats",
+            "--mode query --query-kind mix",
+            "--mode mixed --rate 20000 --query-rate 200 --duration 10 --concurrency 8",
+            "--mode ingest --endpoint batch --batch-size 5000 --concurrency 256 --duration 20 \
+             --prebuilt-bodies 64",
+            "--mode ingest --endpoint ingest --gzip --producer-url http://127.0.0.1:8081 \
+             --gateway-url http://localhost:8080 --run-dir .run --results-dir /tmp/r \
+             --postgres-url postgres://loguser:logpass@127.0.0.1:5432/logprocessor",
+        ] {
+            checked(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+    }
+
+    #[test]
+    fn the_e2e_benchmark_line_sets_what_it_says() {
+        let a = checked(
+            "--mode e2e --endpoint bulk --batch-size 100 --rate 20000 --duration 60 \
+             --concurrency 64 --sample-every 500",
+        )
+        .expect("valid");
+        assert_eq!((a.mode, a.endpoint), (Mode::E2e, Endpoint::Bulk));
+        assert_eq!((a.batch_size, a.rate, a.duration), (100, 20_000, 60));
+        assert_eq!((a.concurrency, a.sample_every), (64, 500));
+    }
+
+    #[test]
+    fn the_defaults_are_unchanged() {
+        let a = checked("").expect("valid");
+        assert_eq!(
+            (a.mode, a.endpoint, a.query_kind),
+            (Mode::Ingest, Endpoint::Batch, QueryKind::Mix)
+        );
+        assert_eq!((a.duration, a.rate, a.query_rate), (20, 0, 0));
+        assert_eq!((a.concurrency, a.batch_size, a.sample_every), (8, 500, 100));
+        assert_eq!((a.gzip, a.prebuilt_bodies), (false, 0));
+        assert_eq!(a.producer_url, "http://127.0.0.1:8081");
+        assert_eq!(a.gateway_url, "http://127.0.0.1:8080");
+        assert_eq!(a.run_dir, PathBuf::from(".run"));
+        assert_eq!(a.results_dir, PathBuf::from("load-test/results"));
+    }
+
+    #[test]
+    fn unknown_flags_and_values_are_refused() {
+        assert!(parse("--mode burst").is_err());
+        assert!(parse("--endpoint stream").is_err());
+        assert!(parse("--query-kind all").is_err());
+        assert!(parse("--threads 4").is_err());
+    }
+
+    #[test]
+    fn sizes_are_clamped() {
+        let a = checked("--duration 0 --concurrency 0 --batch-size 0").expect("valid");
+        assert_eq!((a.duration, a.concurrency, a.batch_size), (1, 1, 1));
+        let a = checked("--duration 601 --concurrency 5000 --batch-size 20000").expect("valid");
+        assert_eq!(
+            (a.duration, a.concurrency, a.batch_size),
+            (600, 2048, 10_000)
+        );
+    }
+
+    #[test]
+    fn load_is_only_aimed_at_this_machine() {
+        assert!(checked("--producer-url http://10.0.0.7:8081").is_err());
+        assert!(checked("--gateway-url https://gateway.example.com").is_err());
+        assert!(checked("--postgres-url postgres://u:p@db.example.com/x").is_err());
+        assert!(checked("--producer-url http://localhost:9000").is_ok());
+        assert!(checked("--postgres-url postgres://u:p@localhost/x").is_ok());
+    }
+
+    #[test]
+    fn prebuilt_bodies_are_only_for_ingest_mode() {
+        for mode in ["e2e", "query", "mixed"] {
+            let line = format!("--mode {mode} --prebuilt-bodies 4");
+            assert!(checked(&line).is_err(), "{mode}");
+        }
+        assert!(checked("--mode ingest --prebuilt-bodies 4").is_ok());
+    }
+
+    #[test]
+    fn single_event_requests_carry_one_event() {
+        let events = |line| checked(line).expect("valid").events_per_request();
+        assert_eq!(events("--endpoint ingest --batch-size 300"), 1);
+        assert_eq!(events("--endpoint batch --batch-size 300"), 300);
+        assert_eq!(events("--endpoint bulk --batch-size 300"), 300);
+    }
+}

@@ -239,3 +239,158 @@ pub async fn send_query(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::io::Read;
+
+    fn args(line: &str) -> Args {
+        let words = std::iter::once("load-test").chain(line.split_whitespace());
+        Args::try_parse_from(words).expect("valid flags")
+    }
+
+    fn events_of_array(body: &[u8]) -> Vec<Value> {
+        serde_json::from_slice::<Vec<Value>>(body).expect("a JSON array")
+    }
+
+    fn events_of_ndjson(body: &[u8]) -> Vec<Value> {
+        let text = std::str::from_utf8(body).expect("utf-8");
+        assert!(text.ends_with('\n'), "NDJSON ends with a newline");
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_body_is_a_json_array_of_batch_size_events() {
+        let (body, first_id) =
+            ingest_body(&args("--endpoint batch"), "load-run-3", 7).expect("body");
+        let events = events_of_array(&body);
+        assert_eq!(events.len(), 7);
+        assert_eq!(events[0]["id"], first_id.as_str());
+        let levels: Vec<&str> = events
+            .iter()
+            .map(|e| e["level"].as_str().expect("level"))
+            .collect();
+        assert_eq!(
+            levels,
+            ["INFO", "INFO", "DEBUG", "WARN", "ERROR", "INFO", "INFO"]
+        );
+        assert_eq!(events[3]["source"], "load-run-3");
+        assert_eq!(
+            events[3]["message"],
+            "request 3 handled: database query took 3 ms"
+        );
+        assert_eq!(events[3]["correlationId"], "corr-3");
+        assert_eq!(events[3]["metadata"]["endpoint"], "/api/orders");
+        let ids: std::collections::HashSet<_> = events.iter().map(|e| e["id"].clone()).collect();
+        assert_eq!(ids.len(), 7, "fresh ids");
+    }
+
+    #[test]
+    fn a_bulk_body_is_ndjson_gzipped_on_request() {
+        let (plain, _) = ingest_body(&args("--endpoint bulk"), "s", 5).expect("body");
+        assert_eq!(events_of_ndjson(&plain).len(), 5);
+        let (gzipped, first_id) =
+            ingest_body(&args("--endpoint bulk --gzip"), "s", 5).expect("body");
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(&gzipped[..])
+            .read_to_end(&mut text)
+            .expect("gzip");
+        let events = events_of_ndjson(&text);
+        assert_eq!(events.len(), 5);
+        assert_eq!(events[0]["id"], first_id.as_str());
+    }
+
+    #[test]
+    fn gzip_only_applies_to_bulk() {
+        let (body, _) = ingest_body(&args("--endpoint batch --gzip"), "s", 2).expect("body");
+        assert_eq!(events_of_array(&body).len(), 2);
+    }
+
+    #[test]
+    fn a_single_event_body_is_one_json_object() {
+        let (body, first_id) = ingest_body(&args("--endpoint ingest"), "s", 1).expect("body");
+        let event: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(event["id"], first_id.as_str());
+    }
+
+    #[test]
+    fn prebuilt_bodies_are_sent_in_turn() {
+        let a = args("--endpoint batch --batch-size 3 --prebuilt-bodies 3");
+        let bodies = PrebuiltBodies::build(&a, "run")
+            .expect("built")
+            .expect("asked for");
+        let first_ids: Vec<String> = (0..3).map(|k| bodies.pick(0, k).1).collect();
+        let distinct: std::collections::HashSet<_> = first_ids.iter().collect();
+        assert_eq!(distinct.len(), 3);
+        // Worker 1's request k is worker 0's request k + 1, modulo the count.
+        assert_eq!(bodies.pick(1, 0).1, first_ids[1]);
+        assert_eq!(bodies.pick(1, 2).1, first_ids[0]);
+        assert_eq!(events_of_array(&bodies.pick(0, 0).0).len(), 3);
+        assert!(PrebuiltBodies::build(&args(""), "run")
+            .expect("ok")
+            .is_none());
+    }
+
+    #[test]
+    fn one_event_in_sample_every_is_followed() {
+        let followed = |every, events| -> Vec<u64> {
+            (1..=20).filter(|&n| is_sampled(n, every, events)).collect()
+        };
+        // One in 500 events with requests of 100: every fifth request.
+        assert_eq!(followed(500, 100), [5, 10, 15, 20]);
+        // Requests larger than the interval: every request (at most one a request).
+        assert_eq!(followed(500, 1000), (1..=20).collect::<Vec<_>>());
+        // Single events, one in 10.
+        assert_eq!(followed(10, 1), [10, 20]);
+    }
+
+    #[test]
+    fn the_mix_cycles_through_every_query() {
+        let names: Vec<&str> = (0..10).map(|n| query(QueryKind::Mix, n).0).collect();
+        assert_eq!(
+            names[..5],
+            [
+                "logs_24h",
+                "logs_filtered",
+                "search",
+                "stats",
+                "logs_page_5"
+            ]
+        );
+        assert_eq!(names[..5], names[5..]);
+    }
+
+    #[test]
+    fn each_query_kind_sends_its_query() {
+        for (kind, expected) in [
+            (QueryKind::Page, ("logs_24h", "logs?size=50")),
+            (
+                QueryKind::Filtered,
+                ("logs_filtered", "logs?level=ERROR&size=50"),
+            ),
+            (
+                QueryKind::Search,
+                ("search", "search?query=database%20query&size=50"),
+            ),
+            (QueryKind::Stats, ("stats", "stats?hoursBack=24")),
+            (
+                QueryKind::Deep,
+                ("logs_page_5", "logs?size=50&page=5&level=WARN,ERROR"),
+            ),
+        ] {
+            for sequence in [1, 2, 3] {
+                assert_eq!(query(kind, sequence), expected, "{kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn workers_share_sixteen_sources_a_run() {
+        assert_eq!(source_name("ab12", 3), "load-ab12-3");
+        assert_eq!(source_name("ab12", 19), "load-ab12-3");
+    }
+}
