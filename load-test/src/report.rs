@@ -36,6 +36,8 @@ pub async fn progress_line(stats: Arc<Stats>, stop: Arc<AtomicBool>, started: In
 #[derive(Debug, Serialize)]
 pub struct Report {
     run_id: String,
+    /// Set when the report is built, at the end of the run; the JSON key stays for the
+    /// reports already written.
     started_at: String,
     args: Args,
     /// The load window: from the start until the last worker is done (not the wait

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-/// The `source` of the events a worker generates: one of 16 per run, so a run is easy
-/// to find and the producer's keys spread over partitions.
+/// The `source` of the events a worker generates (at most 16 a run): named after the
+/// run, so its rows can be told from other runs'.
 pub fn source_name(run_id: &str, worker: usize) -> String {
     format!("load-{run_id}-{}", worker % 16)
 }
@@ -142,6 +142,8 @@ impl PrebuiltBodies {
             .transpose()
     }
 
+    /// The body of request `sequence` of `worker`; offset by the worker, so that the
+    /// workers do not all send the same body at the same time.
     pub fn pick(&self, worker: usize, sequence: u64) -> (bytes::Bytes, String) {
         let (body, first_id) = &self.0[(worker + sequence as usize) % self.0.len()];
         (body.clone(), first_id.clone())
