@@ -1,6 +1,7 @@
 //! Kafka stopped under the running stack (`./setup.sh stop kafka`): the producer never
 //! answers 2xx for an event Kafka did not take, never hangs, opens its breaker (503 +
 //! Retry-After), and closes it by itself once `./setup.sh start kafka` brings Kafka back.
+//! The consumer's health says Kafka is down while it is, and up again after.
 //!
 //! Its own test binary, so no other test runs while Kafka is away.
 
@@ -13,6 +14,20 @@ use helpers::{
 use std::time::{Duration, Instant};
 
 const PRODUCER: &str = "http://127.0.0.1:8081";
+const CONSUMER: &str = "http://127.0.0.1:8082";
+
+/// The consumer's health once its Kafka component reads `want` ("UP" or "DOWN").
+async fn consumer_health_with_kafka(want: &'static str) -> (u16, serde_json::Value) {
+    eventually(
+        &format!("the consumer's health to say Kafka is {want}"),
+        Duration::from_secs(60),
+        || async move {
+            let (status, health) = get_json(format!("{CONSUMER}/actuator/health")).await;
+            (health["components"]["kafka"]["status"] == want).then_some((status, health))
+        },
+    )
+    .await
+}
 
 #[tokio::test]
 async fn producer_sheds_load_while_kafka_is_down_and_recovers_by_itself() {
@@ -30,6 +45,8 @@ async fn producer_sheds_load_while_kafka_is_down_and_recovers_by_itself() {
         "the stack's producer is not ready: run ./setup.sh"
     );
     let source = unique("outage");
+    let (status, health) = consumer_health_with_kafka("UP").await;
+    assert_eq!(status, 200, "the stack's consumer is ready before the outage: {health}");
 
     let outage = Outage::begin("kafka");
     let mut statuses = Vec::new();
@@ -70,6 +87,11 @@ async fn producer_sheds_load_while_kafka_is_down_and_recovers_by_itself() {
         "{health}"
     );
 
+    // The consumer cannot work without Kafka: not ready, and saying why.
+    let (status, health) = consumer_health_with_kafka("DOWN").await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["components"]["postgres"]["status"], "UP", "{health}");
+
     outage.end();
     let recovered = Instant::now();
     eventually(
@@ -107,4 +129,6 @@ async fn producer_sheds_load_while_kafka_is_down_and_recovers_by_itself() {
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(rows_for_source(&source).len(), 1);
+    let (status, health) = consumer_health_with_kafka("UP").await;
+    assert_eq!(status, 200, "the consumer is ready again: {health}");
 }

@@ -1,6 +1,9 @@
 //! PostgreSQL stopped under the running stack (`./setup.sh stop postgres`): the
 //! consumer keeps every event and retries until the database is back; the gateway
-//! answers 503 with Retry-After instead of hanging; both recover by themselves.
+//! answers 503 with Retry-After instead of hanging; both recover by themselves. A
+//! rebalance during the outage leaves the partitions waiting for their claim (their
+//! stored offsets are in PostgreSQL) without blocking the consumer, and they start
+//! from those offsets once the database is back.
 //!
 //! Its own test binary, so no other test runs while PostgreSQL is away.
 
@@ -10,11 +13,54 @@ mod helpers;
 use helpers::{
     event, eventually, json, post_json, require_infrastructure, rows_for_source, unique, Outage,
 };
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
 use std::time::{Duration, Instant};
 
 const PRODUCER: &str = "http://127.0.0.1:8081";
 const CONSUMER: &str = "http://127.0.0.1:8082";
 const GATEWAY: &str = "http://127.0.0.1:8080";
+/// The stack consumer's group and topic (the services' defaults).
+const GROUP: &str = "log-consumer-group";
+const TOPIC: &str = "log-events";
+
+/// Joins the stack consumer's group until Kafka gives this member partitions, then
+/// leaves: two rebalances for the stack consumer. It commits nothing.
+async fn join_and_leave_the_consumer_group() {
+    tokio::task::spawn_blocking(|| {
+        let member: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", helpers::KAFKA)
+            .set("group.id", GROUP)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "latest")
+            .create()
+            .expect("test consumer");
+        member.subscribe(&[TOPIC]).expect("subscribe");
+        let started = Instant::now();
+        while member.assignment().map_or(0, |a| a.count()) == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "the stack consumer never let the group rebalance while PostgreSQL was down"
+            );
+            let _ = member.poll(Duration::from_millis(200));
+        }
+        // Dropping the consumer closes it: it leaves the group at once.
+    })
+    .await
+    .expect("test consumer task");
+}
+
+/// The stack consumer's Kafka health details.
+async fn consumer_kafka_details(client: &reqwest::Client) -> Option<serde_json::Value> {
+    let response = client
+        .get(format!("{CONSUMER}/actuator/health"))
+        .send()
+        .await
+        .ok()?;
+    let (_, body) = json(response).await;
+    Some(body["components"]["kafka"]["details"].clone())
+}
 
 #[tokio::test]
 async fn events_wait_for_postgres_and_queries_fail_fast_meanwhile() {
@@ -58,6 +104,26 @@ async fn events_wait_for_postgres_and_queries_fail_fast_meanwhile() {
         "{consumer_health}"
     );
 
+    // A rebalance now: the stack consumer is handed its partitions back while the
+    // offsets it must start from are out of reach. It keeps answering, owns nothing
+    // yet, and says which partitions wait for their claim.
+    join_and_leave_the_consumer_group().await;
+    let waiting = eventually(
+        "the consumer's partitions to wait for their claim",
+        Duration::from_secs(60),
+        || {
+            let client = client.clone();
+            async move {
+                let details = consumer_kafka_details(&client).await?;
+                let waiting = details["awaitingClaim"].as_array()?.len();
+                (waiting > 0 && details["assignedPartitions"].as_array()?.is_empty())
+                    .then_some(waiting)
+            }
+        },
+    )
+    .await;
+    println!("after a rebalance during the outage: {waiting} partitions wait for their claim");
+
     let mut longest = Duration::ZERO;
     for _ in 0..5 {
         let started = Instant::now();
@@ -92,6 +158,17 @@ async fn events_wait_for_postgres_and_queries_fail_fast_meanwhile() {
         (rows, rows_for_source(&source).len()),
         (500, 500),
         "nothing lost, nothing doubled"
+    );
+    let details = consumer_kafka_details(&client).await.expect("consumer health");
+    assert_eq!(
+        details["awaitingClaim"].as_array().map(Vec::len),
+        Some(0),
+        "every partition claimed once PostgreSQL is back: {details}"
+    );
+    assert_eq!(
+        details["assignedPartitions"].as_array().map(Vec::len),
+        Some(waiting),
+        "{details}"
     );
 
     eventually(
