@@ -67,6 +67,12 @@ ensure_pg_app_db() {
     echo "creating role $PG_USER"
     psql_su -c "CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASSWORD'"
   fi
+  # The test suite gives each test binary a database of its own (logtest_<pid>_…),
+  # so no test touches the rows in $PG_DB: the app role may create databases.
+  if [[ "$(psql_su -Atc "SELECT rolcreatedb FROM pg_roles WHERE rolname = '$PG_USER'")" != t ]]; then
+    echo "granting $PG_USER CREATEDB (for the test suite's own databases)"
+    psql_su -c "ALTER ROLE $PG_USER CREATEDB"
+  fi
   if [[ "$(psql_su -Atc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]]; then
     echo "creating database $PG_DB"
     psql_su -c "CREATE DATABASE $PG_DB OWNER $PG_USER"

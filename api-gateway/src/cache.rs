@@ -1,30 +1,26 @@
 //! Redis cache-aside with bounded freshness.
 //!
 //! - Keys come from the validated, normalised query, so `level=warning` and
-//!   `level=WARN` share an entry.
-//! - Concurrent misses on one key run the query once (single flight); the others
-//!   wait for its answer.
+//!   `level=WARN` share an entry; they are namespaced by the database they were
+//!   read from, so two gateways over two databases never answer from each other's.
+//! - Concurrent misses on one key run the query once (single flight, moka's
+//!   coalescing loader); the others wait for its answer.
 //! - Redis slow, down or broken never fails a request: after a timeout or an error
 //!   the answer comes from PostgreSQL, and a breaker stops asking Redis for a while.
 
 use crate::metrics::GatewayMetrics;
 use deadpool_redis::redis::cmd;
 use deadpool_redis::Pool;
-use futures::channel::oneshot;
-use futures::future::{FutureExt, Shared};
 use log_common::breaker::CircuitBreaker;
 use log_common::error::ApiError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Bump when a cached value's shape changes, so old entries are never misread.
 const KEY_PREFIX: &str = "gateway:v1:";
-
-type InFlight = Shared<oneshot::Receiver<Option<String>>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnswerSource {
@@ -46,24 +42,40 @@ pub struct Cache {
     breaker: CircuitBreaker,
     timeout: Duration,
     metrics: GatewayMetrics,
-    in_flight: Arc<Mutex<HashMap<String, InFlight>>>,
+    /// `gateway:v1:<database>:`, prefixed to every key.
+    prefix: String,
+    /// Loads in flight, by key: an entry lives only while its load runs (it is
+    /// removed as soon as the leader has its answer), so this is never a second cache.
+    in_flight: moka::future::Cache<String, String>,
 }
 
 impl Cache {
-    /// `pool` is None when caching is turned off.
+    /// `pool` is None when caching is turned off. `namespace` names the data the
+    /// answers come from (the database).
     pub fn new(
         pool: Option<Pool>,
         breaker: CircuitBreaker,
         timeout: Duration,
         metrics: GatewayMetrics,
+        namespace: &str,
     ) -> Self {
         Cache {
             pool,
             breaker,
             timeout,
             metrics,
-            in_flight: Arc::default(),
+            prefix: format!("{KEY_PREFIX}{namespace}:"),
+            // The TTL only bounds an entry whose removal was missed (a leader
+            // cancelled between insert and removal): never stale for longer.
+            in_flight: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(1))
+                .build(),
         }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.pool.is_some()
     }
 
     pub fn breaker(&self) -> &CircuitBreaker {
@@ -103,7 +115,7 @@ impl Cache {
         if self.pool.is_none() {
             return Ok((load.await?, AnswerSource::Database));
         }
-        let key = format!("{KEY_PREFIX}{key}");
+        let key = format!("{}{key}", self.prefix);
         if let Some(value) = self
             .get(&key)
             .await
@@ -112,47 +124,35 @@ impl Cache {
             return Ok((value, AnswerSource::Cache));
         }
 
-        // Single flight: join a load already running for this key, or lead one.
-        let joined = {
-            let mut in_flight = self
-                .in_flight
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            match in_flight.get(&key) {
-                Some(running) => Err(running.clone()),
-                None => {
-                    let (tx, rx) = oneshot::channel();
-                    in_flight.insert(key.clone(), rx.shared());
-                    Ok(tx)
+        // Single flight: the first miss runs `load` and stores its answer in Redis;
+        // misses on the same key meanwhile wait for that answer instead of querying.
+        let mut loaded = None;
+        let flight = self
+            .in_flight
+            .entry_by_ref(&key)
+            .or_try_insert_with(async {
+                let value = load.await?;
+                let json = serde_json::to_string(&value)
+                    .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
+                self.set(&key, &json, ttl).await;
+                loaded = Some(value);
+                Ok::<_, ApiError>(json)
+            })
+            .await;
+        match flight {
+            Ok(entry) if entry.is_fresh() => {
+                self.in_flight.invalidate(&key).await;
+                match loaded {
+                    Some(value) => Ok((value, AnswerSource::Database)),
+                    None => Err(ApiError::Internal(anyhow::anyhow!("loaded value missing"))),
                 }
             }
-        };
-        let tx = match joined {
-            Ok(tx) => tx,
-            Err(running) => {
-                // The leader failed or went away: load for ourselves.
-                if let Ok(Some(json)) = running.await {
-                    if let Ok(value) = serde_json::from_str(&json) {
-                        return Ok((value, AnswerSource::Cache));
-                    }
-                }
-                return Ok((load.await?, AnswerSource::Database));
-            }
-        };
-        let _leader = LeaderGuard {
-            key: key.clone(),
-            in_flight: self.in_flight.clone(),
-        };
-        let loaded = load.await;
-        let json = loaded
-            .as_ref()
-            .ok()
-            .and_then(|v| serde_json::to_string(v).ok());
-        let _ = tx.send(json.clone());
-        if let Some(json) = json {
-            self.set(&key, &json, ttl).await;
+            Ok(entry) => serde_json::from_str(entry.value())
+                .map(|value| (value, AnswerSource::Cache))
+                .map_err(|e| ApiError::Internal(anyhow::Error::new(e))),
+            // Every request that waited on a failed load gets its error.
+            Err(shared) => Err(Arc::try_unwrap(shared).unwrap_or_else(|shared| shared.replay())),
         }
-        Ok((loaded?, AnswerSource::Database))
     }
 
     async fn get(&self, key: &str) -> Option<String> {
@@ -214,21 +214,5 @@ impl Cache {
         self.metrics.cache_gets.with_label_values(&["miss"]).inc();
         tracing::warn!(error, "Redis unavailable; answering from PostgreSQL");
         None
-    }
-}
-
-/// Removes the leader's entry when it finishes or is dropped mid-way (client gone).
-struct LeaderGuard {
-    key: String,
-    in_flight: Arc<Mutex<HashMap<String, InFlight>>>,
-}
-
-impl Drop for LeaderGuard {
-    fn drop(&mut self) {
-        let mut in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        in_flight.remove(&self.key);
     }
 }

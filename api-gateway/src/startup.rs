@@ -76,6 +76,7 @@ impl Application {
             redis_breaker,
             Duration::from_millis(settings.redis.timeout_ms),
             metrics.clone(),
+            &database_name(&settings.postgres.url),
         );
 
         let state = web::Data::new(QueryState {
@@ -135,5 +136,28 @@ impl Application {
         }
         tracing::info!("api-gateway stopped");
         Ok(())
+    }
+}
+
+/// The database a `POSTGRES_URL` names (the last path segment, without parameters).
+fn database_name(url: &str) -> String {
+    let path = url.split('?').next().unwrap_or_default();
+    path.rsplit('/').next().unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_name;
+
+    #[test]
+    fn the_database_is_the_last_segment_of_the_url() {
+        assert_eq!(
+            database_name("postgres://127.0.0.1:5432/logprocessor"),
+            "logprocessor"
+        );
+        assert_eq!(
+            database_name("jdbc:postgresql://db:5432/logs?sslmode=disable"),
+            "logs"
+        );
     }
 }

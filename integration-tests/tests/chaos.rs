@@ -17,7 +17,9 @@ mod helpers;
 use chrono::{DateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz};
-use helpers::{eventually, get_json, json, require_infrastructure, setup, unique, POSTGRES};
+use helpers::{
+    eventually, get_json, json, require_infrastructure, setup, stack, unique, GATEWAY, PRODUCER,
+};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::process::Command;
@@ -26,8 +28,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-const PRODUCER: &str = "http://127.0.0.1:8081";
-const GATEWAY: &str = "http://127.0.0.1:8080";
 /// How long an ingest answer may take while Kafka is away (the bound).
 const OUTAGE_ANSWER_LIMIT: Duration = Duration::from_secs(2);
 /// Events per `/batch` request; every other request is a single `/ingest`.
@@ -130,9 +130,9 @@ async fn kill_9_consumer() {
     assert!(killed.success(), "kill -9 {pid}");
 }
 
-/// Not `helpers::db`: that insists Redis is up too, and here it may not be.
+/// The stack's database (`helpers::db` is the test binary's own).
 fn db() -> PgConnection {
-    PgConnection::establish(POSTGRES).expect("connect to PostgreSQL")
+    stack::db()
 }
 
 /// Starts again whatever the run stopped, also when an assertion failed half-way, so

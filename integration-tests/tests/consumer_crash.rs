@@ -7,13 +7,11 @@
 mod helpers;
 
 use helpers::{
-    event, eventually, post_json, require_infrastructure, rows_for_source, setup, unique,
+    event, eventually, post_json, require_infrastructure, setup, stack, unique, PRODUCER,
 };
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
-
-const PRODUCER: &str = "http://127.0.0.1:8081";
 
 fn kill_consumer() {
     let pid = setup(&["pid", "consumer"]);
@@ -57,12 +55,12 @@ async fn every_event_is_stored_exactly_once_across_two_kill_9s() {
         Duration::from_secs(120),
         || {
             let source = source.clone();
-            async move { (rows_for_source(&source).len() >= expected).then_some(()) }
+            async move { (stack::rows_for_source(&source).len() >= expected).then_some(()) }
         },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rows = rows_for_source(&source);
+    let rows = stack::rows_for_source(&source);
     assert_eq!(rows.len(), expected, "exactly once: no loss, no duplicate");
     assert_eq!(
         rows.iter().map(|r| r.id).collect::<HashSet<_>>().len(),

@@ -37,6 +37,7 @@ impl ConsumerProcess {
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(&binary)
             .env("SERVER_PORT", "0")
+            .env("POSTGRES_URL", helpers::test_database_url())
             .env("KAFKA_TOPIC", topic)
             .env("KAFKA_DLQ_TOPIC", dlq)
             .env("KAFKA_GROUP_ID", group)

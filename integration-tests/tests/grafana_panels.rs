@@ -7,13 +7,12 @@
 mod helpers;
 
 use helpers::{
-    event, eventually, http, json, post_json, require_infrastructure, rows_for_source, unique,
+    event, eventually, http, json, post_json, require_infrastructure, stack, unique, GATEWAY,
+    PRODUCER,
 };
 use serde_json::Value;
 use std::time::Duration;
 
-const PRODUCER: &str = "http://127.0.0.1:8081";
-const GATEWAY: &str = "http://127.0.0.1:8080";
 const PROMETHEUS: &str = "http://127.0.0.1:9090";
 
 fn substitute(expr: &str) -> String {
@@ -38,7 +37,7 @@ async fn short_load(client: &reqwest::Client) {
     let id = body["logId"].as_str().expect("logId").to_owned();
     eventually("the load to be stored", Duration::from_secs(60), || {
         let source = source.clone();
-        async move { (rows_for_source(&source).len() >= 51).then_some(()) }
+        async move { (stack::rows_for_source(&source).len() >= 51).then_some(()) }
     })
     .await;
     for path in [

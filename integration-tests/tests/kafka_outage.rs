@@ -9,12 +9,10 @@
 mod helpers;
 
 use helpers::{
-    event, eventually, get_json, json, require_infrastructure, rows_for_source, unique, Outage,
+    event, eventually, get_json, json, require_infrastructure, stack, unique, Outage, CONSUMER,
+    PRODUCER,
 };
 use std::time::{Duration, Instant};
-
-const PRODUCER: &str = "http://127.0.0.1:8081";
-const CONSUMER: &str = "http://127.0.0.1:8082";
 
 /// The consumer's health once its Kafka component reads `want` ("UP" or "DOWN").
 async fn consumer_health_with_kafka(want: &'static str) -> (u16, serde_json::Value) {
@@ -46,7 +44,10 @@ async fn producer_sheds_load_while_kafka_is_down_and_recovers_by_itself() {
     );
     let source = unique("outage");
     let (status, health) = consumer_health_with_kafka("UP").await;
-    assert_eq!(status, 200, "the stack's consumer is ready before the outage: {health}");
+    assert_eq!(
+        status, 200,
+        "the stack's consumer is ready before the outage: {health}"
+    );
 
     let outage = Outage::begin("kafka");
     let mut statuses = Vec::new();
@@ -123,12 +124,12 @@ async fn producer_sheds_load_while_kafka_is_down_and_recovers_by_itself() {
         Duration::from_secs(60),
         || {
             let source = source.clone();
-            async move { (!rows_for_source(&source).is_empty()).then_some(()) }
+            async move { (!stack::rows_for_source(&source).is_empty()).then_some(()) }
         },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(rows_for_source(&source).len(), 1);
+    assert_eq!(stack::rows_for_source(&source).len(), 1);
     let (status, health) = consumer_health_with_kafka("UP").await;
     assert_eq!(status, 200, "the consumer is ready again: {health}");
 }

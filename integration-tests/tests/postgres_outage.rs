@@ -11,15 +11,13 @@
 mod helpers;
 
 use helpers::{
-    event, eventually, json, post_json, require_infrastructure, rows_for_source, unique, Outage,
+    event, eventually, json, post_json, require_infrastructure, stack, unique, Outage, CONSUMER,
+    GATEWAY, PRODUCER,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use std::time::{Duration, Instant};
 
-const PRODUCER: &str = "http://127.0.0.1:8081";
-const CONSUMER: &str = "http://127.0.0.1:8082";
-const GATEWAY: &str = "http://127.0.0.1:8080";
 /// The stack consumer's group and topic (the services' defaults).
 const GROUP: &str = "log-consumer-group";
 const TOPIC: &str = "log-events";
@@ -147,7 +145,7 @@ async fn events_wait_for_postgres_and_queries_fail_fast_meanwhile() {
         || {
             let source = source.clone();
             async move {
-                let n = rows_for_source(&source).len();
+                let n = stack::rows_for_source(&source).len();
                 (n >= 500).then_some(n)
             }
         },
@@ -155,11 +153,13 @@ async fn events_wait_for_postgres_and_queries_fail_fast_meanwhile() {
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        (rows, rows_for_source(&source).len()),
+        (rows, stack::rows_for_source(&source).len()),
         (500, 500),
         "nothing lost, nothing doubled"
     );
-    let details = consumer_kafka_details(&client).await.expect("consumer health");
+    let details = consumer_kafka_details(&client)
+        .await
+        .expect("consumer health");
     assert_eq!(
         details["awaitingClaim"].as_array().map(Vec::len),
         Some(0),

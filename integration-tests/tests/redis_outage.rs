@@ -8,13 +8,10 @@
 mod helpers;
 
 use helpers::{
-    event, eventually, get_json, json, post_json, require_infrastructure, rows_for_source, unique,
-    Outage,
+    event, eventually, get_json, json, post_json, require_infrastructure, stack, unique, Outage,
+    GATEWAY, PRODUCER,
 };
 use std::time::Duration;
-
-const PRODUCER: &str = "http://127.0.0.1:8081";
-const GATEWAY: &str = "http://127.0.0.1:8080";
 
 #[tokio::test]
 async fn the_gateway_answers_correctly_without_redis() {
@@ -28,7 +25,7 @@ async fn the_gateway_answers_correctly_without_redis() {
     assert_eq!(status, 200, "{body}");
     eventually("30 rows", Duration::from_secs(30), || {
         let source = source.clone();
-        async move { (rows_for_source(&source).len() == 30).then_some(()) }
+        async move { (stack::rows_for_source(&source).len() == 30).then_some(()) }
     })
     .await;
 

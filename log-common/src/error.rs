@@ -61,6 +61,34 @@ impl ApiError {
         ApiError::validation(vec![FieldError::new(field, message)])
     }
 
+    /// The same answer, for another request: when several requests waited on one
+    /// load that failed, each answers with its error (an `Internal` cause is kept as
+    /// text; it is logged where it happened).
+    pub fn replay(&self) -> ApiError {
+        match self {
+            ApiError::Validation { message, errors } => ApiError::Validation {
+                message: message.clone(),
+                errors: errors.clone(),
+            },
+            ApiError::BadRequest(m) => ApiError::BadRequest(m.clone()),
+            ApiError::Unauthorized(m) => ApiError::Unauthorized(m.clone()),
+            ApiError::NotFound(m) => ApiError::NotFound(m.clone()),
+            ApiError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m.clone()),
+            ApiError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(m.clone()),
+            ApiError::RateLimited { retry_after_secs } => ApiError::RateLimited {
+                retry_after_secs: *retry_after_secs,
+            },
+            ApiError::Unavailable {
+                message,
+                retry_after_secs,
+            } => ApiError::Unavailable {
+                message: message.clone(),
+                retry_after_secs: *retry_after_secs,
+            },
+            ApiError::Internal(e) => ApiError::Internal(anyhow::anyhow!("{e:#}")),
+        }
+    }
+
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::RateLimited { retry_after_secs }
@@ -234,6 +262,40 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 mod tests {
     use super::*;
     use actix_web::body::to_bytes;
+
+    #[actix_web::test]
+    async fn a_replayed_error_answers_exactly_like_the_original() {
+        let errors = [
+            ApiError::invalid_field("size", "must be at most 1000"),
+            ApiError::BadRequest("not JSON".into()),
+            ApiError::Unauthorized("no key".into()),
+            ApiError::NotFound("no such event".into()),
+            ApiError::UnsupportedMediaType("text/plain".into()),
+            ApiError::PayloadTooLarge("over 1 MiB".into()),
+            ApiError::RateLimited {
+                retry_after_secs: 3,
+            },
+            ApiError::Unavailable {
+                message: "PostgreSQL unavailable".into(),
+                retry_after_secs: 7,
+            },
+            ApiError::Internal(anyhow::anyhow!("disk full")),
+        ];
+        for original in errors {
+            let replayed = original.replay();
+            let (a, b) = (original.response_at("/p"), replayed.response_at("/p"));
+            assert_eq!(a.status(), b.status(), "{original}");
+            assert_eq!(
+                a.headers().get(header::RETRY_AFTER),
+                b.headers().get(header::RETRY_AFTER),
+                "{original}"
+            );
+            let (mut a, mut b) = (body_json(a).await, body_json(b).await);
+            a["timestamp"] = serde_json::Value::Null;
+            b["timestamp"] = serde_json::Value::Null;
+            assert_eq!(a, b, "{original}");
+        }
+    }
 
     async fn body_json(resp: HttpResponse) -> serde_json::Value {
         let bytes = to_bytes(resp.into_body()).await.expect("body");

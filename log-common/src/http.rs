@@ -157,8 +157,20 @@ impl ComponentHealth {
         }
     }
 
+    /// Turned off by configuration: not used, so neither up nor a reason to degrade.
+    pub fn disabled(reason: impl Into<String>) -> Self {
+        ComponentHealth {
+            status: "DISABLED",
+            details: Some(serde_json::json!({ "reason": reason.into() })),
+        }
+    }
+
     pub fn is_up(&self) -> bool {
         self.status == "UP"
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.status == "DOWN"
     }
 }
 
@@ -172,7 +184,7 @@ impl HealthReport {
         let required_down = components
             .iter()
             .any(|(name, c)| !c.is_up() && required.contains(name));
-        let any_down = components.values().any(|c| !c.is_up());
+        let any_down = components.values().any(ComponentHealth::is_down);
         let status = if required_down {
             "DOWN"
         } else if any_down {
@@ -201,6 +213,23 @@ impl HealthReport {
 mod tests {
     use super::*;
     use actix_web::{middleware::from_fn, test as actix_test, App};
+
+    #[test]
+    fn a_disabled_component_neither_degrades_nor_downs_the_service() {
+        let report = |optional: ComponentHealth| {
+            let components =
+                BTreeMap::from([("db", ComponentHealth::up(None)), ("cache", optional)]);
+            HealthReport::new("svc", components, &["db"]).status
+        };
+        assert_eq!(report(ComponentHealth::disabled("turned off")), "UP");
+        assert_eq!(report(ComponentHealth::down("gone")), "DEGRADED");
+        let components = BTreeMap::from([("db", ComponentHealth::disabled("off"))]);
+        assert_eq!(
+            HealthReport::new("svc", components, &["db"]).status,
+            "DOWN",
+            "a required component cannot be turned off"
+        );
+    }
 
     async fn fails() -> Result<HttpResponse, ApiError> {
         Err(ApiError::invalid_field("size", "too big"))

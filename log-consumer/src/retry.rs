@@ -62,7 +62,9 @@ mod tests {
     #[test]
     fn delays_double_from_the_first_and_stop_at_the_cap() {
         let mut delays = schedule(Duration::from_millis(100), Duration::from_millis(1000)).build();
-        let ms: Vec<u128> = (0..7).map(|_| delays.next().expect("no attempt limit").as_millis()).collect();
+        let ms: Vec<u128> = (0..7)
+            .map(|_| delays.next().expect("no attempt limit").as_millis())
+            .collect();
         assert_eq!(ms, [100, 200, 400, 800, 1000, 1000, 1000]);
     }
 
@@ -97,7 +99,10 @@ mod tests {
         let waiting = tokio::spawn(async move { retry.wait(&mut shutdown).await });
         tokio::task::yield_now().await;
         stop.send(true).expect("receiver alive");
-        assert!(!waiting.await.expect("wait task"), "the wait reports shutdown");
+        assert!(
+            !waiting.await.expect("wait task"),
+            "the wait reports shutdown"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -21,7 +21,7 @@ pub async fn liveness() -> HttpResponse {
 }
 
 /// PostgreSQL is required (DOWN, 503, without it); Redis only speeds answers up
-/// (DEGRADED, still 200, without it).
+/// (DEGRADED, still 200, without it; DISABLED, and no effect, with `CACHE_ENABLED=false`).
 #[utoipa::path(get, path = "/gateway/actuator/health", tag = "health",
     responses((status = 200, description = "PostgreSQL reachable (Redis may be degraded)", body = HealthReport),
               (status = 503, description = "PostgreSQL unreachable", body = HealthReport)))]
@@ -34,11 +34,15 @@ pub async fn readiness(state: web::Data<QueryState>) -> HttpResponse {
         Err(e) => ComponentHealth::down(e.to_string()),
     };
     components.insert("postgres", postgres);
-    let redis = match state.cache.ping().await {
-        Ok(()) => ComponentHealth::up(Some(
-            json!({ "breaker": state.cache.breaker().state().as_str() }),
-        )),
-        Err(e) => ComponentHealth::down(e),
+    let redis = if !state.cache.enabled() {
+        ComponentHealth::disabled("CACHE_ENABLED=false")
+    } else {
+        match state.cache.ping().await {
+            Ok(()) => ComponentHealth::up(Some(
+                json!({ "breaker": state.cache.breaker().state().as_str() }),
+            )),
+            Err(e) => ComponentHealth::down(e),
+        }
     };
     components.insert("redis", redis);
     HealthReport::new("api-gateway", components, &["postgres"]).into_response()

@@ -325,7 +325,8 @@ async fn retention_deletes_only_events_older_than_the_limit() {
         .execute(&mut conn)
         .expect("seed");
     }
-    let settings = log_consumer::settings::Settings::defaults();
+    let mut settings = log_consumer::settings::Settings::defaults();
+    crate::helpers::use_test_database(&mut settings.postgres);
     let store = log_consumer::store::Store::new(
         &settings.postgres,
         "retention-test",
@@ -387,7 +388,8 @@ fn rows(
 }
 
 fn store_for(group: &str, topic: &str) -> log_consumer::store::Store {
-    let settings = log_consumer::settings::Settings::defaults();
+    let mut settings = log_consumer::settings::Settings::defaults();
+    crate::helpers::use_test_database(&mut settings.postgres);
     log_consumer::store::Store::new(
         &settings.postgres,
         group,

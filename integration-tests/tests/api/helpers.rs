@@ -6,16 +6,136 @@
 #![allow(dead_code)]
 
 use diesel::prelude::*;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 use serde_json::Value;
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 pub const KAFKA: &str = "127.0.0.1:9092";
-pub const POSTGRES: &str = "postgres://loguser:logpass@127.0.0.1:5432/logprocessor";
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+
+/// The stack that `./setup.sh` runs, at the addresses the services default to.
+pub mod stack {
+    use diesel::prelude::*;
+
+    pub fn producer() -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            log_producer::settings::Settings::DEFAULT_PORT
+        )
+    }
+
+    pub fn consumer() -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            log_consumer::settings::Settings::DEFAULT_PORT
+        )
+    }
+
+    pub fn gateway() -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            api_gateway::settings::Settings::DEFAULT_PORT
+        )
+    }
+
+    /// The stack's own database, which may hold a user's events. Only the tests of
+    /// the stack itself use it, and only to read back the events they sent (under a
+    /// source name of their own): they never lock or delete anything there. (No
+    /// check of the other servers first: the chaos run uses it while Redis is away.)
+    pub fn db() -> PgConnection {
+        let url = log_consumer::settings::Settings::defaults()
+            .postgres
+            .connection_url()
+            .expect("default POSTGRES_URL");
+        PgConnection::establish(&url).expect("connect to the stack's PostgreSQL")
+    }
+
+    /// Rows the stack stored for one source, oldest first.
+    pub fn rows_for_source(source: &str) -> Vec<super::StoredRow> {
+        super::rows_for_source_in(&mut db(), source)
+    }
+}
+
+/// A base URL of the stack, written as `{PRODUCER}` in `format!`.
+pub struct StackUrl(fn() -> String);
+
+impl std::fmt::Display for StackUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&(self.0)())
+    }
+}
+
+pub const PRODUCER: StackUrl = StackUrl(stack::producer);
+pub const CONSUMER: StackUrl = StackUrl(stack::consumer);
+pub const GATEWAY: StackUrl = StackUrl(stack::gateway);
+
+/// This test binary's own database, created and migrated on first use: services
+/// spawned in-process by the tests, and [`db`], use it, so no test reads, locks or
+/// deletes a row of the database the stack writes to. Named after the process; the
+/// databases of test processes that have ended are dropped by the next one.
+pub fn test_database_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        require_infrastructure();
+        let defaults = log_consumer::settings::Settings::defaults().postgres;
+        let server = defaults.connection_url().expect("default POSTGRES_URL");
+        let mut admin = PgConnection::establish(&server).expect("connect to PostgreSQL");
+        drop_databases_of_ended_test_runs(&mut admin);
+        let name = format!(
+            "logtest_{}_{}",
+            std::process::id(),
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "CREATE DATABASE {name} failed ({e}): ./setup.sh grants the app role CREATEDB"
+                )
+            });
+        let url = with_database(&server, &name);
+        let mut conn = PgConnection::establish(&url).expect("connect to the test database");
+        conn.run_pending_migrations(MIGRATIONS)
+            .expect("migrations on the test database");
+        url
+    })
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (server, _) = url.rsplit_once('/').expect("a database in the URL");
+    format!("{server}/{name}")
+}
+
+fn drop_databases_of_ended_test_runs(admin: &mut PgConnection) {
+    #[derive(QueryableByName)]
+    struct Database {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    let databases: Vec<Database> =
+        diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'logtest\\_%'")
+            .load(admin)
+            .expect("list test databases");
+    for Database { datname } in databases {
+        let pid = datname
+            .split('_')
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        let ended = pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if ended {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)"))
+                .execute(admin);
+        }
+    }
+}
 
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
@@ -60,9 +180,9 @@ pub async fn create_topic(name: &str, partitions: i32) {
     }
 }
 
+/// A connection to this test binary's own database (see [`test_database_url`]).
 pub fn db() -> PgConnection {
-    require_infrastructure();
-    PgConnection::establish(POSTGRES).expect("connect to PostgreSQL")
+    PgConnection::establish(test_database_url()).expect("connect to the test database")
 }
 
 #[derive(QueryableByName, Debug)]
@@ -71,12 +191,21 @@ pub struct StoredRow {
     pub id: Uuid,
 }
 
-/// Rows stored for one source, oldest first.
+/// Rows stored for one source in the test database, oldest first.
 pub fn rows_for_source(source: &str) -> Vec<StoredRow> {
+    rows_for_source_in(&mut db(), source)
+}
+
+fn rows_for_source_in(conn: &mut PgConnection, source: &str) -> Vec<StoredRow> {
     diesel::sql_query("SELECT id FROM log_events WHERE source = $1 ORDER BY \"timestamp\", id")
         .bind::<diesel::sql_types::Text, _>(source)
-        .load(&mut db())
+        .load(conn)
         .expect("query rows")
+}
+
+/// Points a service's settings at this test binary's database.
+pub fn use_test_database(postgres: &mut log_common::settings::PostgresSettings) {
+    postgres.url = test_database_url().to_owned();
 }
 
 /// Polls `probe` until it returns Some, or fails after `limit` naming `what`.
@@ -205,6 +334,7 @@ pub async fn spawn_gateway(
     require_infrastructure();
     log_common::telemetry::init_for_tests();
     let mut settings = api_gateway::settings::Settings::defaults();
+    use_test_database(&mut settings.postgres);
     settings.http.port = Some(0);
     settings.http.workers = 2;
     configure(&mut settings);
@@ -232,6 +362,7 @@ pub async fn spawn_consumer_with(
     require_infrastructure();
     log_common::telemetry::init_for_tests();
     let mut settings = log_consumer::settings::Settings::defaults();
+    use_test_database(&mut settings.postgres);
     settings.http.port = Some(0);
     settings.kafka.topic = topic.to_owned();
     settings.kafka.dlq_topic = dlq_topic.to_owned();

@@ -1,8 +1,11 @@
 //! End-to-end tests against the real Kafka, PostgreSQL and Redis that `./setup.sh`
 //! starts. Services under test run in-process on port 0 (with their own topics and
-//! consumer groups where isolation matters); `stack` checks the services setup.sh
-//! started. Data is isolated per test by unique source names.
+//! consumer groups where isolation matters) and this binary's own database
+//! (`helpers::test_database_url`); `stack` checks the services setup.sh started, in
+//! the stack's database, reading back only what it sent. Data is isolated per test by
+//! unique source names.
 
+mod cache;
 mod consumer;
 mod gateway;
 mod helpers;

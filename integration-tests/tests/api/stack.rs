@@ -2,13 +2,10 @@
 //! skeleton from curl to PostgreSQL and back through the gateway.
 
 use crate::helpers::{
-    event, eventually, get_json, http, json, post_json, require_infrastructure, unique,
+    event, eventually, get_json, http, json, post_json, require_infrastructure, stack, unique,
+    CONSUMER, GATEWAY, PRODUCER,
 };
 use std::time::{Duration, Instant};
-
-const PRODUCER: &str = "http://127.0.0.1:8081";
-const CONSUMER: &str = "http://127.0.0.1:8082";
-const GATEWAY: &str = "http://127.0.0.1:8080";
 
 /// Fails fast with what to do when setup.sh's services are not running.
 async fn require_stack() {
@@ -163,7 +160,7 @@ async fn a_batch_arrives_complete_and_exactly_once() {
     assert_eq!(messages.len(), 200, "every event once");
     // Stays at 200: nothing arrives twice later.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(crate::helpers::rows_for_source(&source).len(), 200);
+    assert_eq!(stack::rows_for_source(&source).len(), 200);
 }
 
 /// The curl examples of the seed's README, as written there (host and port aside),
