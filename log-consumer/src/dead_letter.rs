@@ -1,5 +1,6 @@
-//! The dead-letter topic: where messages go that can never be stored, with headers
-//! saying why and where they came from, so nothing is dropped silently.
+//! The dead-letter topic: where messages go that can never be stored, so nothing is
+//! dropped silently. A dead letter is the original record, unchanged (key, payload
+//! bytes and headers, in order), plus `dlq-*` headers saying why and where it came from.
 
 use crate::record::Inbound;
 use chrono::Utc;
@@ -42,7 +43,14 @@ impl DeadLetters {
         let partition = message.partition.to_string();
         let offset = message.offset.to_string();
         let failed_at = Utc::now().to_rfc3339();
-        let headers = OwnedHeaders::new()
+        let mut headers = OwnedHeaders::new_with_capacity(message.headers.len() + 5);
+        for (key, value) in &message.headers {
+            headers = headers.insert(Header {
+                key: key.as_str(),
+                value: value.as_deref(),
+            });
+        }
+        let headers = headers
             .insert(Header {
                 key: "dlq-error",
                 value: Some(reason),

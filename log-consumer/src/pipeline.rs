@@ -9,7 +9,7 @@ use crate::record::Inbound;
 use crate::settings::ConsumerTuning;
 use crate::writer::{Batch, Writer};
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -118,6 +118,15 @@ impl Dispatcher {
                         key: message.key().map(<[u8]>::to_vec),
                         payload: message.payload().map(<[u8]>::to_vec),
                         timestamp_ms: message.timestamp().to_millis(),
+                        headers: message
+                            .headers()
+                            .map(|headers| {
+                                headers
+                                    .iter()
+                                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                     };
                     let slot = &mut gathering[partition.writer];
                     let entry = slot.get_or_insert_with(|| Gathering {

@@ -15,6 +15,8 @@ pub struct Inbound {
     pub payload: Option<Vec<u8>>,
     /// Kafka's timestamp in ms; stands in for an event that carries none.
     pub timestamp_ms: Option<i64>,
+    /// The record's headers, in order, so a dead letter carries them unchanged.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -125,6 +127,7 @@ mod tests {
             key: None,
             payload: Some(payload.to_vec()),
             timestamp_ms: Some(1_700_000_000_000),
+            headers: Vec::new(),
         }
     }
 

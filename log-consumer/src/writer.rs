@@ -27,10 +27,13 @@ pub struct Batch {
     started: Instant,
     records: usize,
     rows: Vec<NewLogEvent>,
+    /// The record each row came from, same order: what a dead letter carries if
+    /// PostgreSQL rejects the row for good, and its Kafka timestamp for
+    /// `log_pipeline_latency_seconds`. (The bytes were read anyway; keeping them costs
+    /// no copy.)
+    originals: Vec<Inbound>,
     poison: Vec<(Inbound, String)>,
     commits: BTreeMap<i32, PartitionCommit>,
-    /// Kafka timestamps of the rows, for `log_pipeline_latency_seconds`.
-    timestamps_ms: Vec<i64>,
 }
 
 impl Batch {
@@ -40,9 +43,9 @@ impl Batch {
             started,
             records: 0,
             rows: Vec::new(),
+            originals: Vec::new(),
             poison: Vec::new(),
             commits: BTreeMap::new(),
-            timestamps_ms: Vec::new(),
         }
     }
 
@@ -60,10 +63,8 @@ impl Batch {
         commit.next_offset = commit.next_offset.max(record.offset + 1);
         match record.to_row(topic) {
             Ok(row) => {
-                if let Some(ts) = record.timestamp_ms {
-                    self.timestamps_ms.push(ts);
-                }
                 self.rows.push(row);
+                self.originals.push(record);
             }
             Err(reason) => self.poison.push((record, reason)),
         }
@@ -129,7 +130,10 @@ impl Writer {
         }
 
         let rows = Arc::new(batch.rows);
-        let written = self.write_with_retry(&rows, &batch.commits, shutdown).await;
+        let originals = batch.originals;
+        let written = self
+            .write_with_retry(&rows, &originals, &batch.commits, shutdown)
+            .await;
         let inserted = match written {
             Written::Committed(inserted) => inserted,
             Written::Fenced(partitions) => {
@@ -152,7 +156,7 @@ impl Writer {
             .processing
             .observe(batch.started.elapsed().as_secs_f64());
         let now_ms = chrono::Utc::now().timestamp_millis();
-        for ts in &batch.timestamps_ms {
+        for ts in originals.iter().filter_map(|record| record.timestamp_ms) {
             self.metrics
                 .pipeline_latency
                 .observe((now_ms - ts).max(0) as f64 / 1000.0);
@@ -209,6 +213,7 @@ impl Writer {
     async fn write_with_retry(
         &self,
         rows: &Arc<Vec<NewLogEvent>>,
+        originals: &[Inbound],
         commits: &BTreeMap<i32, PartitionCommit>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Written {
@@ -245,7 +250,9 @@ impl Writer {
                 }
                 Err(StoreError::Permanent(e)) => {
                     tracing::error!(error = %e, "batch rejected by the database; storing row by row");
-                    break self.write_row_by_row(rows, commits, shutdown).await;
+                    break self
+                        .write_row_by_row(rows, originals, commits, shutdown)
+                        .await;
                 }
             }
         };
@@ -262,41 +269,31 @@ impl Writer {
     async fn write_row_by_row(
         &self,
         rows: &Arc<Vec<NewLogEvent>>,
+        originals: &[Inbound],
         commits: &BTreeMap<i32, PartitionCommit>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Written {
         let mut inserted = 0;
-        for row in rows.iter() {
+        for (row, original) in rows.iter().zip(originals) {
             match self
                 .write(Arc::new(vec![row.clone()]), BTreeMap::new())
                 .await
             {
                 Ok(n) => inserted += n,
                 Err(StoreError::Permanent(reason)) => {
-                    let message = Inbound {
-                        partition: row.kafka_partition,
-                        offset: row.kafka_offset,
-                        key: Some(row.source.clone().into_bytes()),
-                        payload: serde_json::to_vec(&serde_json::json!({
-                            "id": row.id, "level": row.level, "message": row.message, "source": row.source,
-                            "timestamp": row.timestamp,
-                            "metadata": row.metadata.as_ref().and_then(|m| serde_json::from_str::<serde_json::Value>(m.as_str()).ok()),
-                        }))
-                        .ok(),
-                        timestamp_ms: None,
-                    };
-                    if !self.dead_letter(&message, &reason, shutdown).await {
+                    if !self.dead_letter(original, &reason, shutdown).await {
                         return Written::Abandoned;
                     }
                 }
                 Err(StoreError::Fenced(partitions)) => return Written::Fenced(partitions),
                 // The database went away mid-fallback: retry the whole batch.
                 Err(StoreError::Transient(_)) => {
-                    return Box::pin(self.write_with_retry(rows, commits, shutdown)).await
+                    return Box::pin(self.write_with_retry(rows, originals, commits, shutdown))
+                        .await
                 }
             }
         }
-        match Box::pin(self.write_with_retry(&Arc::new(Vec::new()), commits, shutdown)).await {
+        match Box::pin(self.write_with_retry(&Arc::new(Vec::new()), &[], commits, shutdown)).await {
             Written::Committed(_) => Written::Committed(inserted),
             other => other,
         }

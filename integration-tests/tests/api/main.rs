@@ -7,6 +7,7 @@
 
 mod cache;
 mod consumer;
+mod dead_letters;
 mod gateway;
 mod helpers;
 mod producer;
