@@ -8,7 +8,10 @@ cmd_test() {
   cd "$REPO" || exit
   if (($#)); then
     echo "+ CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo test --release --workspace $*"
-    exec cargo test --release --workspace "$@"
+    local rc=0
+    cargo test --release --workspace "$@" || rc=$?
+    drop_test_databases
+    return "$rc"
   fi
   # The whole suite: everything but the chaos run, then the chaos run with its
   # output shown (its summary is the point), then the two tests that kill the
@@ -29,6 +32,16 @@ cmd_test() {
     -- --nocapture || rc=$?
   env -u CONSUMER_WRITERS "$REPO/setup.sh" restart consumer
   ((rc == 0)) || exit "$rc"
+  drop_test_databases
   echo "+ integration-tests/schemathesis/run.sh"
   "$REPO/integration-tests/schemathesis/run.sh"
+}
+
+# Each test binary works in a database of its own (logtest_<pid>_…); once the run is
+# over, none of them is in use.
+drop_test_databases() {
+  local db
+  for db in $(psql_app -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'logtest\_%'"); do
+    psql_app -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
+  done
 }
