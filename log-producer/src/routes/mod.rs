@@ -10,7 +10,7 @@ pub use openapi::ApiDoc;
 use crate::admission::admit;
 use actix_web::middleware::from_fn;
 use actix_web::web;
-use log_common::auth::require_api_key;
+use log_common::auth::{open_resource, require_api_key};
 use log_common::error::json_config;
 use log_common::event::{MAX_BATCH_BODY_BYTES, MAX_SINGLE_BODY_BYTES};
 use utoipa::OpenApi;
@@ -51,7 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, prometheus_enabled: bool) {
                     .app_data(web::PayloadConfig::new(MAX_BATCH_BODY_BYTES))
                     .route(web::post().to(ingest::bulk)),
             )
-            .route("/health", web::get().to(health::liveness)),
+            .service(open_resource("/health").route(web::get().to(health::liveness))),
     )
     .service(actuator)
     .service(
