@@ -1,0 +1,159 @@
+//! What protects the producer and Kafka per client: rate limits, the breaker, API keys.
+
+use super::producer_on_own_topic_with;
+use crate::helpers::{event, get_json, http, json, post_json, spawn_producer, unique};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn over_the_rate_limit_answers_429_with_retry_after_counted_in_events() {
+    let (app, _topic) = producer_on_own_topic_with(|s| {
+        s.rate_limit.events_per_second = 1;
+        s.rate_limit.burst = 5;
+    })
+    .await;
+    let client = http();
+    // Five events without a level: charged before validation (a flood of invalid
+    // events costs like any other) and answered without waiting for Kafka, so the
+    // next request comes well within the second one token takes to refill.
+    let batch: Vec<Value> = (0..5)
+        .map(|i| json!({"message": format!("{i}"), "source": "rl"}))
+        .collect();
+    let response = client
+        .post(format!("{}/producer/api/logs/batch", app.base))
+        .json(&batch)
+        .send()
+        .await
+        .expect("batch");
+    assert_eq!(response.status(), 400, "a batch of 5 uses the whole burst");
+    let response = client
+        .post(format!("{}/producer/api/logs/ingest", app.base))
+        .json(&event("rl", "INFO", "one more"))
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let (_, body) = json(response).await;
+    assert_eq!(body["status"], 429);
+
+    let metrics =
+        crate::helpers::metrics_text(&format!("{}/producer/actuator/prometheus", app.base)).await;
+    assert!(
+        metrics.contains("rate_limit_rejections_total{endpoint=\"ingest\"} 1"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_topic_opens_the_breaker_and_answers_503_without_any_2xx() {
+    // A topic that does not exist (auto-create is off) fails every delivery, like a
+    // broker that is away, without stopping the shared broker other tests use.
+    let app = spawn_producer(|s| {
+        s.kafka.topic = unique("no-such-topic");
+        s.producer.delivery_timeout_ms = 1000;
+        s.breaker.failure_threshold = 2;
+        s.breaker.open_ms = 60_000;
+    })
+    .await;
+    let client = http();
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let response = client
+            .post(format!("{}/producer/api/logs/ingest", app.base))
+            .json(&event("breaker", "INFO", &format!("{i}")))
+            .send()
+            .await
+            .expect("ingest");
+        statuses.push(response.status().as_u16());
+        if i == 3 {
+            assert!(response.headers().contains_key("retry-after"));
+            let (_, body) = json(response).await;
+            assert_eq!(body["status"], "unavailable", "{body}");
+        }
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 503),
+        "never a 2xx for an undelivered event: {statuses:?}"
+    );
+    let (status, health) = get_json(format!("{}/producer/actuator/health", app.base)).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(
+        health["components"]["circuitBreaker"]["details"]["state"], "open",
+        "{health}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_api_keys_ingest_needs_a_valid_key_and_limits_are_per_key() {
+    let (app, _topic) = producer_on_own_topic_with(|s| {
+        s.auth.api_keys = Some("key-a,key-b".parse().expect("infallible"));
+        s.rate_limit.events_per_second = 1;
+        s.rate_limit.burst = 2;
+    })
+    .await;
+    let client = http();
+    let url = format!("{}/producer/api/logs/ingest", app.base);
+    let one = event("keys", "INFO", "m");
+
+    let (status, body) = post_json(&url, &one).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("X-API-Key"),
+        "{body}"
+    );
+    let (status, body) = json(
+        client
+            .post(&url)
+            .header("X-API-Key", "key-c")
+            .json(&one)
+            .send()
+            .await
+            .expect("bad key"),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        !body.to_string().contains("key-c"),
+        "the key is not echoed: {body}"
+    );
+
+    for _ in 0..2 {
+        let r = client
+            .post(&url)
+            .header("X-API-Key", "key-a")
+            .json(&one)
+            .send()
+            .await
+            .expect("key a");
+        assert_eq!(r.status(), 200);
+    }
+    let r = client
+        .post(&url)
+        .header("X-API-Key", "key-a")
+        .json(&one)
+        .send()
+        .await
+        .expect("key a");
+    assert_eq!(r.status(), 429, "key-a spent its burst");
+    let r = client
+        .post(&url)
+        .header("Authorization", "Bearer key-b")
+        .json(&one)
+        .send()
+        .await
+        .expect("key b");
+    assert_eq!(r.status(), 200, "key-b has its own bucket");
+
+    let health = client
+        .get(format!("{}/producer/api/logs/health", app.base))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200, "liveness stays open");
+    app.stop().await;
+}
