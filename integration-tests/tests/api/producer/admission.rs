@@ -1,26 +1,57 @@
 //! The producer-wide bound on request bytes held at once (`INGEST_MAX_INFLIGHT_MIB`).
 
 use super::{producer_on_own_topic_with, read_back};
-use crate::helpers::{event, http, json, post_json};
-use serde_json::Value;
+use crate::helpers::{event, eventually, http, json, metrics_text, post_json, Running};
+use serde_json::{json, Value};
 use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// What a gauge of the producer reads now.
+async fn gauge(app: &Running, name: &str) -> i64 {
+    let text = metrics_text(&format!("{}/producer/actuator/prometheus", app.base)).await;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no gauge {name}: {text}"))
+}
+
+/// Waits until a gauge of the producer reads `value`.
+async fn gauge_reaches(app: &Running, name: &str, value: i64) {
+    eventually(
+        &format!("{name} to read {value}"),
+        Duration::from_secs(10),
+        || async move { (gauge(app, name).await == value).then_some(()) },
+    )
+    .await;
+}
 
 /// A client that declares a 1,048,000-byte body (all of a 1 MiB limit) and sends only
 /// part of it: the producer holds its reservation while it waits for the rest.
-async fn hold_the_whole_inflight_limit(app: &crate::helpers::Running) -> tokio::net::TcpStream {
+async fn hold_the_whole_inflight_limit(app: &Running) -> TcpStream {
     use tokio::io::AsyncWriteExt;
     let address = app.base.trim_start_matches("http://").to_owned();
-    let mut slow = tokio::net::TcpStream::connect(&address)
-        .await
-        .expect("connect");
+    let mut slow = TcpStream::connect(&address).await.expect("connect");
     slow.write_all(
         b"POST /producer/api/logs/ingest HTTP/1.1\r\nHost: x\r\n\
           Content-Type: application/json\r\nContent-Length: 1048000\r\n\r\n{\"level\":",
     )
     .await
     .expect("write the head");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Held once the producer counts the reservation: the whole 1 MiB.
+    gauge_reaches(app, "producer_inflight_request_bytes", 1024 * 1024).await;
     slow
+}
+
+/// A producer whose 1 MiB in-flight limit a slow client holds whole, where a request
+/// waits up to `wait_ms` for room; and the URL of its single-event route.
+async fn producer_with_its_limit_held(wait_ms: u64) -> (Running, TcpStream, String) {
+    let (app, _topic) = producer_on_own_topic_with(|s| {
+        s.admission.max_inflight_mib = 1;
+        s.admission.wait_ms = wait_ms;
+    })
+    .await;
+    let slow = hold_the_whole_inflight_limit(&app).await;
+    let url = format!("{}/producer/api/logs/ingest", app.base);
+    (app, slow, url)
 }
 
 /// The producer holds at most `INGEST_MAX_INFLIGHT_MIB` of requests at once: past it a
@@ -28,13 +59,7 @@ async fn hold_the_whole_inflight_limit(app: &crate::helpers::Running) -> tokio::
 /// and dropped, its connection closed), and it is admitted again as soon as room frees up.
 #[tokio::test]
 async fn past_the_inflight_byte_limit_requests_get_503_until_room_frees_up() {
-    let (app, _topic) = producer_on_own_topic_with(|s| {
-        s.admission.max_inflight_mib = 1;
-        s.admission.wait_ms = 200;
-    })
-    .await;
-    let url = format!("{}/producer/api/logs/ingest", app.base);
-    let slow = hold_the_whole_inflight_limit(&app).await;
+    let (app, slow, url) = producer_with_its_limit_held(200).await;
 
     let response = http()
         .post(&url)
@@ -53,7 +78,7 @@ async fn past_the_inflight_byte_limit_requests_get_503_until_room_frees_up() {
 
     // The slow client goes away: its reservation is released and requests pass again.
     drop(slow);
-    let admitted = crate::helpers::eventually(
+    let admitted = eventually(
         "a request to be admitted again",
         Duration::from_secs(10),
         || {
@@ -74,13 +99,7 @@ async fn past_the_inflight_byte_limit_requests_get_503_until_room_frees_up() {
 /// wait it would be a 503, so a burst just over the limit would fail.)
 #[tokio::test]
 async fn a_request_over_the_inflight_limit_waits_for_room_and_is_admitted() {
-    let (app, _topic) = producer_on_own_topic_with(|s| {
-        s.admission.max_inflight_mib = 1;
-        s.admission.wait_ms = 20_000;
-    })
-    .await;
-    let url = format!("{}/producer/api/logs/ingest", app.base);
-    let slow = hold_the_whole_inflight_limit(&app).await;
+    let (app, slow, url) = producer_with_its_limit_held(20_000).await;
 
     let waiting = tokio::spawn({
         let url = url.clone();
@@ -96,6 +115,28 @@ async fn a_request_over_the_inflight_limit_waits_for_room_and_is_admitted() {
     let (status, body) = waiting.await.expect("the queued request");
     assert_eq!(status, 200, "{body}");
     assert!(body["logId"].is_string(), "{body}");
+    app.stop().await;
+}
+
+/// Admission sizes a request by the route it reached, not by how its path ends: a POST
+/// to no route at all reserves nothing and is answered 404 at once, even while the whole
+/// limit is taken. (Sized by its `/batch` or `/bulk` suffix, it waited for a batch's room
+/// and got a 503.)
+#[tokio::test]
+async fn admission_sizes_a_request_by_its_route_not_by_its_path() {
+    let (app, slow, _url) = producer_with_its_limit_held(1_000).await;
+    for path in [
+        "/producer/api/logs/nowhere/batch",
+        "/producer/api/logs/ingest/bulk",
+    ] {
+        let (status, body) = post_json(
+            format!("{}{path}", app.base),
+            &json!([event("by-route", "INFO", "m")]),
+        )
+        .await;
+        assert_eq!(status, 404, "{path} is no ingest route: {body}");
+    }
+    drop(slow);
     app.stop().await;
 }
 
