@@ -157,3 +157,23 @@ async fn with_api_keys_ingest_needs_a_valid_key_and_limits_are_per_key() {
     assert_eq!(health.status(), 200, "liveness stays open");
     app.stop().await;
 }
+
+/// With API keys on, liveness is open by its registered route, not because a path ends in
+/// `/health`: another path under the keyed scope that ends so still needs a key.
+#[tokio::test]
+async fn with_api_keys_only_the_liveness_route_is_open() {
+    let (app, _topic) = producer_on_own_topic_with(|s| {
+        s.auth.api_keys = Some("key-a".parse().expect("infallible"));
+    })
+    .await;
+    let (status, body) = get_json(format!("{}/producer/api/logs/health", app.base)).await;
+    assert_eq!(status, 200, "{body}");
+    for path in [
+        "/producer/api/logs/x/health",
+        "/producer/api/logs/ingest/health",
+    ] {
+        let (status, body) = get_json(format!("{}{path}", app.base)).await;
+        assert_eq!(status, 401, "{path} is not the liveness route: {body}");
+    }
+    app.stop().await;
+}
