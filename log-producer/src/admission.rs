@@ -8,6 +8,7 @@
 //! closed: a burst queues briefly, a flood costs bounded memory and prompt refusals
 //! instead of piling up.
 
+use crate::metrics::ProducerMetrics;
 use crate::settings::AdmissionSettings;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -37,16 +38,19 @@ pub struct InflightBytes {
     wait: Duration,
     /// `producer_inflight_request_bytes`: what is reserved right now.
     gauge: IntGauge,
+    /// `producer_admission_waiting_requests`: how many wait for room right now.
+    waiting: IntGauge,
 }
 
 impl InflightBytes {
-    pub fn new(settings: &AdmissionSettings, gauge: IntGauge) -> Self {
+    pub fn new(settings: &AdmissionSettings, metrics: &ProducerMetrics) -> Self {
         let limit_mib = settings.max_inflight_mib;
         InflightBytes {
             permits: Arc::new(Semaphore::new(units_in_mib(limit_mib) as usize)),
             limit_mib,
             wait: Duration::from_millis(settings.wait_ms),
-            gauge,
+            gauge: metrics.inflight_bytes.clone(),
+            waiting: metrics.admission_waiting.clone(),
         }
     }
 
@@ -100,7 +104,10 @@ pub async fn admit(
         (InflightBytes::cost(&req, max).div_ceil(UNIT).max(1) as u32).min(inflight.capacity());
     // The semaphore is fair: a waiting request is admitted before any that came later.
     let room = Arc::clone(&inflight.permits).acquire_many_owned(units);
-    let Ok(Ok(permit)) = tokio::time::timeout(inflight.wait, room).await else {
+    let waiting = Waiting::new(&inflight.waiting);
+    let admitted = tokio::time::timeout(inflight.wait, room).await;
+    drop(waiting);
+    let Ok(Ok(permit)) = admitted else {
         drain_body(&mut req).await;
         let path = req.path().to_owned();
         let refusal = ApiError::Unavailable {
@@ -148,6 +155,23 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.gauge.sub(self.bytes);
+    }
+}
+
+/// A request waiting for room, counted in the gauge until it is admitted, refused or
+/// dropped.
+struct Waiting(IntGauge);
+
+impl Waiting {
+    fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Waiting(gauge.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

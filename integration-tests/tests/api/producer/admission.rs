@@ -105,7 +105,8 @@ async fn a_request_over_the_inflight_limit_waits_for_room_and_is_admitted() {
         let url = url.clone();
         async move { post_json(&url, &event("inflight", "INFO", "queued")).await }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Waiting for room, as the producer counts it: not answered while the limit is taken.
+    gauge_reaches(&app, "producer_admission_waiting_requests", 1).await;
     assert!(
         !waiting.is_finished(),
         "answered while the limit was still taken"

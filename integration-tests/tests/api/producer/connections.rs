@@ -1,10 +1,38 @@
 //! Connections: the cap per worker, the listen backlog behind it, keep-alive.
 
 use super::{producer_on_own_topic, producer_on_own_topic_with};
-use crate::helpers::{event, post_json};
+use crate::helpers::{event, eventually, post_json, Running};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
+
+/// How many connections wait in the listening socket's accept queue: taken by the kernel,
+/// not yet by the server (`ss`: Recv-Q of a listening socket).
+fn accept_queue(app: &Running) -> usize {
+    let port = app.base.rsplit(':').next().expect("a port");
+    let ss = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss runs");
+    let line = String::from_utf8_lossy(&ss.stdout).into_owned();
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|queued| queued.parse().ok())
+        .unwrap_or_else(|| panic!("no listening socket on port {port}: {line}"))
+}
+
+/// Waits until exactly `count` connections wait in the accept queue.
+async fn accept_queue_reaches(app: &Running, count: usize) {
+    eventually(
+        &format!("{count} connections in the accept queue"),
+        Duration::from_secs(20),
+        || {
+            let queued = accept_queue(app);
+            async move { (queued == count).then_some(()) }
+        },
+    )
+    .await;
+}
 
 /// Connections past `HTTP_MAX_CONNECTIONS` are not served until one closes: they wait
 /// in the kernel's accept queue, so a flood of connections cannot grow the producer's
@@ -25,11 +53,13 @@ async fn connections_past_the_cap_wait_until_one_closes() {
                 .expect("connect"),
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both are the server's once none waits in the kernel's queue.
+    accept_queue_reaches(&app, 0).await;
 
     let url = format!("{}/producer/api/logs/ingest", app.base);
     let third = tokio::spawn(async move { post_json(&url, &event("cap", "INFO", "third")).await });
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The third waits in the kernel's queue: the server has not even accepted it.
+    accept_queue_reaches(&app, 1).await;
     assert!(
         !third.is_finished(),
         "served while both connection slots were taken"
@@ -59,7 +89,7 @@ async fn a_burst_of_connections_past_the_cap_waits_in_the_backlog_and_all_are_an
     let holder = tokio::net::TcpStream::connect(&address)
         .await
         .expect("connect");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    accept_queue_reaches(&app, 0).await;
 
     let requests: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
@@ -81,7 +111,8 @@ async fn a_burst_of_connections_past_the_cap_waits_in_the_backlog_and_all_are_an
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every one of them is in the backlog before the slot frees up.
+    accept_queue_reaches(&app, CONNECTIONS).await;
     drop(holder);
 
     let mut answers = HashMap::<String, usize>::new();
