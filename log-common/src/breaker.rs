@@ -215,16 +215,23 @@ mod tests {
     use super::*;
     use prometheus::Opts;
 
-    #[test]
-    fn opens_after_consecutive_failures_and_reports_it() {
+    /// A breaker opening after `failures`, open `open_secs` at first and at most
+    /// `max_secs`, and the gauge it reports to.
+    fn breaker(failures: u32, open_secs: u64, max_secs: u64) -> (CircuitBreaker, IntGaugeVec) {
         let gauge = IntGaugeVec::new(Opts::new("g", "g"), &["name", "state"]).expect("gauge");
         let breaker = CircuitBreaker::new(
             "kafka",
-            3,
-            Duration::from_secs(60),
-            Duration::from_secs(60),
+            failures,
+            Duration::from_secs(open_secs),
+            Duration::from_secs(max_secs),
             gauge.clone(),
         );
+        (breaker, gauge)
+    }
+
+    #[test]
+    fn opens_after_consecutive_failures_and_reports_it() {
+        let (breaker, gauge) = breaker(3, 60, 60);
         assert_eq!(breaker.state(), BreakerState::Closed);
         for _ in 0..2 {
             breaker.record_failure();
@@ -242,14 +249,7 @@ mod tests {
     /// first one: after a failed probe the period doubles, and so does the answer.
     #[test]
     fn retry_after_is_the_time_left_of_the_current_open_period() {
-        let gauge = IntGaugeVec::new(Opts::new("g", "g"), &["name", "state"]).expect("gauge");
-        let breaker = CircuitBreaker::new(
-            "kafka",
-            1,
-            Duration::from_secs(1),
-            Duration::from_secs(60),
-            gauge,
-        );
+        let (breaker, _gauge) = breaker(1, 1, 60);
         assert_eq!(breaker.retry_after(), Duration::from_secs(1), "closed");
         breaker.trip();
         let left = breaker.retry_after();
@@ -275,14 +275,7 @@ mod tests {
 
     #[test]
     fn trip_opens_at_once() {
-        let gauge = IntGaugeVec::new(Opts::new("g", "g"), &["name", "state"]).expect("gauge");
-        let breaker = CircuitBreaker::new(
-            "kafka",
-            5,
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-            gauge,
-        );
+        let (breaker, _gauge) = breaker(5, 60, 60);
         breaker.trip();
         assert_eq!(breaker.state(), BreakerState::Open);
         assert!(!breaker.permits());
@@ -290,14 +283,7 @@ mod tests {
 
     #[test]
     fn a_success_resets_the_count() {
-        let gauge = IntGaugeVec::new(Opts::new("g", "g"), &["name", "state"]).expect("gauge");
-        let breaker = CircuitBreaker::new(
-            "pg",
-            2,
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-            gauge,
-        );
+        let (breaker, _gauge) = breaker(2, 1, 1);
         breaker.record_failure();
         breaker.record_success();
         breaker.record_failure();

@@ -80,6 +80,19 @@ impl IngestState {
         })
     }
 
+    /// The checks before one event is published, in the module's order: the rate limit,
+    /// the breaker, then the event itself.
+    fn take_one(
+        &self,
+        req: &HttpRequest,
+        endpoint: &str,
+        body: Value,
+    ) -> Result<LogEvent, ApiError> {
+        self.charge(req, endpoint, 1)?;
+        self.check_breaker(1)?;
+        parse_event(body).map_err(|e| self.invalid(e))
+    }
+
     fn check_breaker(&self, events: usize) -> Result<(), ApiError> {
         self.publisher
             .check_available()
@@ -147,9 +160,7 @@ pub async fn ingest(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    state.charge(&req, "ingest", 1)?;
-    state.check_breaker(1)?;
-    let event = parse_event(body.into_inner()).map_err(|e| state.invalid(e))?;
+    let event = state.take_one(&req, "ingest", body.into_inner())?;
     state
         .publisher
         .publish(&event)
@@ -181,9 +192,7 @@ pub async fn ingest_async(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    state.charge(&req, "ingest_async", 1)?;
-    state.check_breaker(1)?;
-    let event = parse_event(body.into_inner()).map_err(|e| state.invalid(e))?;
+    let event = state.take_one(&req, "ingest_async", body.into_inner())?;
     let id = event.id;
     state
         .publisher

@@ -34,17 +34,23 @@ async fn accept_queue_reaches(app: &Running, count: usize) {
     .await;
 }
 
+/// A producer with one worker taking at most `cap` connections, and its address.
+async fn producer_with_connection_cap(cap: usize) -> (Running, String) {
+    let (app, _topic) = producer_on_own_topic_with(|s| {
+        s.http.workers = 1;
+        s.http.max_connections = cap;
+    })
+    .await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    (app, address)
+}
+
 /// Connections past `HTTP_MAX_CONNECTIONS` are not served until one closes: they wait
 /// in the kernel's accept queue, so a flood of connections cannot grow the producer's
 /// read buffers without bound. (Without the cap the third request is answered at once.)
 #[tokio::test]
 async fn connections_past_the_cap_wait_until_one_closes() {
-    let (app, _topic) = producer_on_own_topic_with(|s| {
-        s.http.workers = 1;
-        s.http.max_connections = 2;
-    })
-    .await;
-    let address = app.base.trim_start_matches("http://").to_owned();
+    let (app, address) = producer_with_connection_cap(2).await;
     let mut idle = Vec::new();
     for _ in 0..2 {
         idle.push(
@@ -79,12 +85,7 @@ async fn connections_past_the_cap_wait_until_one_closes() {
 async fn a_burst_of_connections_past_the_cap_waits_in_the_backlog_and_all_are_answered() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const CONNECTIONS: usize = 200;
-    let (app, _topic) = producer_on_own_topic_with(|s| {
-        s.http.workers = 1;
-        s.http.max_connections = 1;
-    })
-    .await;
-    let address = app.base.trim_start_matches("http://").to_owned();
+    let (app, address) = producer_with_connection_cap(1).await;
     // The only slot is taken, so every connection below waits in the backlog.
     let holder = tokio::net::TcpStream::connect(&address)
         .await

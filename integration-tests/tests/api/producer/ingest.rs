@@ -76,16 +76,16 @@ async fn bulk_accepts_ndjson_plain_and_gzip() {
         .map(|i| format!("{}\n", event("bulk-svc", "DEBUG", &format!("line {i}"))))
         .collect();
     let body = format!("{lines}\n   \nnot json\n");
-    let (status, report) = json(
-        http()
+    let bulk = |encoding: &'static str, body: Vec<u8>| {
+        let mut request = http()
             .post(format!("{}/producer/api/logs/bulk", app.base))
-            .header("Content-Type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await
-            .expect("bulk"),
-    )
-    .await;
+            .header("Content-Type", "application/x-ndjson");
+        if !encoding.is_empty() {
+            request = request.header("Content-Encoding", encoding);
+        }
+        async move { json(request.body(body).send().await.expect(encoding)).await }
+    };
+    let (status, report) = bulk("", body.into_bytes()).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["successCount"], 50);
     assert_eq!(report["failureCount"], 1);
@@ -96,33 +96,13 @@ async fn bulk_accepts_ndjson_plain_and_gzip() {
 
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(lines.as_bytes()).expect("gzip");
-    let (status, report) = json(
-        http()
-            .post(format!("{}/producer/api/logs/bulk", app.base))
-            .header("Content-Type", "application/x-ndjson")
-            .header("Content-Encoding", "gzip")
-            .body(gz.finish().expect("gzip"))
-            .send()
-            .await
-            .expect("bulk gzip"),
-    )
-    .await;
-    assert_eq!(status, 200, "{report}");
-    assert_eq!(report["successCount"], 50);
-
-    let (status, report) = json(
-        http()
-            .post(format!("{}/producer/api/logs/bulk", app.base))
-            .header("Content-Type", "application/x-ndjson")
-            .header("Content-Encoding", "zstd")
-            .body(zstd::encode_all(lines.as_bytes(), 3).expect("zstd"))
-            .send()
-            .await
-            .expect("bulk zstd"),
-    )
-    .await;
-    assert_eq!(status, 200, "{report}");
-    assert_eq!(report["successCount"], 50);
+    let gzip = gz.finish().expect("gzip");
+    let zstd = zstd::encode_all(lines.as_bytes(), 3).expect("zstd");
+    for (encoding, body) in [("gzip", gzip), ("zstd", zstd)] {
+        let (status, report) = bulk(encoding, body).await;
+        assert_eq!(status, 200, "{encoding}: {report}");
+        assert_eq!(report["successCount"], 50, "{encoding}");
+    }
 
     assert_eq!(read_back(&topic, 150).await.len(), 150);
     app.stop().await;

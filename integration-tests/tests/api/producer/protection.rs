@@ -106,16 +106,10 @@ async fn with_api_keys_ingest_needs_a_valid_key_and_limits_are_per_key() {
             .contains("X-API-Key"),
         "{body}"
     );
-    let (status, body) = json(
-        client
-            .post(&url)
-            .header("X-API-Key", "key-c")
-            .json(&one)
-            .send()
-            .await
-            .expect("bad key"),
-    )
-    .await;
+    let send = |header: &'static str, value: &'static str| {
+        client.post(&url).header(header, value).json(&one).send()
+    };
+    let (status, body) = json(send("X-API-Key", "key-c").await.expect("bad key")).await;
     assert_eq!(status, 401, "{body}");
     assert!(
         !body.to_string().contains("key-c"),
@@ -123,30 +117,12 @@ async fn with_api_keys_ingest_needs_a_valid_key_and_limits_are_per_key() {
     );
 
     for _ in 0..2 {
-        let r = client
-            .post(&url)
-            .header("X-API-Key", "key-a")
-            .json(&one)
-            .send()
-            .await
-            .expect("key a");
+        let r = send("X-API-Key", "key-a").await.expect("key a");
         assert_eq!(r.status(), 200);
     }
-    let r = client
-        .post(&url)
-        .header("X-API-Key", "key-a")
-        .json(&one)
-        .send()
-        .await
-        .expect("key a");
+    let r = send("X-API-Key", "key-a").await.expect("key a");
     assert_eq!(r.status(), 429, "key-a spent its burst");
-    let r = client
-        .post(&url)
-        .header("Authorization", "Bearer key-b")
-        .json(&one)
-        .send()
-        .await
-        .expect("key b");
+    let r = send("Authorization", "Bearer key-b").await.expect("key b");
     assert_eq!(r.status(), 200, "key-b has its own bucket");
 
     let health = client
