@@ -7,7 +7,7 @@
 use crate::metrics::ProducerMetrics;
 use crate::publisher::{PublishError, Publisher};
 use crate::rate_limit::ClientRateLimiter;
-use actix_web::http::header;
+use crate::routes::ndjson;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use log_common::auth::presented_key;
@@ -255,48 +255,11 @@ pub async fn bulk(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    check_ndjson_content_type(&req)?;
-    let items: Vec<(usize, Result<Value, String>)> = body
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .filter(|(_, line)| !line.trim_ascii().is_empty())
-        .map(|(line_no, line)| {
-            let parsed =
-                serde_json::from_slice::<Value>(line).map_err(|e| format!("malformed JSON: {e}"));
-            (line_no, parsed)
-        })
-        .collect();
+    ndjson::check_content_type(&req)?;
+    let items = ndjson::lines(&body);
     let response = ingest_many_indexed(&req, &state, "bulk", items).await?;
     state.observe("bulk", started);
     Ok(response)
-}
-
-fn check_ndjson_content_type(req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let mime = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim();
-    const ACCEPTED: [&str; 5] = [
-        "application/x-ndjson",
-        "application/ndjson",
-        "application/jsonl",
-        "application/json",
-        "text/plain",
-    ];
-    if ACCEPTED.iter().any(|a| a.eq_ignore_ascii_case(mime)) {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type must be application/x-ndjson (or {}), got '{mime}'",
-            ACCEPTED[1..].join(", ")
-        )))
-    }
 }
 
 async fn ingest_many(

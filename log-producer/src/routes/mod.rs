@@ -2,6 +2,7 @@
 
 mod health;
 mod ingest;
+mod ndjson;
 mod openapi;
 
 pub use ingest::IngestState;
