@@ -1,8 +1,11 @@
 //! What protects the producer and Kafka per client: rate limits, the breaker, API keys.
 
 use super::producer_on_own_topic_with;
-use crate::helpers::{event, get_json, http, json, post_json, spawn_producer, unique};
+use crate::helpers::{
+    event, eventually, get_json, http, json, post_json, spawn_producer, unique, Running,
+};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 #[tokio::test]
 async fn over_the_rate_limit_answers_429_with_retry_after_counted_in_events() {
@@ -45,17 +48,22 @@ async fn over_the_rate_limit_answers_429_with_retry_after_counted_in_events() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_missing_topic_opens_the_breaker_and_answers_503_without_any_2xx() {
-    // A topic that does not exist (auto-create is off) fails every delivery, like a
-    // broker that is away, without stopping the shared broker other tests use.
-    let app = spawn_producer(|s| {
+/// A producer on a topic that does not exist (auto-create is off): every delivery fails,
+/// like a broker that is away, without stopping the shared broker other tests use. Its
+/// breaker opens after `failures` and stays open `open_ms` at first.
+async fn producer_on_a_missing_topic(failures: u32, open_ms: u64) -> Running {
+    spawn_producer(|s| {
         s.kafka.topic = unique("no-such-topic");
         s.producer.delivery_timeout_ms = 1000;
-        s.breaker.failure_threshold = 2;
-        s.breaker.open_ms = 60_000;
+        s.breaker.failure_threshold = failures;
+        s.breaker.open_ms = open_ms;
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_missing_topic_opens_the_breaker_and_answers_503_without_any_2xx() {
+    let app = producer_on_a_missing_topic(2, 60_000).await;
     let client = http();
     let mut statuses = Vec::new();
     for i in 0..4 {
@@ -82,6 +90,42 @@ async fn a_missing_topic_opens_the_breaker_and_answers_503_without_any_2xx() {
         health["components"]["circuitBreaker"]["details"]["state"], "open",
         "{health}"
     );
+    app.stop().await;
+}
+
+/// `Retry-After` says what is left of the breaker's current open period, which doubles
+/// when a probe fails: 1 s after the first failure, 2 s after the failed probe.
+#[tokio::test]
+async fn the_breakers_retry_after_grows_with_its_open_period() {
+    let app = producer_on_a_missing_topic(1, 1000).await;
+    let url = format!("{}/producer/api/logs/ingest", app.base);
+    let retry_after = || {
+        let request = http()
+            .post(&url)
+            .json(&event("breaker", "INFO", "m"))
+            .send();
+        async move {
+            let response = request.await.expect("ingest");
+            assert_eq!(
+                response.status(),
+                503,
+                "never a 2xx for an undelivered event"
+            );
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .expect("Retry-After in seconds")
+        }
+    };
+    assert_eq!(retry_after().await, 1, "the first open period");
+    // Once the first period is over the next request is the probe; it fails.
+    eventually(
+        "a failed probe to double the open period",
+        Duration::from_secs(20),
+        || async { (retry_after().await == 2).then_some(()) },
+    )
+    .await;
     app.stop().await;
 }
 
