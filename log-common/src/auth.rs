@@ -1,6 +1,7 @@
 //! Optional API keys. When `API_KEYS` (comma-separated) or `API_KEYS_FILE` (one key a
 //! line, `#` comments) is set, ingest and query endpoints require `X-API-Key: <key>`
-//! or `Authorization: Bearer <key>`; health, metrics and the API docs stay open. When
+//! or `Authorization: Bearer <key>`; metrics and the API docs (outside the keyed scopes)
+//! and each service's liveness route (registered with [`open_resource`]) stay open. When
 //! neither is set, every request is let through (local development).
 //!
 //! Keys are compared in constant time and never logged or printed.
@@ -106,15 +107,27 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The route name [`require_api_key`] lets through without a key.
+pub const OPEN_ROUTE: &str = "open-without-api-key";
+
+/// A resource inside a keyed scope that stays open without a key: a service's liveness
+/// route, for probes. Exemption goes by this registered name, never by how a path looks,
+/// so `…/anything/health` is not open because of its last segment.
+pub fn open_resource(path: &str) -> actix_web::Resource {
+    web::resource(path).name(OPEN_ROUTE)
+}
+
 /// Middleware (via `from_fn`) for the ingest and query scopes: 401 without a valid key
-/// when keys are configured. Liveness (`…/health`) stays open for probes.
+/// when keys are configured, except on a route made with [`open_resource`].
 pub async fn require_api_key(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let keys = req.app_data::<web::Data<ApiKeys>>().cloned();
     if let Some(keys) = keys.filter(|k| k.enabled()) {
-        if !req.path().ends_with("/health") {
+        // Routing inside the scope has not run yet; the name comes from matching the
+        // whole path against every registered resource.
+        if req.match_name() != Some(OPEN_ROUTE) {
             let refusal = match presented_key(req.headers()) {
                 None => Some(
                     "an API key is required: send X-API-Key: <key> or Authorization: Bearer <key>",
@@ -135,6 +148,8 @@ pub async fn require_api_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::middleware::from_fn;
+    use actix_web::{test as http_test, App, HttpResponse};
 
     fn keys(list: &str) -> ApiKeys {
         ApiKeys::from_settings(&AuthSettings {
@@ -184,5 +199,45 @@ mod tests {
             api_keys_file: Some("/nonexistent/keys".into()),
         })
         .is_err());
+    }
+
+    /// Only the route registered as open is: not a path that merely ends like it, whether
+    /// it is unrouted or matched by another route's pattern.
+    #[actix_web::test]
+    async fn only_the_registered_open_route_goes_without_a_key() {
+        let app = http_test::init_service(
+            App::new()
+                .app_data(web::Data::new(keys("k")))
+                .service(
+                    web::scope("/svc/api")
+                        .wrap(from_fn(require_api_key))
+                        .route("/items/{id}", web::get().to(HttpResponse::Ok))
+                        .service(open_resource("/health").route(web::get().to(HttpResponse::Ok))),
+                )
+                .default_service(web::to(HttpResponse::NotFound)),
+        )
+        .await;
+        let status = |uri: &'static str, key: Option<&'static str>| {
+            let mut req = http_test::TestRequest::get().uri(uri);
+            if let Some(key) = key {
+                req = req.insert_header((API_KEY_HEADER, key));
+            }
+            let app = &app;
+            async move {
+                http_test::call_service(app, req.to_request())
+                    .await
+                    .status()
+            }
+        };
+        assert_eq!(status("/svc/api/health", None).await, 200);
+        for guarded in [
+            "/svc/api/items/health",
+            "/svc/api/x/health",
+            "/svc/api/items/1",
+        ] {
+            assert_eq!(status(guarded, None).await, 401, "{guarded}");
+        }
+        assert_eq!(status("/svc/api/items/health", Some("k")).await, 200);
+        assert_eq!(status("/svc/api/x/health", Some("k")).await, 404);
     }
 }

@@ -8,6 +8,7 @@
 //! closed: a burst queues briefly, a flood costs bounded memory and prompt refusals
 //! instead of piling up.
 
+use crate::metrics::ProducerMetrics;
 use crate::settings::AdmissionSettings;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -18,7 +19,7 @@ use actix_web::web;
 use actix_web::HttpMessage;
 use futures::StreamExt;
 use log_common::error::ApiError;
-use log_common::event::{MAX_BATCH_BODY_BYTES, MAX_SINGLE_BODY_BYTES};
+use log_common::event::MAX_BATCH_BODY_BYTES;
 use prometheus::IntGauge;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,16 +38,19 @@ pub struct InflightBytes {
     wait: Duration,
     /// `producer_inflight_request_bytes`: what is reserved right now.
     gauge: IntGauge,
+    /// `producer_admission_waiting_requests`: how many wait for room right now.
+    waiting: IntGauge,
 }
 
 impl InflightBytes {
-    pub fn new(settings: &AdmissionSettings, gauge: IntGauge) -> Self {
+    pub fn new(settings: &AdmissionSettings, metrics: &ProducerMetrics) -> Self {
         let limit_mib = settings.max_inflight_mib;
         InflightBytes {
             permits: Arc::new(Semaphore::new(units_in_mib(limit_mib) as usize)),
             limit_mib,
             wait: Duration::from_millis(settings.wait_ms),
-            gauge,
+            gauge: metrics.inflight_bytes.clone(),
+            waiting: metrics.admission_waiting.clone(),
         }
     }
 
@@ -55,16 +59,11 @@ impl InflightBytes {
         units_in_mib(self.limit_mib)
     }
 
-    /// What a request may cost before its body is read: its declared length, or the
+    /// What a request may cost before its body is read: its declared length, or its
     /// route's maximum when the length is unknown or the body is compressed (it can
     /// grow up to that maximum when decompressed). A declared length over the maximum
     /// is refused by the body limit (413), so it never needs more than the maximum.
-    fn cost(req: &ServiceRequest) -> usize {
-        let max = if req.path().ends_with("/batch") || req.path().ends_with("/bulk") {
-            MAX_BATCH_BODY_BYTES
-        } else {
-            MAX_SINGLE_BODY_BYTES
-        };
+    fn cost(req: &ServiceRequest, max: usize) -> usize {
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
@@ -81,7 +80,13 @@ impl InflightBytes {
     }
 }
 
-/// Middleware (via `from_fn`) for the ingest scope.
+/// The largest body a route accepts, set on the route itself (see `routes::ingest_route`):
+/// its body limit, and what admission reserves when the size is not known beforehand.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteBodyLimit(pub usize);
+
+/// Middleware (via `from_fn`) for each ingest route, so only a request that reached
+/// one is sized, by that route's [`RouteBodyLimit`].
 pub async fn admit(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -90,11 +95,19 @@ pub async fn admit(
     let Some(inflight) = inflight.filter(|_| req.method() == Method::POST) else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
+    // A route wrapped without its limit is sized as the largest body any route takes.
+    let max = req
+        .app_data::<RouteBodyLimit>()
+        .map_or(MAX_BATCH_BODY_BYTES, |limit| limit.0);
     // Capped at the whole limit, so one request larger than it can still run alone.
-    let units = (InflightBytes::cost(&req).div_ceil(UNIT).max(1) as u32).min(inflight.capacity());
+    let units =
+        (InflightBytes::cost(&req, max).div_ceil(UNIT).max(1) as u32).min(inflight.capacity());
     // The semaphore is fair: a waiting request is admitted before any that came later.
     let room = Arc::clone(&inflight.permits).acquire_many_owned(units);
-    let Ok(Ok(permit)) = tokio::time::timeout(inflight.wait, room).await else {
+    let waiting = Waiting::new(&inflight.waiting);
+    let admitted = tokio::time::timeout(inflight.wait, room).await;
+    drop(waiting);
+    let Ok(Ok(permit)) = admitted else {
         drain_body(&mut req).await;
         let path = req.path().to_owned();
         let refusal = ApiError::Unavailable {
@@ -142,6 +155,23 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.gauge.sub(self.bytes);
+    }
+}
+
+/// A request waiting for room, counted in the gauge until it is admitted, refused or
+/// dropped.
+struct Waiting(IntGauge);
+
+impl Waiting {
+    fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Waiting(gauge.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -21,6 +21,8 @@ pub struct ProducerMetrics {
     pub rate_limited: IntCounterVec,
     /// `producer_inflight_request_bytes`: request bytes admitted and not yet answered.
     pub inflight_bytes: IntGauge,
+    /// `producer_admission_waiting_requests`: requests waiting for room under that bound.
+    pub admission_waiting: IntGauge,
 }
 
 impl ProducerMetrics {
@@ -65,7 +67,12 @@ impl ProducerMetrics {
             "producer_inflight_request_bytes",
             "Request bytes admitted and not yet answered (bounded by INGEST_MAX_INFLIGHT_MIB)",
         )?;
+        let admission_waiting = IntGauge::new(
+            "producer_admission_waiting_requests",
+            "Requests waiting for room under INGEST_MAX_INFLIGHT_MIB (at most INGEST_ADMISSION_WAIT_MS)",
+        )?;
         registry.register(Box::new(inflight_bytes.clone()))?;
+        registry.register(Box::new(admission_waiting.clone()))?;
         registry.register(Box::new(ingested.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -94,6 +101,7 @@ impl ProducerMetrics {
             breaker_state,
             rate_limited,
             inflight_bytes,
+            admission_waiting,
         })
     }
 }

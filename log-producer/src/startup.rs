@@ -41,10 +41,7 @@ impl Application {
             settings.rate_limit.burst,
         )?;
         let api_keys = ApiKeys::load(&settings.auth)?;
-        let inflight = web::Data::new(InflightBytes::new(
-            &settings.admission,
-            metrics.inflight_bytes.clone(),
-        ));
+        let inflight = web::Data::new(InflightBytes::new(&settings.admission, &metrics));
         let state = web::Data::new(IngestState {
             publisher: publisher.clone(),
             limiter,

@@ -9,7 +9,7 @@ pub use query::QueryState;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
-use log_common::auth::require_api_key;
+use log_common::auth::{open_resource, require_api_key};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -29,7 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, prometheus_enabled: bool) {
             .route("/logs/{id}", web::get().to(query::log_by_id))
             .route("/search", web::get().to(query::search))
             .route("/stats", web::get().to(query::stats))
-            .route("/health", web::get().to(health::liveness)),
+            .service(open_resource("/health").route(web::get().to(health::liveness))),
     )
     .service(actuator)
     .service(

@@ -2,15 +2,18 @@
 
 mod health;
 mod ingest;
+mod ndjson;
 mod openapi;
 
 pub use ingest::IngestState;
 pub use openapi::ApiDoc;
 
-use crate::admission::admit;
+use crate::admission::{admit, RouteBodyLimit};
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
-use actix_web::web;
-use log_common::auth::require_api_key;
+use actix_web::{web, Resource};
+use log_common::auth::{open_resource, require_api_key};
 use log_common::error::json_config;
 use log_common::event::{MAX_BATCH_BODY_BYTES, MAX_SINGLE_BODY_BYTES};
 use utoipa::OpenApi;
@@ -27,35 +30,53 @@ pub fn configure(cfg: &mut web::ServiceConfig, prometheus_enabled: bool) {
     }
     cfg.service(
         web::scope("/producer/api/logs")
-            // The last wrap runs first: a request without a valid key reserves nothing.
-            .wrap(from_fn(admit))
+            // Runs before each route's admission: a request without a valid key reserves
+            // nothing.
             .wrap(from_fn(require_api_key))
             .service(
-                web::resource("/ingest")
-                    .app_data(json_config(MAX_SINGLE_BODY_BYTES))
+                ingest_route("/ingest", MAX_SINGLE_BODY_BYTES)
                     .route(web::post().to(ingest::ingest)),
             )
             .service(
-                web::resource("/ingest/async")
-                    .app_data(json_config(MAX_SINGLE_BODY_BYTES))
+                ingest_route("/ingest/async", MAX_SINGLE_BODY_BYTES)
                     .route(web::post().to(ingest::ingest_async)),
             )
             .service(
-                web::resource("/batch")
-                    .app_data(json_config(MAX_BATCH_BODY_BYTES))
-                    .route(web::post().to(ingest::batch)),
+                ingest_route("/batch", MAX_BATCH_BODY_BYTES).route(web::post().to(ingest::batch)),
             )
             .service(
-                web::resource("/bulk")
-                    // Applies to the decompressed body, so a gzip bomb stops at the limit.
-                    .app_data(web::PayloadConfig::new(MAX_BATCH_BODY_BYTES))
-                    .route(web::post().to(ingest::bulk)),
+                // For /bulk the limit applies to the decompressed body, so a gzip bomb
+                // stops at it.
+                ingest_route("/bulk", MAX_BATCH_BODY_BYTES).route(web::post().to(ingest::bulk)),
             )
-            .route("/health", web::get().to(health::liveness)),
+            .service(open_resource("/health").route(web::get().to(health::liveness))),
     )
     .service(actuator)
     .service(
         SwaggerUi::new("/producer/swagger-ui/{_:.*}")
             .url("/producer/v3/api-docs", ApiDoc::openapi()),
     );
+}
+
+/// An ingest route taking bodies up to `max_body` bytes: the limit for its JSON or raw
+/// body (413 past it), and the size admission reserves for it when the request does not
+/// say (see [`admit`]). Admission sizes a request by the route it reached, never by how
+/// its path looks.
+fn ingest_route(
+    path: &str,
+    max_body: usize,
+) -> Resource<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource(path)
+        .app_data(RouteBodyLimit(max_body))
+        .app_data(json_config(max_body))
+        .app_data(web::PayloadConfig::new(max_body))
+        .wrap(from_fn(admit))
 }
