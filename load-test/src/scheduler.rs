@@ -221,24 +221,27 @@ mod tests {
         sent
     }
 
+    /// The BENCHMARKS e2e run.
+    const E2E_RUN: &[&str] = &[
+        "--mode",
+        "e2e",
+        "--endpoint",
+        "batch",
+        "--batch-size",
+        "100",
+        "--rate",
+        "20000",
+        "--duration",
+        "60",
+        "--concurrency",
+        "64",
+    ];
+
     #[test]
     fn each_worker_sends_one_request_per_period_of_units_times_workers_over_rate() {
         // The BENCHMARKS e2e run: 20,000 events/s in requests of 100 over 64 workers is
         // one request per worker every 100 * 64 / 20,000 s = 320 ms.
-        let args = args(&[
-            "--mode",
-            "e2e",
-            "--endpoint",
-            "batch",
-            "--batch-size",
-            "100",
-            "--rate",
-            "20000",
-            "--duration",
-            "60",
-            "--concurrency",
-            "64",
-        ]);
+        let args = args(E2E_RUN);
         let started = Instant::now();
         let schedule = schedule_of(&args, 0, started);
         for n in 0..5 {
@@ -271,20 +274,7 @@ mod tests {
 
     #[test]
     fn all_workers_together_send_the_target_rate_over_the_run() {
-        let args = args(&[
-            "--mode",
-            "e2e",
-            "--endpoint",
-            "batch",
-            "--batch-size",
-            "100",
-            "--rate",
-            "20000",
-            "--duration",
-            "60",
-            "--concurrency",
-            "64",
-        ]);
+        let args = args(E2E_RUN);
         let started = Instant::now();
         let requests: usize = (0..64)
             .map(|worker| simulate(&schedule_of(&args, worker, started), started, ms(1)).len())

@@ -1,7 +1,7 @@
 //! The gateway's cache on port 0 against the real Redis and this binary's own
 //! database: single flight, and a cache turned off on purpose.
 
-use crate::helpers::{db, eventually, get_json, metrics_text, spawn_gateway, unique};
+use crate::helpers::{db, eventually, get_json, metrics_text, spawn_gateway, unique, TableLock};
 use diesel::prelude::*;
 use std::time::Duration;
 
@@ -48,20 +48,7 @@ async fn concurrent_misses_on_one_key_run_the_query_once() {
         "cache_gets_total{result=\"miss\"} ",
     );
 
-    let (locked_tx, locked) = std::sync::mpsc::channel();
-    let (release, release_rx) = std::sync::mpsc::channel::<()>();
-    let locker = std::thread::spawn(move || {
-        db().transaction(|conn| {
-            diesel::sql_query("LOCK TABLE log_events IN ACCESS EXCLUSIVE MODE").execute(conn)?;
-            locked_tx.send(()).expect("signal");
-            let _ = release_rx.recv_timeout(Duration::from_secs(30));
-            Ok::<_, diesel::result::Error>(())
-        })
-        .expect("lock transaction");
-    });
-    locked
-        .recv_timeout(Duration::from_secs(10))
-        .expect("table locked");
+    let lock = TableLock::hold();
 
     let requests: Vec<_> = (0..REQUESTS)
         .map(|_| tokio::spawn(get_json(url.clone())))
@@ -93,8 +80,7 @@ async fn concurrent_misses_on_one_key_run_the_query_once() {
         },
     )
     .await;
-    let _ = release.send(());
-    locker.join().expect("locker thread");
+    drop(lock);
 
     for request in requests {
         let (status, page) = request.await.expect("request task");

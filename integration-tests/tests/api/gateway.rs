@@ -558,24 +558,9 @@ async fn a_query_past_the_time_limit_is_a_503_and_leaves_the_breaker_closed() {
         app.base,
         unique("gw-timeout")
     );
-    let (locked_tx, locked) = std::sync::mpsc::channel();
-    let (release, release_rx) = std::sync::mpsc::channel::<()>();
-    let locker = std::thread::spawn(move || {
-        db().transaction(|conn| {
-            diesel::sql_query("LOCK TABLE log_events IN ACCESS EXCLUSIVE MODE").execute(conn)?;
-            locked_tx.send(()).expect("signal");
-            // Held until the test has its answer, 10 s at most.
-            let _ = release_rx.recv_timeout(std::time::Duration::from_secs(10));
-            Ok::<_, diesel::result::Error>(())
-        })
-        .expect("lock transaction");
-    });
-    locked
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .expect("table locked");
+    let lock = crate::helpers::TableLock::hold();
     let (status, body) = get_json(&url).await;
-    let _ = release.send(()); // the locker may have given up already
-    locker.join().expect("locker thread");
+    drop(lock);
 
     crate::helpers::assert_unavailable_because(status, &body, "300 ms");
     let (status, page) = get_json(&url).await;

@@ -203,6 +203,49 @@ fn rows_for_source_in(conn: &mut PgConnection, source: &str) -> Vec<StoredRow> {
         .expect("query rows")
 }
 
+/// `LOCK TABLE log_events IN ACCESS EXCLUSIVE MODE` in this binary's database, held
+/// from `hold` until dropped (30 s at most): every query on the table waits meanwhile.
+pub struct TableLock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    holder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TableLock {
+    pub fn hold() -> TableLock {
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            db().transaction(|conn| {
+                diesel::sql_query("LOCK TABLE log_events IN ACCESS EXCLUSIVE MODE")
+                    .execute(conn)?;
+                locked_tx.send(()).expect("signal");
+                let _ = release_rx.recv_timeout(Duration::from_secs(30));
+                Ok::<_, diesel::result::Error>(())
+            })
+            .expect("lock transaction");
+        });
+        locked
+            .recv_timeout(Duration::from_secs(10))
+            .expect("table locked");
+        TableLock {
+            release: Some(release),
+            holder: Some(holder),
+        }
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            // The holder may have given up already; then there is nobody to tell.
+            let _ = release.send(());
+        }
+        if let Some(holder) = self.holder.take() {
+            let _ = holder.join();
+        }
+    }
+}
+
 /// Points a service's settings at this test binary's database.
 pub fn use_test_database(postgres: &mut log_common::settings::PostgresSettings) {
     postgres.url = test_database_url().to_owned();
