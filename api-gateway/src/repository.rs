@@ -16,7 +16,7 @@ use diesel::sql_types::{
 };
 use log_common::breaker::CircuitBreaker;
 use log_common::error::ApiError;
-use log_common::event::{Level, LogEvent};
+use log_common::event::{Level, LogEvent, Message, Source};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -120,14 +120,22 @@ struct EventRow {
     trace_id: Option<String>,
 }
 
-impl From<EventRow> for LogEvent {
-    fn from(row: EventRow) -> Self {
-        LogEvent {
-            id: row.id,
+impl TryFrom<EventRow> for LogEvent {
+    type Error = diesel::result::Error;
+
+    /// A message or source that breaks the event's rules fails the query.
+    fn try_from(row: EventRow) -> Result<Self, Self::Error> {
+        let invalid = |column: &str, reason: String| {
+            diesel::result::Error::DeserializationError(
+                format!("stored event {} has an invalid {column}: {reason}", row.id).into(),
+            )
+        };
+        Ok(LogEvent {
+            id: row.id.into(),
             // The table's CHECK constraint admits only the six levels.
             level: row.level.parse().unwrap_or(Level::Info),
-            message: row.message,
-            source: row.source,
+            message: Message::parse(row.message).map_err(|e| invalid("message", e))?,
+            source: Source::parse(row.source).map_err(|e| invalid("source", e))?,
             timestamp: row.timestamp,
             metadata: match row.metadata {
                 Some(serde_json::Value::Object(map)) => Some(map),
@@ -136,7 +144,7 @@ impl From<EventRow> for LogEvent {
             correlation_id: row.correlation_id,
             request_id: row.request_id,
             trace_id: row.trace_id,
-        }
+        })
     }
 }
 
@@ -322,8 +330,9 @@ impl Repository {
             diesel::sql_query(format!("{EVENT_COLUMNS} WHERE id = $1"))
                 .bind::<SqlUuid, _>(id)
                 .get_result::<EventRow>(conn)
-                .optional()
-                .map(|row| row.map(LogEvent::from))
+                .optional()?
+                .map(LogEvent::try_from)
+                .transpose()
         })
         .await
     }
@@ -356,8 +365,8 @@ impl Repository {
                 .query
                 .load::<EventRow>(conn)?
                 .into_iter()
-                .map(LogEvent::from)
-                .collect();
+                .map(LogEvent::try_from)
+                .collect::<QueryResult<Vec<_>>>()?;
             let counted = with_filter(
                 Sql::new("SELECT count(*) AS n FROM (SELECT 1 FROM log_events"),
                 &filter,

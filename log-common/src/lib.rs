@@ -1,6 +1,8 @@
 //! What the three services share, and nothing more.
 //!
 //! # Layout
+//! - [`domain`]: the event's fields as newtypes that can only hold valid values
+//!   (id, level, source, message), each with the one `parse` serde uses too.
 //! - [`event`]: the log event as users send it and as it travels through Kafka,
 //!   with the contract's validation and normalisation (levels, timestamps, limits).
 //! - [`auth`]: optional API keys (`API_KEYS`, `API_KEYS_FILE`) for ingest and queries.
@@ -15,6 +17,7 @@
 
 pub mod auth;
 pub mod breaker;
+pub mod domain;
 pub mod error;
 pub mod event;
 pub mod http;

@@ -99,10 +99,10 @@ impl Inbound {
             format!("invalid event: {}", details.join("; "))
         })?;
         Ok(NewLogEvent {
-            id: event.id,
+            id: event.id.into(),
             level: event.level.as_str().to_owned(),
-            message: event.message,
-            source: event.source,
+            message: event.message.into_string(),
+            source: event.source.into_string(),
             timestamp: event.timestamp,
             metadata: event.metadata.map(JsonText::from_object),
             correlation_id: event.correlation_id,

@@ -62,7 +62,7 @@ impl LogPage {
             result.events.last().map(|e| {
                 Cursor {
                     timestamp: e.timestamp,
-                    id: e.id,
+                    id: e.id.into(),
                 }
                 .encode()
             })

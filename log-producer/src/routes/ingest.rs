@@ -12,7 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use log_common::auth::presented_key;
 use log_common::error::{ApiError, ErrorBody, UnavailableBody};
-use log_common::event::{FieldError, LogEvent, LogEventInput, MAX_BATCH_EVENTS};
+use log_common::event::{FieldError, LogEvent, MAX_BATCH_EVENTS};
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -132,7 +132,7 @@ fn parse_event(value: Value) -> Result<LogEvent, Vec<FieldError>> {
 }
 
 /// Ingest one event; answers after Kafka acknowledged it (acks=all).
-#[utoipa::path(post, path = "/producer/api/logs/ingest", tag = "ingest", request_body = LogEventInput,
+#[utoipa::path(post, path = "/producer/api/logs/ingest", tag = "ingest", request_body = LogEvent,
     responses(
         (status = 200, description = "Kafka acknowledged the event", body = IngestResponse),
         (status = 400, description = "Invalid event; `errors` names each field", body = ErrorBody),
@@ -158,7 +158,7 @@ pub async fn ingest(
     state.observe("ingest", started);
     Ok(HttpResponse::Ok().json(IngestResponse {
         status: "accepted",
-        log_id: event.id,
+        log_id: event.id.into(),
         message: "Log event accepted".to_owned(),
     }))
 }
@@ -166,7 +166,7 @@ pub async fn ingest(
 /// Queue one event and answer at once. 202 means the event is in this producer's
 /// queue, not yet acknowledged by Kafka: it can still be lost if the producer dies
 /// before delivery. Use `/ingest` when that matters.
-#[utoipa::path(post, path = "/producer/api/logs/ingest/async", tag = "ingest", request_body = LogEventInput,
+#[utoipa::path(post, path = "/producer/api/logs/ingest/async", tag = "ingest", request_body = LogEvent,
     responses(
         (status = 202, description = "Queued in the producer (not yet acknowledged by Kafka)", body = IngestResponse),
         (status = 400, description = "Invalid event", body = ErrorBody),
@@ -184,7 +184,7 @@ pub async fn ingest_async(
     state.charge(&req, "ingest_async", 1)?;
     state.check_breaker(1)?;
     let event = parse_event(body.into_inner()).map_err(|e| state.invalid(e))?;
-    let id = event.id;
+    let id = event.id.into();
     state
         .publisher
         .publish_in_background(event)
@@ -201,7 +201,7 @@ pub async fn ingest_async(
 ///
 /// Valid events are published even when others in the batch are invalid; the answer
 /// lists each failure by index. 400 when no event is valid, 503 when Kafka took none.
-#[utoipa::path(post, path = "/producer/api/logs/batch", tag = "ingest", request_body = Vec<LogEventInput>,
+#[utoipa::path(post, path = "/producer/api/logs/batch", tag = "ingest", request_body = Vec<LogEvent>,
     responses(
         (status = 200, description = "Every valid event was offered to Kafka; failures listed", body = BatchResponse),
         (status = 400, description = "Not an array, empty, or no valid event", body = ErrorBody),
@@ -230,7 +230,7 @@ pub async fn batch(
 /// Ingest NDJSON: one event per line (blank lines skipped). `Content-Encoding: gzip`
 /// or `zstd` bodies are decompressed; the 16 MiB limit applies after decompression.
 #[utoipa::path(post, path = "/producer/api/logs/bulk", tag = "ingest",
-    request_body(content = Vec<LogEventInput>, content_type = "application/x-ndjson",
+    request_body(content = Vec<LogEvent>, content_type = "application/x-ndjson",
         description = "One JSON event per line (the schema is that of the events, as a list)"),
     responses(
         (status = 200, description = "Every valid line was offered to Kafka; failures listed by line", body = BatchResponse),
@@ -373,7 +373,7 @@ async fn ingest_many_indexed(
             Err(e) => {
                 errors.push(BatchItemError {
                     index: *index,
-                    log_id: Some(event.id),
+                    log_id: Some(event.id.into()),
                     message: e.to_string(),
                 });
                 last_failure = Some(e);
