@@ -10,7 +10,6 @@
 //! - [`error`]: the one error type at the HTTP boundary and its Spring-shaped JSON.
 //! - [`http`]: middleware every service wraps its app in (request metrics, error
 //!   paths) and the `/actuator/prometheus` handler.
-//! - [`schema`]: diesel's view of the tables in `migrations/` (one copy for all).
 //! - [`settings`]: typed settings pieces read from the contract's environment variables.
 //! - [`telemetry`]: `tracing` subscriber setup (JSON logs when `LOG_FORMAT=json`).
 //! - [`shutdown`]: a future that resolves on SIGINT or SIGTERM.
@@ -21,7 +20,6 @@ pub mod domain;
 pub mod error;
 pub mod event;
 pub mod http;
-pub mod schema;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

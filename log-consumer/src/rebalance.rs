@@ -3,7 +3,7 @@
 //! what we own.
 
 use crate::metrics::ConsumerMetrics;
-use crate::store::{PartitionClaim, Store};
+use log_store::{PartitionClaim, Store};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;

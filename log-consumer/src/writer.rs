@@ -7,9 +7,9 @@ use crate::dead_letter::DeadLetters;
 use crate::metrics::ConsumerMetrics;
 use crate::pipeline::{LogConsumer, PipelineStatus};
 use crate::rebalance::Assignment;
-use crate::record::{Inbound, NewLogEvent};
+use crate::record::Inbound;
 use crate::settings::ConsumerTuning;
-use crate::store::{PartitionCommit, Store, StoreError};
+use log_store::{NewLogEvent, PartitionCommit, Store, StoreError};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -200,7 +200,11 @@ impl Writer {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.write_batch(&rows, &commits))
             .await
-            .unwrap_or_else(|e| Err(StoreError::Transient(format!("write task failed: {e}"))))
+            .unwrap_or_else(|e| {
+                Err(StoreError::Transient(
+                    format!("write task failed: {e}").into(),
+                ))
+            })
     }
 
     /// The batch transaction, retried with capped exponential backoff on transient
@@ -234,7 +238,7 @@ impl Writer {
                         self.status.writers_retrying.fetch_add(1, Ordering::SeqCst);
                     }
                     if let Ok(mut last) = self.status.last_error.lock() {
-                        *last = Some(e.clone());
+                        *last = Some(e.to_string());
                     }
                     tracing::warn!(writer = self.index, error = %e, rows = rows.len(), "batch write failed; retrying (fetching pauses once the writers are behind)");
                     if !backoff.wait(shutdown).await {
@@ -284,7 +288,10 @@ impl Writer {
                         .ok(),
                         timestamp_ms: None,
                     };
-                    if !self.dead_letter(&message, &reason, shutdown).await {
+                    if !self
+                        .dead_letter(&message, &reason.to_string(), shutdown)
+                        .await
+                    {
                         return Written::Abandoned;
                     }
                 }
