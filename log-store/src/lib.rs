@@ -13,12 +13,15 @@
 //!   - [`store`]: [`Store`], migrations, the fenced batch transaction, retention;
 //!   - [`offsets`]: partition claims (owner epochs), the fence check, stored offsets;
 //!   - [`insert`]: the two ways a batch's rows reach the table.
+//! - Reading (the gateway), one module per query family under [`queries`]: filters,
+//!   pages with capped counts, full-text search, stats, one event by id.
 
 pub mod error;
 pub mod insert;
 pub mod models;
 pub mod offsets;
 pub mod pool;
+pub mod queries;
 pub mod schema;
 pub mod store;
 
