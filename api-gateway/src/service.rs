@@ -22,6 +22,8 @@ pub struct QueryService {
     breaker: CircuitBreaker,
     /// The pool's `statement_timeout`.
     query_timeout: std::time::Duration,
+    /// Stats percentiles are sampled past this many events in the window.
+    stats_sample_target: i64,
     cache: Cache,
     cache_settings: CacheSettings,
     metrics: GatewayMetrics,
@@ -32,6 +34,7 @@ impl QueryService {
         pool: PgPool,
         breaker: CircuitBreaker,
         query_timeout: std::time::Duration,
+        stats_sample_target: i64,
         cache: Cache,
         cache_settings: CacheSettings,
         metrics: GatewayMetrics,
@@ -40,6 +43,7 @@ impl QueryService {
             pool,
             breaker,
             query_timeout,
+            stats_sample_target,
             cache,
             cache_settings,
             metrics,
@@ -98,9 +102,10 @@ impl QueryService {
         let until = Utc::now();
         let since = until - Duration::hours(hours);
         let ttl = std::time::Duration::from_secs(self.cache_settings.ttl_stats_secs);
+        let target = self.stats_sample_target;
         let load = async move {
             let rows = self
-                .run(move |conn| queries::stats(conn, since, until))
+                .run(move |conn| queries::stats(conn, since, until, target))
                 .await?;
             Ok(Stats::assemble(since, until, rows))
         };

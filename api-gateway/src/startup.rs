@@ -78,6 +78,7 @@ impl Application {
             pg_pool,
             pg_breaker,
             query_timeout,
+            settings.stats_sample_target,
             cache,
             settings.cache.clone(),
             metrics,

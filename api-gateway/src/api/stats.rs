@@ -48,8 +48,9 @@ pub struct HourlyCount {
 pub struct DurationPercentiles {
     /// Events the percentiles were computed over.
     pub samples: i64,
-    /// True when the window held more than 200,000 events and the percentiles were
-    /// estimated from a block sample of about that many.
+    /// True when the window held more events than `STATS_SAMPLE_TARGET` (200,000 by
+    /// default) and the percentiles were estimated from a block sample of about that
+    /// many.
     pub estimated: bool,
     pub p50: Option<f64>,
     pub p95: Option<f64>,

@@ -12,8 +12,9 @@ use log_common::event::Level;
 
 /// `sourceCounts` in stats lists at most this many sources (the busiest).
 pub const STATS_MAX_SOURCES: i64 = 100;
-/// Percentiles of `metadata.duration` are exact up to this many events in the window.
-pub const DURATION_SAMPLE_TARGET: i64 = 200_000;
+/// Percentiles of `metadata.duration` are exact up to this many events in the window
+/// unless the caller says otherwise.
+pub const DEFAULT_SAMPLE_TARGET: i64 = 200_000;
 
 /// Events of one hour and one level.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,8 +52,8 @@ pub struct StatsRows {
     /// Busiest first, at most [`STATS_MAX_SOURCES`].
     pub by_source: Vec<SourceCountRow>,
     pub duration: DurationRow,
-    /// True when the percentiles come from a block sample (more than
-    /// [`DURATION_SAMPLE_TARGET`] events in the window).
+    /// True when the percentiles come from a block sample (more events in the
+    /// window than the sample target).
     pub estimated: bool,
 }
 
@@ -66,20 +67,22 @@ struct HourLevelRow {
     n: i64,
 }
 
-/// The `TABLESAMPLE` clause that keeps the percentiles' sort near
-/// [`DURATION_SAMPLE_TARGET`] rows, or none when the window holds fewer.
-pub fn sample_clause(events_in_window: i64) -> Option<String> {
-    (events_in_window > DURATION_SAMPLE_TARGET).then(|| {
-        let percent =
-            (DURATION_SAMPLE_TARGET as f64 * 100.0 / events_in_window as f64).clamp(0.01, 100.0);
+/// The `TABLESAMPLE` clause that keeps the percentiles' sort near `target` rows, or
+/// none when the window holds no more than that.
+pub fn sample_clause(events_in_window: i64, target: i64) -> Option<String> {
+    (events_in_window > target).then(|| {
+        let percent = (target as f64 * 100.0 / events_in_window as f64).clamp(0.01, 100.0);
         format!(" TABLESAMPLE SYSTEM ({percent:.4})")
     })
 }
 
+/// The aggregates of `since..=until`; percentiles are sampled past `sample_target`
+/// events.
 pub fn stats(
     conn: &mut PgConnection,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
+    sample_target: i64,
 ) -> Result<StatsRows, QueryError> {
     // One scan gives the hourly histogram; level counts and the total are its sums.
     let hourly = diesel::sql_query(
@@ -116,10 +119,10 @@ pub fn stats(
     .bind::<Timestamptz, _>(until)
     .bind::<BigInt, _>(STATS_MAX_SOURCES)
     .load::<SourceCountRow>(conn)?;
-    // Percentiles need a sort of every value: exact up to DURATION_SAMPLE_TARGET
-    // events, estimated from a block sample of about that many beyond.
+    // Percentiles need a sort of every value: exact up to `sample_target` events,
+    // estimated from a block sample of about that many beyond.
     let total: i64 = hourly.iter().map(|h| h.n).sum();
-    let sample = sample_clause(total);
+    let sample = sample_clause(total, sample_target);
     let duration = diesel::sql_query(format!(
         "SELECT count(*) AS samples, \
          percentile_cont(0.5) WITHIN GROUP (ORDER BY (metadata->>'duration')::float8) AS p50, \
@@ -146,13 +149,14 @@ mod tests {
 
     #[test]
     fn percentiles_are_sampled_only_past_the_target() {
-        assert_eq!(sample_clause(DURATION_SAMPLE_TARGET), None);
+        let target = DEFAULT_SAMPLE_TARGET;
+        assert_eq!(sample_clause(target, target), None);
         assert_eq!(
-            sample_clause(DURATION_SAMPLE_TARGET * 4).as_deref(),
+            sample_clause(target * 4, target).as_deref(),
             Some(" TABLESAMPLE SYSTEM (25.0000)")
         );
         assert_eq!(
-            sample_clause(i64::MAX).as_deref(),
+            sample_clause(i64::MAX, target).as_deref(),
             Some(" TABLESAMPLE SYSTEM (0.0100)")
         );
     }
