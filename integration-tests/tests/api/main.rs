@@ -5,6 +5,7 @@
 
 mod consumer;
 mod gateway;
+mod gateway_limits;
 mod helpers;
 mod producer;
 mod stack;
