@@ -170,40 +170,12 @@ impl QueryService {
                 self.breaker.record_success();
                 Ok(value)
             }
-            Err(e) => Err(self.api_error(e)),
-        }
-    }
-
-    /// The one conversion from the store's errors to the API's, with what each means
-    /// for the breaker: only an unreachable database or a broken connection counts
-    /// against it; a query that was too costly or failed says nothing about its health.
-    fn api_error(&self, error: QueryError) -> ApiError {
-        match error {
-            QueryError::Unreachable(_) | QueryError::ConnectionLost(_) => {
-                self.breaker.record_failure();
-                self.unavailable(error.to_string())
-            }
-            QueryError::TimedOut(_) => ApiError::Unavailable {
-                message: format!(
-                    "the query ran past the {} ms limit; narrow the time window or add filters",
-                    self.query_timeout.as_millis()
-                ),
-                retry_after_secs: 1,
-            },
-            QueryError::Failed(e) => {
-                self.breaker.record_success();
-                ApiError::Internal(anyhow::Error::new(e).context("query failed"))
-            }
-            QueryError::InvalidRow(invalid) => {
-                self.breaker.record_success();
-                self.metrics
-                    .invalid_rows
-                    .with_label_values(&[invalid.column])
-                    .inc();
-                tracing::error!(event_id = ?invalid.id, column = invalid.column, reason = %invalid.reason,
-                    "a stored row is not a valid event; answering 500 rather than guessing");
-                ApiError::Internal(anyhow::Error::new(invalid))
-            }
+            Err(e) => Err(api_error(
+                e,
+                &self.breaker,
+                self.query_timeout,
+                &self.metrics,
+            )),
         }
     }
 
@@ -212,5 +184,119 @@ impl QueryService {
             message,
             retry_after_secs: self.breaker.retry_after_secs(),
         }
+    }
+}
+
+/// The one conversion from the store's errors to the API's, with what each means for
+/// the breaker: only an unreachable database or a broken connection counts against
+/// it; a query that was too costly or failed says nothing about its health.
+fn api_error(
+    error: QueryError,
+    breaker: &CircuitBreaker,
+    query_timeout: std::time::Duration,
+    metrics: &GatewayMetrics,
+) -> ApiError {
+    match error {
+        QueryError::Unreachable(_) | QueryError::ConnectionLost(_) => {
+            breaker.record_failure();
+            ApiError::Unavailable {
+                message: error.to_string(),
+                retry_after_secs: breaker.retry_after_secs(),
+            }
+        }
+        QueryError::TimedOut(_) => ApiError::Unavailable {
+            message: format!(
+                "the query ran past the {} ms limit; narrow the time window or add filters",
+                query_timeout.as_millis()
+            ),
+            retry_after_secs: 1,
+        },
+        QueryError::Failed(e) => {
+            breaker.record_success();
+            ApiError::Internal(anyhow::Error::new(e).context("query failed"))
+        }
+        QueryError::InvalidRow(invalid) => {
+            breaker.record_success();
+            metrics
+                .invalid_rows
+                .with_label_values(&[invalid.column])
+                .inc();
+            tracing::error!(event_id = ?invalid.id, column = invalid.column, reason = %invalid.reason,
+                "a stored row is not a valid event; answering 500 rather than guessing");
+            ApiError::Internal(anyhow::Error::new(invalid))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+    use log_store::error::InvalidRow;
+    use std::time::Duration;
+
+    fn fixture() -> (CircuitBreaker, GatewayMetrics) {
+        let metrics = GatewayMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        let breaker = CircuitBreaker::new(
+            "postgres",
+            1,
+            Duration::from_secs(2),
+            Duration::from_secs(15),
+            metrics.breaker_state.clone(),
+        );
+        (breaker, metrics)
+    }
+
+    fn database(kind: DatabaseErrorKind) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new("from the server".to_owned()))
+    }
+
+    #[test]
+    fn a_lost_connection_is_a_503_and_opens_the_breaker() {
+        let (breaker, metrics) = fixture();
+        let error = QueryError::from(database(DatabaseErrorKind::ClosedConnection));
+        let mapped = api_error(error, &breaker, Duration::from_millis(300), &metrics);
+        assert!(matches!(mapped, ApiError::Unavailable { .. }), "{mapped:?}");
+        assert!(!breaker.permits(), "one failure opens this breaker");
+    }
+
+    #[test]
+    fn a_timeout_is_a_503_naming_the_limit_and_leaves_the_breaker_closed() {
+        let (breaker, metrics) = fixture();
+        let error = QueryError::TimedOut(database(DatabaseErrorKind::Unknown));
+        match api_error(error, &breaker, Duration::from_millis(300), &metrics) {
+            ApiError::Unavailable {
+                message,
+                retry_after_secs,
+            } => {
+                assert!(message.contains("300 ms"), "{message}");
+                assert_eq!(retry_after_secs, 1);
+            }
+            other => panic!("expected a 503, got {other:?}"),
+        }
+        assert!(breaker.permits());
+    }
+
+    #[test]
+    fn a_failed_query_is_a_500_and_leaves_the_breaker_closed() {
+        let (breaker, metrics) = fixture();
+        let error = QueryError::Failed(database(DatabaseErrorKind::Unknown));
+        let mapped = api_error(error, &breaker, Duration::from_millis(300), &metrics);
+        assert!(matches!(mapped, ApiError::Internal(_)), "{mapped:?}");
+        assert!(breaker.permits());
+    }
+
+    #[test]
+    fn an_invalid_stored_row_is_a_500_and_is_counted() {
+        let (breaker, metrics) = fixture();
+        let error = QueryError::InvalidRow(InvalidRow {
+            id: Some(Uuid::now_v7()),
+            column: "level",
+            reason: "unknown level 'LOUD'".to_owned(),
+        });
+        let mapped = api_error(error, &breaker, Duration::from_millis(300), &metrics);
+        assert!(matches!(mapped, ApiError::Internal(_)), "{mapped:?}");
+        assert_eq!(metrics.invalid_rows.with_label_values(&["level"]).get(), 1);
+        assert!(breaker.permits());
     }
 }
