@@ -418,6 +418,28 @@ mod tests {
         assert_eq!(back, event);
     }
 
+    /// The ingest request body is this type's schema: it must not demand what the
+    /// producer fills in itself.
+    #[test]
+    fn the_schema_requires_only_what_clients_must_send() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(LogEvent::schema()).expect("schema");
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .expect("required")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(required, ["level", "message", "source"], "{schema}");
+        for property in ["id", "timestamp", "metadata", "correlationId", "traceId"] {
+            assert!(
+                schema["properties"][property].is_object(),
+                "{property}: {schema}"
+            );
+        }
+        assert_eq!(schema["properties"]["source"]["maxLength"], 100, "{schema}");
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
