@@ -74,9 +74,14 @@ impl From<DieselError> for StoreError {
 
 impl From<diesel::r2d2::PoolError> for StoreError {
     fn from(e: diesel::r2d2::PoolError) -> Self {
-        StoreError::Transient(Box::new(e))
+        StoreError::Transient(Box::new(NoConnection(e)))
     }
 }
+
+/// The pool gave no connection in time: the database is down or unreachable.
+#[derive(Debug, thiserror::Error)]
+#[error("no database connection: {0}")]
+pub struct NoConnection(#[source] pub diesel::r2d2::PoolError);
 
 /// What a read (the gateway's queries) can end in.
 #[derive(Debug, thiserror::Error)]
