@@ -5,17 +5,20 @@
 //! - [`startup`]: pools (PostgreSQL, Redis), the app, shutdown.
 //! - [`params`]: query-string parsing and validation into typed filters; every 400
 //!   names its parameter.
-//! - [`repository`]: the SQL (pages, keyset cursor, capped counts, search, stats),
-//!   behind a circuit breaker.
+//! - [`service`]: the query service: cache, PostgreSQL pool and breaker; the one
+//!   place store errors become API errors. The SQL itself is the `log-store` crate's.
+//! - [`api`]: the answers (pages, stats) with their OpenAPI schemas, and the stats
+//!   assembly.
 //! - [`cache`]: Redis cache-aside with bounded freshness and single-flight misses;
 //!   Redis trouble degrades to PostgreSQL, never to an error.
 //! - [`routes`]: the HTTP handlers and the OpenAPI document.
 //! - [`metrics`]: the gateway's Prometheus metrics.
 
+pub mod api;
 pub mod cache;
 pub mod metrics;
 pub mod params;
-pub mod repository;
 pub mod routes;
+pub mod service;
 pub mod settings;
 pub mod startup;

@@ -12,6 +12,9 @@ pub struct GatewayMetrics {
     pub cache_gets: IntCounterVec,
     /// `circuit_breaker_state{name,state}`: 1 marks the current state.
     pub breaker_state: IntGaugeVec,
+    /// `log_store_invalid_rows_total{column}`: stored rows that are not valid events
+    /// (a level outside the six, …); each one failed its query with a 500.
+    pub invalid_rows: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -42,6 +45,13 @@ impl GatewayMetrics {
                 ),
                 &["name", "state"],
             )?,
+            invalid_rows: IntCounterVec::new(
+                Opts::new(
+                    "log_store_invalid_rows_total",
+                    "Stored rows read back that are not valid events, by column",
+                ),
+                &["column"],
+            )?,
         };
         // Known label values start at 0, so the series exist before the first query.
         for endpoint in ["logs", "search", "stats", "log_by_id"] {
@@ -50,10 +60,14 @@ impl GatewayMetrics {
         for result in ["hit", "miss", "error"] {
             m.cache_gets.with_label_values(&[result]);
         }
+        for column in ["level", "message", "source"] {
+            m.invalid_rows.with_label_values(&[column]);
+        }
         registry.register(Box::new(m.queries.clone()))?;
         registry.register(Box::new(m.query_duration.clone()))?;
         registry.register(Box::new(m.cache_gets.clone()))?;
         registry.register(Box::new(m.breaker_state.clone()))?;
+        registry.register(Box::new(m.invalid_rows.clone()))?;
         Ok(m)
     }
 }

@@ -4,20 +4,21 @@
 
 use chrono::{DateTime, Duration, Utc};
 use log_common::error::ApiError;
-use log_common::event::{parse_timestamp, Level};
+use log_common::event::{parse_timestamp, Level, UnknownLevel};
+pub use log_store::queries::{Cursor, EventFilter, Paging};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::IntoParams;
-use uuid::Uuid;
 
 pub const MAX_PAGE_SIZE: i64 = 1000;
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_QUERY_CHARS: usize = 500;
 
-/// `GET /logs` parameters.
+/// The filters and paging `/logs` and `/search` share.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
-pub struct LogsParams {
+pub struct FilterParams {
     /// Start of the window, inclusive: RFC 3339 or `2024-01-01T00:00:00` (UTC). Default: 24 h before `endTime`.
     #[param(value_type = Option<String>, format = DateTime)]
     pub start_time: Option<String>,
@@ -40,27 +41,46 @@ pub struct LogsParams {
     pub cursor: Option<String>,
 }
 
-/// `GET /search` parameters: `LogsParams` plus the search text.
+/// `GET /logs` parameters: the shared filters.
+#[derive(Debug, Default, Deserialize)]
+pub struct LogsParams {
+    #[serde(flatten)]
+    pub filter: FilterParams,
+}
+
+/// `GET /search`'s own parameter.
 #[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
-pub struct SearchParams {
+pub struct SearchText {
     /// Words to find in the message (stemmed English). `"a phrase"` in quotes,
     /// `-word` to exclude, `or` between alternatives. At most 500 characters.
     #[param(required = true, min_length = 1, max_length = 500)]
     pub query: Option<String>,
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub start_time: Option<String>,
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub end_time: Option<String>,
-    pub level: Option<String>,
-    pub source: Option<String>,
-    pub correlation_id: Option<String>,
-    #[param(value_type = Option<u32>, minimum = 0, maximum = 1000000)]
-    pub page: Option<String>,
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    pub size: Option<String>,
-    pub cursor: Option<String>,
+}
+
+/// `GET /search` parameters: the search text plus the shared filters.
+#[derive(Debug, Default, Deserialize)]
+pub struct SearchParams {
+    #[serde(flatten)]
+    pub text: SearchText,
+    #[serde(flatten)]
+    pub filter: FilterParams,
+}
+
+// utoipa's IntoParams derive cannot flatten a field, so the documented parameters
+// of the two flattened structs are put together here.
+impl IntoParams for LogsParams {
+    fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        FilterParams::into_params(parameter_in)
+    }
+}
+
+impl IntoParams for SearchParams {
+    fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let mut params = SearchText::into_params(&parameter_in);
+        params.extend(FilterParams::into_params(&parameter_in));
+        params
+    }
 }
 
 /// `GET /stats` parameters.
@@ -76,73 +96,25 @@ pub struct StatsParams {
 /// Validated filters, shared by `/logs` and `/search`. Serialises to the cache key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogFilter {
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
+    /// What the store filters on.
+    #[serde(flatten)]
+    pub query: EventFilter,
     /// True when the client gave no `endTime` ("until now"): keyed as such, so the
     /// cache key does not change every millisecond.
     pub open_ended: bool,
     /// True when `startTime` was not given (24 h before the end).
     pub default_start: bool,
-    pub levels: Vec<Level>,
-    pub source: Option<String>,
-    pub correlation_id: Option<String>,
-    pub text: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Paging {
-    Offset { page: i64, size: i64 },
-    After { cursor: Cursor, size: i64 },
-}
-
-impl Paging {
-    pub fn size(&self) -> i64 {
-        match self {
-            Paging::Offset { size, .. } | Paging::After { size, .. } => *size,
-        }
-    }
-}
-
-/// A position in "newest first, then id descending" order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Cursor {
-    pub timestamp: DateTime<Utc>,
-    pub id: Uuid,
-}
-
-impl Cursor {
-    /// Opaque to clients: microseconds since the epoch and the id.
-    pub fn encode(&self) -> String {
-        format!("{}_{}", self.timestamp.timestamp_micros(), self.id.simple())
-    }
-
-    pub fn decode(s: &str) -> Option<Cursor> {
-        let (micros, id) = s.split_once('_')?;
-        Some(Cursor {
-            timestamp: DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?,
-            id: Uuid::parse_str(id).ok()?,
-        })
-    }
 }
 
 impl LogsParams {
     pub fn validate(self, now: DateTime<Utc>) -> Result<(LogFilter, Paging), ApiError> {
-        let filter = filter(
-            now,
-            self.start_time,
-            self.end_time,
-            self.level,
-            self.source,
-            self.correlation_id,
-            None,
-        )?;
-        Ok((filter, paging(self.page, self.size, self.cursor)?))
+        self.filter.validate(now, None)
     }
 }
 
 impl SearchParams {
     pub fn validate(self, now: DateTime<Utc>) -> Result<(LogFilter, Paging), ApiError> {
-        let text = match text_param("query", self.query)? {
+        let text = match text_param("query", self.text.query)? {
             None => {
                 return Err(ApiError::invalid_field(
                     "query",
@@ -157,16 +129,7 @@ impl SearchParams {
             }
             Some(q) => q,
         };
-        let filter = filter(
-            now,
-            self.start_time,
-            self.end_time,
-            self.level,
-            self.source,
-            self.correlation_id,
-            Some(text),
-        )?;
-        Ok((filter, paging(self.page, self.size, self.cursor)?))
+        self.filter.validate(now, Some(text))
     }
 }
 
@@ -185,60 +148,62 @@ impl StatsParams {
     }
 }
 
-fn filter(
-    now: DateTime<Utc>,
-    start_time: Option<String>,
-    end_time: Option<String>,
-    level: Option<String>,
-    source: Option<String>,
-    correlation_id: Option<String>,
-    text: Option<String>,
-) -> Result<LogFilter, ApiError> {
-    let parse_time = |name: &str, v: &str| {
-        parse_timestamp(v).ok_or_else(|| {
-            ApiError::invalid_field(
-                name,
-                format!("'{v}' is not RFC 3339 (2024-01-01T12:00:00Z) or 2024-01-01T12:00:00"),
-            )
-        })
-    };
-    let open_ended = end_time.is_none();
-    let end = match end_time.as_deref() {
-        Some(v) => parse_time("endTime", v)?,
-        None => now,
-    };
-    let start = match start_time.as_deref() {
-        Some(v) => parse_time("startTime", v)?,
-        None => end - Duration::hours(24),
-    };
-    if end < start {
-        return Err(ApiError::invalid_field(
-            "endTime",
-            "must not be before startTime",
-        ));
-    }
-    let mut levels = Vec::new();
-    if let Some(list) = level.as_deref() {
-        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let level: Level = name.parse().map_err(|e: log_common::event::UnknownLevel| {
-                ApiError::invalid_field("level", e.to_string())
-            })?;
-            if !levels.contains(&level) {
-                levels.push(level);
-            }
+impl FilterParams {
+    /// The filter and the paging; `text` is the validated search text of `/search`.
+    pub fn validate(
+        self,
+        now: DateTime<Utc>,
+        text: Option<String>,
+    ) -> Result<(LogFilter, Paging), ApiError> {
+        let parse_time = |name: &str, v: &str| {
+            parse_timestamp(v).ok_or_else(|| {
+                ApiError::invalid_field(
+                    name,
+                    format!("'{v}' is not RFC 3339 (2024-01-01T12:00:00Z) or 2024-01-01T12:00:00"),
+                )
+            })
+        };
+        let open_ended = self.end_time.is_none();
+        let end = match self.end_time.as_deref() {
+            Some(v) => parse_time("endTime", v)?,
+            None => now,
+        };
+        let start = match self.start_time.as_deref() {
+            Some(v) => parse_time("startTime", v)?,
+            None => end - Duration::hours(24),
+        };
+        if end < start {
+            return Err(ApiError::invalid_field(
+                "endTime",
+                "must not be before startTime",
+            ));
         }
-        levels.sort();
+        let mut levels = Vec::new();
+        if let Some(list) = self.level.as_deref() {
+            for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let level: Level = name
+                    .parse()
+                    .map_err(|e: UnknownLevel| ApiError::invalid_field("level", e.to_string()))?;
+                if !levels.contains(&level) {
+                    levels.push(level);
+                }
+            }
+            levels.sort();
+        }
+        let filter = LogFilter {
+            query: EventFilter {
+                start,
+                end,
+                levels,
+                source: text_param("source", self.source)?,
+                correlation_id: text_param("correlationId", self.correlation_id)?,
+                text,
+            },
+            open_ended,
+            default_start: self.start_time.is_none(),
+        };
+        Ok((filter, paging(self.page, self.size, self.cursor)?))
     }
-    Ok(LogFilter {
-        start,
-        end,
-        open_ended,
-        default_start: start_time.is_none(),
-        levels,
-        source: text_param("source", source)?,
-        correlation_id: text_param("correlationId", correlation_id)?,
-        text,
-    })
 }
 
 /// A free-text parameter: trimmed, blank means absent. NUL is refused here because
@@ -297,6 +262,7 @@ fn paging(
 mod tests {
     use super::*;
     use log_common::error::ApiError;
+    use uuid::Uuid;
 
     fn field_of(err: ApiError) -> String {
         match err {
@@ -318,7 +284,7 @@ mod tests {
     #[test]
     fn defaults_are_last_24h_page_0_size_50() {
         let (filter, paging) = logs(&[]).expect("valid");
-        assert_eq!(filter.end - filter.start, Duration::hours(24));
+        assert_eq!(filter.query.end - filter.query.start, Duration::hours(24));
         assert!(filter.open_ended);
         assert_eq!(paging, Paging::Offset { page: 0, size: 50 });
     }
@@ -363,7 +329,7 @@ mod tests {
     #[test]
     fn levels_accept_lists_and_aliases() {
         let (filter, _) = logs(&[("level", "warning,ERROR,err")]).expect("valid");
-        assert_eq!(filter.levels, vec![Level::Warn, Level::Error]);
+        assert_eq!(filter.query.levels, vec![Level::Warn, Level::Error]);
     }
 
     #[test]
@@ -380,7 +346,9 @@ mod tests {
     #[test]
     fn search_needs_a_query_and_stats_bounds_hours() {
         let blank = SearchParams {
-            query: Some("  ".into()),
+            text: SearchText {
+                query: Some("  ".into()),
+            },
             ..Default::default()
         };
         assert_eq!(

@@ -2,19 +2,18 @@
 
 use crate::cache::Cache;
 use crate::metrics::GatewayMetrics;
-use crate::repository::{Repository, StatementTimeout};
-use crate::routes::{self, QueryState};
+use crate::routes;
+use crate::service::QueryService;
 use crate::settings::Settings;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use diesel::r2d2::{ConnectionManager, Pool};
-use diesel::PgConnection;
 use log_common::auth::ApiKeys;
 use log_common::breaker::CircuitBreaker;
 use log_common::error::{not_found, path_config, query_config};
 use log_common::http::{observe, HttpMetrics};
+use log_store::StatementTimeout;
 use std::future::Future;
 use std::time::Duration;
 
@@ -31,13 +30,11 @@ impl Application {
         let http_metrics = HttpMetrics::register(&registry)?;
         let metrics = GatewayMetrics::register(&registry)?;
 
-        let manager = ConnectionManager::<PgConnection>::new(settings.postgres.connection_url()?);
-        let pg_pool = Pool::builder()
-            .max_size(settings.postgres.pool_size)
-            .connection_customizer(Box::new(StatementTimeout(settings.query_timeout_ms)))
-            .min_idle(Some(1))
-            .connection_timeout(Duration::from_millis(settings.postgres.connect_timeout_ms))
-            .build_unchecked(manager);
+        let query_timeout = Duration::from_millis(settings.query_timeout_ms);
+        let pg_pool = log_store::pool::build(
+            &settings.postgres,
+            Some(Box::new(StatementTimeout(query_timeout))),
+        )?;
         let pg_breaker = CircuitBreaker::new(
             "postgres",
             3,
@@ -45,7 +42,6 @@ impl Application {
             Duration::from_secs(15),
             metrics.breaker_state.clone(),
         );
-        let repository = Repository::new(pg_pool, pg_breaker, settings.query_timeout_ms);
 
         let redis_pool = if settings.cache.enabled {
             let url = format!("redis://{}:{}", settings.redis.host, settings.redis.port);
@@ -79,12 +75,15 @@ impl Application {
             &database_name(&settings.postgres.url),
         );
 
-        let state = web::Data::new(QueryState {
-            repository,
+        let state = web::Data::new(QueryService::new(
+            pg_pool,
+            pg_breaker,
+            query_timeout,
+            settings.stats_sample_target,
             cache,
+            settings.cache.clone(),
             metrics,
-            cache_settings: settings.cache.clone(),
-        });
+        ));
         let listener = settings.http.listen(Settings::DEFAULT_PORT)?;
         let listener_address = listener.local_addr()?;
         let port = listener_address.port();

@@ -140,7 +140,7 @@ fn count_rows(source: &str) -> (i64, i64) {
 }
 
 fn stored_offsets(group: &str, topic: &str) -> BTreeMap<i32, Option<i64>> {
-    use log_common::schema::consumer_offsets::dsl as o;
+    use log_store::schema::consumer_offsets::dsl as o;
     o::consumer_offsets
         .filter(o::consumer_group.eq(group))
         .filter(o::topic.eq(topic))

@@ -1,21 +1,24 @@
 //! The log event: parsing, validation and normalisation as the contract pins them.
 //!
-//! Parsing works on a `serde_json::Value` rather than a derived struct so that every
-//! rejection can name the field and say what was wrong with it (a derived struct
-//! would stop at the first type error with serde's wording).
+//! [`LogEvent`] is the one form an event has from the producer's request to the
+//! gateway's answer: its fields are the newtypes of [`crate::domain`], so it can only
+//! hold valid values, and its OpenAPI schema is the ingest endpoints' request body.
+//!
+//! Parsing a request works on a `serde_json::Value` rather than through serde so that
+//! every rejection can name the field and say what was wrong with it (a derived
+//! struct would stop at the first type error with serde's wording); the rules
+//! themselves are the newtypes' `parse`, which serde uses too.
 
+use crate::domain::NUL_MESSAGE;
+pub use crate::domain::{
+    EventId, Level, Message, Source, UnknownLevel, MAX_MESSAGE_BYTES, MAX_SOURCE_CHARS,
+};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::fmt;
-use std::str::FromStr;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// Longest accepted `message`, in bytes of UTF-8.
-pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
-/// Longest accepted `source`, in characters.
-pub const MAX_SOURCE_CHARS: usize = 100;
 /// Largest accepted `metadata`, serialised, in bytes.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// Longest accepted correlation, request or trace id, in characters.
@@ -26,71 +29,6 @@ pub const MAX_SINGLE_BODY_BYTES: usize = 1024 * 1024;
 pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// Largest accepted body of `/batch` or `/bulk` (after decompression).
 pub const MAX_BATCH_BODY_BYTES: usize = 16 * 1024 * 1024;
-
-/// Severity, normalised from the many spellings clients use.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Level {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-    Fatal,
-}
-
-impl Level {
-    pub const ALL: [Level; 6] = [
-        Level::Trace,
-        Level::Debug,
-        Level::Info,
-        Level::Warn,
-        Level::Error,
-        Level::Fatal,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Trace => "TRACE",
-            Level::Debug => "DEBUG",
-            Level::Info => "INFO",
-            Level::Warn => "WARN",
-            Level::Error => "ERROR",
-            Level::Fatal => "FATAL",
-        }
-    }
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The error of [`Level::from_str`]; its text is what users read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown level '{0}': expected one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL")]
-pub struct UnknownLevel(pub String);
-
-impl FromStr for Level {
-    type Err = UnknownLevel;
-
-    /// Case-insensitive; accepts the aliases the contract lists. Anything else is an
-    /// error rather than a guess, so a typo never files an ERROR under INFO.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "trace" => Ok(Level::Trace),
-            "debug" => Ok(Level::Debug),
-            "info" => Ok(Level::Info),
-            "warn" | "warning" => Ok(Level::Warn),
-            "error" | "err" => Ok(Level::Error),
-            "fatal" | "critical" | "crash" | "panic" => Ok(Level::Fatal),
-            _ => Err(UnknownLevel(s.to_owned())),
-        }
-    }
-}
 
 /// One field that failed validation; appears in the error JSON's `errors` list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -108,65 +46,52 @@ impl FieldError {
     }
 }
 
-/// A validated, normalised log event: what goes to Kafka and what the gateway returns.
+/// A validated, normalised log event: what clients send (the schema of the ingest
+/// request bodies), what goes to Kafka and what the gateway returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogEvent {
-    pub id: Uuid,
+    /// UUID; assigned by the producer (time-ordered v7) when absent. Always present
+    /// in answers.
+    #[schema(value_type = Uuid, required = false)]
+    pub id: EventId,
+    /// TRACE, DEBUG, INFO, WARN, ERROR or FATAL. Also accepted: any case, and the
+    /// aliases `warning`, `err`, `critical`, `crash` and `panic`.
+    #[schema(example = "ERROR")]
     pub level: Level,
-    pub message: String,
-    pub source: String,
-    /// Always RFC 3339 in UTC on output.
+    /// Not blank; at most 32 KiB (UTF-8).
+    #[schema(
+        value_type = String,
+        example = "Database connection failed",
+        min_length = 1,
+        max_length = 32768
+    )]
+    pub message: Message,
+    /// Not blank; at most 100 characters.
+    #[schema(value_type = String, example = "user-service", min_length = 1, max_length = 100)]
+    pub source: Source,
+    /// RFC 3339, or zone-less `2024-01-01T00:00:00` read as UTC; absent means the
+    /// producer's receive time. Always RFC 3339 in UTC in answers.
     #[serde(serialize_with = "serialize_utc")]
+    #[schema(required = false)]
     pub timestamp: DateTime<Utc>,
+    /// Any JSON object, at most 16 KiB serialised.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Also accepted as `correlation_id`.
+    #[serde(skip_serializing_if = "Option::is_none", alias = "correlation_id")]
     pub correlation_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Also accepted as `request_id`.
+    #[serde(skip_serializing_if = "Option::is_none", alias = "request_id")]
     pub request_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Also accepted as `trace_id`.
+    #[serde(skip_serializing_if = "Option::is_none", alias = "trace_id")]
     pub trace_id: Option<String>,
 }
 
 fn serialize_utc<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-}
-
-/// What a client may send: the documented input shape (for OpenAPI only; parsing
-/// goes through [`LogEvent::from_json`]).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct LogEventInput {
-    /// UUID; assigned by the producer (time-ordered v7) when absent.
-    id: Option<Uuid>,
-    /// TRACE, DEBUG, INFO, WARN, ERROR or FATAL. Also accepted: any case, and the
-    /// aliases `warning`, `err`, `critical`, `crash` and `panic`.
-    #[schema(example = "ERROR", value_type = Level)]
-    level: String,
-    /// Not blank; at most 32 KiB (UTF-8).
-    #[schema(
-        example = "Database connection failed",
-        min_length = 1,
-        max_length = 32768
-    )]
-    message: String,
-    /// Not blank; at most 100 characters.
-    #[schema(example = "user-service", min_length = 1, max_length = 100)]
-    source: String,
-    /// RFC 3339, or zone-less `2024-01-01T00:00:00` read as UTC; absent means now.
-    timestamp: Option<String>,
-    /// Any JSON object, at most 16 KiB serialised.
-    #[schema(value_type = Option<Object>)]
-    metadata: Option<Value>,
-    /// Also accepted as `correlation_id`.
-    correlation_id: Option<String>,
-    /// Also accepted as `request_id`.
-    request_id: Option<String>,
-    /// Also accepted as `trace_id`.
-    trace_id: Option<String>,
 }
 
 impl LogEvent {
@@ -188,52 +113,24 @@ impl LogEvent {
         let mut errors = Vec::new();
 
         let id = match take(&mut object, "id", None) {
-            None => Some(default_id()),
-            Some(Value::String(s)) => match Uuid::parse_str(&s) {
-                Ok(id) => Some(id),
-                Err(_) => {
-                    errors.push(FieldError::new("id", "must be a UUID"));
-                    None
-                }
-            },
+            None => Some(EventId::from(default_id())),
+            Some(Value::String(s)) => check("id", EventId::parse(&s), &mut errors),
             Some(other) => {
                 errors.push(type_error("id", "a UUID string", &other));
                 None
             }
         };
-
-        let level = match required_string(&mut object, "level", &mut errors) {
-            Some(s) => match s.parse::<Level>() {
-                Ok(level) => Some(level),
-                Err(e) => {
-                    errors.push(FieldError::new("level", e.to_string()));
-                    None
-                }
-            },
-            None => None,
-        };
-
-        let message = required_string(&mut object, "message", &mut errors);
-        if let Some(m) = &message {
-            if m.len() > MAX_MESSAGE_BYTES {
-                errors.push(FieldError::new(
-                    "message",
-                    format!("must be at most {MAX_MESSAGE_BYTES} bytes, got {}", m.len()),
-                ));
-            }
-        }
-
-        let source =
-            required_string(&mut object, "source", &mut errors).map(|s| s.trim().to_owned());
-        if let Some(s) = &source {
-            let chars = s.chars().count();
-            if chars > MAX_SOURCE_CHARS {
-                errors.push(FieldError::new(
-                    "source",
-                    format!("must be at most {MAX_SOURCE_CHARS} characters, got {chars}"),
-                ));
-            }
-        }
+        let level = required_string(&mut object, "level", &mut errors).and_then(|s| {
+            check(
+                "level",
+                s.parse::<Level>().map_err(|e| e.to_string()),
+                &mut errors,
+            )
+        });
+        let message = required_string(&mut object, "message", &mut errors)
+            .and_then(|s| check("message", Message::parse(s), &mut errors));
+        let source = required_string(&mut object, "source", &mut errors)
+            .and_then(|s| check("source", Source::parse(s), &mut errors));
 
         let timestamp = match take(&mut object, "timestamp", None) {
             None => Some(received_at),
@@ -302,6 +199,13 @@ impl LogEvent {
     }
 }
 
+/// A newtype's verdict on one field, its error recorded under the field's name.
+fn check<T>(field: &str, parsed: Result<T, String>, errors: &mut Vec<FieldError>) -> Option<T> {
+    parsed
+        .map_err(|message| errors.push(FieldError::new(field, message)))
+        .ok()
+}
+
 /// Removes a field, trying its snake_case alias when the camelCase name is absent.
 /// An explicit `null` counts as absent.
 fn take(object: &mut Map<String, Value>, name: &str, alias: Option<&str>) -> Option<Value> {
@@ -311,6 +215,8 @@ fn take(object: &mut Map<String, Value>, name: &str, alias: Option<&str>) -> Opt
     value.filter(|v| !v.is_null())
 }
 
+/// A field that must be present and a string; what the string may hold is the
+/// business of its newtype.
 fn required_string(
     object: &mut Map<String, Value>,
     name: &str,
@@ -321,14 +227,6 @@ fn required_string(
             errors.push(FieldError::new(name, "is required"));
             None
         }
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            errors.push(FieldError::new(name, "must not be blank"));
-            None
-        }
-        Some(Value::String(s)) if s.contains('\0') => {
-            errors.push(FieldError::new(name, NUL_MESSAGE));
-            None
-        }
         Some(Value::String(s)) => Some(s),
         Some(other) => {
             errors.push(type_error(name, "a string", &other));
@@ -336,9 +234,6 @@ fn required_string(
         }
     }
 }
-
-/// PostgreSQL's text and jsonb cannot hold U+0000, so such an event could never be stored.
-const NUL_MESSAGE: &str = "must not contain NUL (\\u0000) characters";
 
 fn optional_id(
     object: &mut Map<String, Value>,
@@ -406,23 +301,6 @@ mod tests {
 
     fn fields(errors: Vec<FieldError>) -> Vec<String> {
         errors.into_iter().map(|e| e.field).collect()
-    }
-
-    #[test]
-    fn level_aliases_normalise() {
-        for (input, expected) in [
-            ("info", Level::Info),
-            ("WARNING", Level::Warn),
-            ("Err", Level::Error),
-            ("critical", Level::Fatal),
-            ("crash", Level::Fatal),
-            ("panic", Level::Fatal),
-            (" trace ", Level::Trace),
-        ] {
-            assert_eq!(input.parse::<Level>(), Ok(expected), "{input}");
-        }
-        assert!("verbose".parse::<Level>().is_err());
-        assert!("".parse::<Level>().is_err());
     }
 
     #[test]
@@ -538,6 +416,28 @@ mod tests {
         assert!(out.get("metadata").is_none());
         let back: LogEvent = serde_json::from_value(out).expect("round trip");
         assert_eq!(back, event);
+    }
+
+    /// The ingest request body is this type's schema: it must not demand what the
+    /// producer fills in itself.
+    #[test]
+    fn the_schema_requires_only_what_clients_must_send() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(LogEvent::schema()).expect("schema");
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .expect("required")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(required, ["level", "message", "source"], "{schema}");
+        for property in ["id", "timestamp", "metadata", "correlationId", "traceId"] {
+            assert!(
+                schema["properties"][property].is_object(),
+                "{property}: {schema}"
+            );
+        }
+        assert_eq!(schema["properties"]["source"]["maxLength"], 100, "{schema}");
     }
 
     mod properties {

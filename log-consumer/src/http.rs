@@ -3,9 +3,9 @@
 use crate::metrics::ConsumerMetrics;
 use crate::pipeline::{LogConsumer, PipelineStatus};
 use crate::rebalance::Assignment;
-use crate::store::Store;
 use actix_web::{web, HttpResponse};
 use log_common::http::{ComponentHealth, HealthReport};
+use log_store::Store;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -16,7 +16,9 @@
 //! - [`rebalance`]: the consumer context that seeks assigned partitions to the
 //!   offsets stored in PostgreSQL and tracks which partitions we own.
 //! - [`record`]: turning a Kafka message into a row, or into a reason it is poison.
-//! - [`store`]: PostgreSQL (diesel): migrations, offsets, the batch transaction.
+//!
+//! PostgreSQL (migrations, offsets, claims, the fenced batch transaction) is the
+//! `log-store` crate's [`log_store::Store`].
 //! - [`dead_letter`]: the producer for `log-events-dlq`.
 //! - [`http`]: `/actuator/health` and `/actuator/prometheus`.
 //! - [`metrics`]: the consumer's Prometheus metrics.
@@ -30,5 +32,4 @@ pub mod record;
 pub mod retry;
 pub mod settings;
 pub mod startup;
-pub mod store;
 pub mod writer;

@@ -11,7 +11,7 @@
 use crate::metrics::ConsumerMetrics;
 use crate::pipeline::LogConsumer;
 use crate::retry::Retry;
-use crate::store::{PartitionClaim, Store};
+use log_store::{PartitionClaim, Store};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;

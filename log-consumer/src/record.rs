@@ -1,9 +1,8 @@
 //! From a Kafka message to a row, or to the reason it can never be one.
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
 use log_common::event::LogEvent;
-use log_common::schema::log_events;
+use log_store::NewLogEvent;
 use uuid::Uuid;
 
 /// A message copied out of the consumer, so it outlives the poll that returned it.
@@ -17,54 +16,6 @@ pub struct Inbound {
     pub timestamp_ms: Option<i64>,
     /// The record's headers, in order, so a dead letter carries them unchanged.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = log_events)]
-pub struct NewLogEvent {
-    pub id: Uuid,
-    pub level: String,
-    pub message: String,
-    pub source: String,
-    pub timestamp: DateTime<Utc>,
-    pub metadata: Option<JsonText>,
-    pub correlation_id: Option<String>,
-    pub request_id: Option<String>,
-    pub trace_id: Option<String>,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-}
-
-/// A JSON object already serialised, bound as `jsonb` as it is. A batch holds this per
-/// row instead of a `serde_json::Value`, whose map nodes cost ~460 bytes a row
-/// (heaptrack of a drain): with thousands of rows in flight per writer that was a good
-/// share of the consumer's memory.
-#[derive(Debug, Clone, PartialEq, Eq, diesel::AsExpression)]
-#[diesel(sql_type = diesel::sql_types::Jsonb)]
-pub struct JsonText(String);
-
-impl JsonText {
-    pub fn from_object(object: serde_json::Map<String, serde_json::Value>) -> Self {
-        // Display of a JSON value cannot fail.
-        JsonText(serde_json::Value::Object(object).to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl diesel::serialize::ToSql<diesel::sql_types::Jsonb, diesel::pg::Pg> for JsonText {
-    fn to_sql<'b>(
-        &'b self,
-        out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
-    ) -> diesel::serialize::Result {
-        use std::io::Write;
-        // jsonb's binary input: a version byte (1), then the JSON text.
-        out.write_all(&[1])?;
-        out.write_all(self.0.as_bytes())?;
-        Ok(diesel::serialize::IsNull::No)
-    }
 }
 
 /// Namespace of the ids given to events that arrive without one (written to the topic
@@ -100,19 +51,7 @@ impl Inbound {
                 .collect();
             format!("invalid event: {}", details.join("; "))
         })?;
-        Ok(NewLogEvent {
-            id: event.id,
-            level: event.level.as_str().to_owned(),
-            message: event.message,
-            source: event.source,
-            timestamp: event.timestamp,
-            metadata: event.metadata.map(JsonText::from_object),
-            correlation_id: event.correlation_id,
-            request_id: event.request_id,
-            trace_id: event.trace_id,
-            kafka_partition: self.partition,
-            kafka_offset: self.offset,
-        })
+        Ok(NewLogEvent::from_event(event, self.partition, self.offset))
     }
 }
 

@@ -81,7 +81,7 @@ pub struct ConsumerTuning {
         value_enum,
         default_value = "unnest"
     )]
-    pub insert_mode: crate::store::InsertMode,
+    pub insert_mode: log_store::InsertMode,
     /// Events whose `timestamp` is older than this many days are deleted (hourly, in
     /// small slices). 0 keeps everything.
     #[arg(long = "retention-days", env = "RETENTION_DAYS", default_value_t = 30)]

@@ -7,10 +7,10 @@ use crate::dead_letter::DeadLetters;
 use crate::metrics::ConsumerMetrics;
 use crate::pipeline::{LogConsumer, PipelineStatus};
 use crate::rebalance::Assignment;
-use crate::record::{Inbound, NewLogEvent};
+use crate::record::Inbound;
 use crate::retry::Retry;
 use crate::settings::ConsumerTuning;
-use crate::store::{PartitionCommit, Store, StoreError};
+use log_store::{NewLogEvent, PartitionCommit, Store, StoreError};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -205,7 +205,11 @@ impl Writer {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.write_batch(&rows, &commits))
             .await
-            .unwrap_or_else(|e| Err(StoreError::Transient(format!("write task failed: {e}"))))
+            .unwrap_or_else(|e| {
+                Err(StoreError::Transient(
+                    format!("write task failed: {e}").into(),
+                ))
+            })
     }
 
     /// The batch transaction, retried with capped exponential backoff on transient
@@ -240,7 +244,7 @@ impl Writer {
                         self.status.writers_retrying.fetch_add(1, Ordering::SeqCst);
                     }
                     if let Ok(mut last) = self.status.last_error.lock() {
-                        *last = Some(e.clone());
+                        *last = Some(e.to_string());
                     }
                     tracing::warn!(writer = self.index, error = %e, rows = rows.len(), "batch write failed; retrying (fetching pauses once the writers are behind)");
                     if !retry.wait(shutdown).await {
@@ -281,7 +285,10 @@ impl Writer {
             {
                 Ok(n) => inserted += n,
                 Err(StoreError::Permanent(reason)) => {
-                    if !self.dead_letter(original, &reason, shutdown).await {
+                    if !self
+                        .dead_letter(original, &reason.to_string(), shutdown)
+                        .await
+                    {
                         return Written::Abandoned;
                     }
                 }

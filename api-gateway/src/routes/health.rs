@@ -1,6 +1,6 @@
 //! Liveness (`/api/query/health`, the seed's URL) and readiness (`/actuator/health`).
 
-use super::QueryState;
+use crate::service::QueryService;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use log_common::http::{ComponentHealth, HealthReport};
@@ -25,21 +25,21 @@ pub async fn liveness() -> HttpResponse {
 #[utoipa::path(get, path = "/gateway/actuator/health", tag = "health",
     responses((status = 200, description = "PostgreSQL reachable (Redis may be degraded)", body = HealthReport),
               (status = 503, description = "PostgreSQL unreachable", body = HealthReport)))]
-pub async fn readiness(state: web::Data<QueryState>) -> HttpResponse {
+pub async fn readiness(service: web::Data<QueryService>) -> HttpResponse {
     let mut components = BTreeMap::new();
-    let postgres = match state.repository.ping().await {
+    let postgres = match service.ping().await {
         Ok(()) => ComponentHealth::up(Some(
-            json!({ "breaker": state.repository.breaker().state().as_str() }),
+            json!({ "breaker": service.database_breaker().state().as_str() }),
         )),
         Err(e) => ComponentHealth::down(e.to_string()),
     };
     components.insert("postgres", postgres);
-    let redis = if !state.cache.enabled() {
+    let redis = if !service.cache().enabled() {
         ComponentHealth::disabled("CACHE_ENABLED=false")
     } else {
-        match state.cache.ping().await {
+        match service.cache().ping().await {
             Ok(()) => ComponentHealth::up(Some(
-                json!({ "breaker": state.cache.breaker().state().as_str() }),
+                json!({ "breaker": service.cache().breaker().state().as_str() }),
             )),
             Err(e) => ComponentHealth::down(e),
         }

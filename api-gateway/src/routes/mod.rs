@@ -5,7 +5,6 @@ mod openapi;
 mod query;
 
 pub use openapi::ApiDoc;
-pub use query::QueryState;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;

@@ -132,10 +132,7 @@ async fn stores_every_event_once_across_a_restart_and_replays() {
 
 #[tokio::test]
 async fn every_insert_mode_stores_the_same_rows_once() {
-    for mode in [
-        log_consumer::store::InsertMode::Values,
-        log_consumer::store::InsertMode::Unnest,
-    ] {
+    for mode in [log_store::InsertMode::Values, log_store::InsertMode::Unnest] {
         let t = topics().await;
         let source = unique("insert-mode");
         let producer = producer();
@@ -249,7 +246,7 @@ async fn retention_deletes_only_events_older_than_the_limit() {
     }
     let mut settings = log_consumer::settings::Settings::defaults();
     crate::helpers::use_test_database(&mut settings.postgres);
-    let store = log_consumer::store::Store::new(
+    let store = log_store::Store::new(
         &settings.postgres,
         "retention-test",
         "retention-test",
@@ -291,9 +288,9 @@ fn rows(
     source: &str,
     partition: i32,
     offsets: std::ops::Range<i64>,
-) -> Vec<log_consumer::record::NewLogEvent> {
+) -> Vec<log_store::NewLogEvent> {
     offsets
-        .map(|offset| log_consumer::record::NewLogEvent {
+        .map(|offset| log_store::NewLogEvent {
             id: Uuid::now_v7(),
             level: "INFO".into(),
             message: format!("offset {offset}"),
@@ -309,21 +306,21 @@ fn rows(
         .collect()
 }
 
-fn store_for(group: &str, topic: &str) -> log_consumer::store::Store {
+fn store_for(group: &str, topic: &str) -> log_store::Store {
     let mut settings = log_consumer::settings::Settings::defaults();
     crate::helpers::use_test_database(&mut settings.postgres);
-    log_consumer::store::Store::new(
+    log_store::Store::new(
         &settings.postgres,
         group,
         topic,
-        log_consumer::store::InsertMode::Unnest,
+        log_store::InsertMode::Unnest,
     )
     .expect("store")
 }
 
 fn stored_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
     use diesel::prelude::*;
-    use log_common::schema::consumer_offsets::dsl as o;
+    use log_store::schema::consumer_offsets::dsl as o;
     o::consumer_offsets
         .filter(o::consumer_group.eq(group))
         .filter(o::topic.eq(topic))
@@ -339,7 +336,7 @@ fn stored_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
 /// stale batch below is stored and moves the offset past what the new owner reads.
 #[tokio::test]
 async fn a_writer_whose_partition_was_claimed_again_commits_nothing() {
-    use log_consumer::store::{PartitionCommit, StoreError};
+    use log_store::{PartitionCommit, StoreError};
     use std::collections::BTreeMap;
     let (group, topic, source) = (
         unique("fence-group"),

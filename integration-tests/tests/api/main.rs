@@ -9,6 +9,7 @@ mod cache;
 mod consumer;
 mod dead_letters;
 mod gateway;
+mod gateway_limits;
 mod helpers;
 mod producer;
 mod stack;

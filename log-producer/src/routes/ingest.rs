@@ -12,7 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use log_common::auth::presented_key;
 use log_common::error::{ApiError, ErrorBody, UnavailableBody};
-use log_common::event::{FieldError, LogEvent, LogEventInput, MAX_BATCH_EVENTS};
+use log_common::event::{FieldError, LogEvent, MAX_BATCH_EVENTS};
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -145,7 +145,7 @@ fn parse_event(value: Value) -> Result<LogEvent, Vec<FieldError>> {
 }
 
 /// Ingest one event; answers after Kafka acknowledged it (acks=all).
-#[utoipa::path(post, path = "/producer/api/logs/ingest", tag = "ingest", request_body = LogEventInput,
+#[utoipa::path(post, path = "/producer/api/logs/ingest", tag = "ingest", request_body = LogEvent,
     responses(
         (status = 200, description = "Kafka acknowledged the event", body = IngestResponse),
         (status = 400, description = "Invalid event; `errors` names each field", body = ErrorBody),
@@ -169,7 +169,7 @@ pub async fn ingest(
     state.observe("ingest", started);
     Ok(HttpResponse::Ok().json(IngestResponse {
         status: "accepted",
-        log_id: event.id,
+        log_id: event.id.into(),
         message: "Log event accepted".to_owned(),
     }))
 }
@@ -177,7 +177,7 @@ pub async fn ingest(
 /// Queue one event and answer at once. 202 means the event is in this producer's
 /// queue, not yet acknowledged by Kafka: it can still be lost if the producer dies
 /// before delivery. Use `/ingest` when that matters.
-#[utoipa::path(post, path = "/producer/api/logs/ingest/async", tag = "ingest", request_body = LogEventInput,
+#[utoipa::path(post, path = "/producer/api/logs/ingest/async", tag = "ingest", request_body = LogEvent,
     responses(
         (status = 202, description = "Queued in the producer (not yet acknowledged by Kafka)", body = IngestResponse),
         (status = 400, description = "Invalid event", body = ErrorBody),
@@ -193,7 +193,7 @@ pub async fn ingest_async(
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let event = state.take_one(&req, "ingest_async", body.into_inner())?;
-    let id = event.id;
+    let id = event.id.into();
     state
         .publisher
         .publish_in_background(event)
@@ -210,7 +210,7 @@ pub async fn ingest_async(
 ///
 /// Valid events are published even when others in the batch are invalid; the answer
 /// lists each failure by index. 400 when no event is valid, 503 when Kafka took none.
-#[utoipa::path(post, path = "/producer/api/logs/batch", tag = "ingest", request_body = Vec<LogEventInput>,
+#[utoipa::path(post, path = "/producer/api/logs/batch", tag = "ingest", request_body = Vec<LogEvent>,
     responses(
         (status = 200, description = "Every valid event was offered to Kafka; failures listed", body = BatchResponse),
         (status = 400, description = "Not an array, empty, or no valid event", body = ErrorBody),
@@ -239,7 +239,7 @@ pub async fn batch(
 /// Ingest NDJSON: one event per line (blank lines skipped). `Content-Encoding: gzip`
 /// or `zstd` bodies are decompressed; the 16 MiB limit applies after decompression.
 #[utoipa::path(post, path = "/producer/api/logs/bulk", tag = "ingest",
-    request_body(content = Vec<LogEventInput>, content_type = "application/x-ndjson",
+    request_body(content = Vec<LogEvent>, content_type = "application/x-ndjson",
         description = "One JSON event per line (the schema is that of the events, as a list)"),
     responses(
         (status = 200, description = "Every valid line was offered to Kafka; failures listed by line", body = BatchResponse),
@@ -345,7 +345,7 @@ async fn ingest_many_indexed(
             Err(e) => {
                 errors.push(BatchItemError {
                     index,
-                    log_id: Some(event.id),
+                    log_id: Some(event.id.into()),
                     message: e.to_string(),
                 });
                 last_failure = Some(e);
@@ -392,7 +392,7 @@ mod tests {
             .collect();
         let buffers = |events: &mut dyn Iterator<Item = &LogEvent>| -> Vec<(*const u8, *const u8)> {
             events
-                .map(|e| (e.message.as_ptr(), e.source.as_ptr()))
+                .map(|e| (e.message.as_str().as_ptr(), e.source.as_str().as_ptr()))
                 .collect()
         };
         let parsed = buffers(&mut valid.iter().map(|(_, e)| e));

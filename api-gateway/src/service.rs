@@ -1,0 +1,302 @@
+//! The query service: owns the Redis cache, the PostgreSQL pool and its circuit
+//! breaker, and is the one place where a store error becomes an [`ApiError`].
+//! The routes validate parameters and call it; nothing else reaches the database.
+
+use crate::api::{LogPage, Stats};
+use crate::cache::{AnswerSource, Cache};
+use crate::metrics::GatewayMetrics;
+use crate::params::{LogFilter, Paging};
+use crate::settings::CacheSettings;
+use chrono::{DateTime, Duration, Utc};
+use diesel::PgConnection;
+use log_common::breaker::CircuitBreaker;
+use log_common::error::ApiError;
+use log_common::event::LogEvent;
+use log_store::error::QueryError;
+use log_store::{queries, PgPool};
+use std::time::Instant;
+use uuid::Uuid;
+
+pub struct QueryService {
+    pool: PgPool,
+    breaker: CircuitBreaker,
+    /// The pool's `statement_timeout`.
+    query_timeout: std::time::Duration,
+    /// Stats percentiles are sampled past this many events in the window.
+    stats_sample_target: i64,
+    cache: Cache,
+    cache_settings: CacheSettings,
+    metrics: GatewayMetrics,
+}
+
+impl QueryService {
+    pub fn new(
+        pool: PgPool,
+        breaker: CircuitBreaker,
+        query_timeout: std::time::Duration,
+        stats_sample_target: i64,
+        cache: Cache,
+        cache_settings: CacheSettings,
+        metrics: GatewayMetrics,
+    ) -> Self {
+        QueryService {
+            pool,
+            breaker,
+            query_timeout,
+            stats_sample_target,
+            cache,
+            cache_settings,
+            metrics,
+        }
+    }
+
+    pub fn database_breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub async fn ping(&self) -> Result<(), ApiError> {
+        self.run(queries::ping).await
+    }
+
+    /// A page of `/logs` or `/search` (`endpoint`), from the cache or PostgreSQL.
+    pub async fn page(
+        &self,
+        endpoint: &'static str,
+        filter: LogFilter,
+        paging: Paging,
+    ) -> Result<LogPage, ApiError> {
+        let started = Instant::now();
+        let ttl = self.ttl_for(&filter, Utc::now());
+        // "Until now" is keyed as such, not by the moving instant, or no two
+        // requests would share an entry; such entries live only seconds (`ttl_for`).
+        let mut keyed = filter.clone();
+        if keyed.open_ended {
+            keyed.query.end = DateTime::<Utc>::UNIX_EPOCH;
+        }
+        if keyed.default_start {
+            keyed.query.start = DateTime::<Utc>::UNIX_EPOCH;
+        }
+        let key = format!(
+            "{endpoint}:{}",
+            serde_json::to_string(&(&keyed, &paging)).unwrap_or_default()
+        );
+        let load = async move {
+            let query = filter.query;
+            let result = self
+                .run(move |conn| queries::page(conn, &query, paging))
+                .await?;
+            Ok(LogPage::new(result, paging))
+        };
+        let (page, source) = self.cache.get_or_load(&key, ttl, load).await?;
+        self.observe(endpoint, source, started);
+        Ok(page)
+    }
+
+    /// Statistics of the last `hours` hours.
+    pub async fn stats(&self, hours: i64) -> Result<Stats, ApiError> {
+        let started = Instant::now();
+        let until = Utc::now();
+        let since = until - Duration::hours(hours);
+        let ttl = std::time::Duration::from_secs(self.cache_settings.ttl_stats_secs);
+        let target = self.stats_sample_target;
+        let load = async move {
+            let rows = self
+                .run(move |conn| queries::stats(conn, since, until, target))
+                .await?;
+            Ok(Stats::assemble(since, until, rows))
+        };
+        let (stats, source) = self
+            .cache
+            .get_or_load(&format!("stats:{hours}"), ttl, load)
+            .await?;
+        self.observe("stats", source, started);
+        Ok(stats)
+    }
+
+    /// One event by id (never cached: the primary key is already the fastest path).
+    pub async fn find(&self, id: Uuid) -> Result<Option<LogEvent>, ApiError> {
+        let started = Instant::now();
+        let event = self.run(move |conn| queries::find(conn, id)).await?;
+        self.observe("log_by_id", AnswerSource::Database, started);
+        Ok(event)
+    }
+
+    /// Freshness bound: a window reaching into the recent past can still change
+    /// (late events), so it is cached only seconds; a closed window, minutes.
+    fn ttl_for(&self, filter: &LogFilter, now: DateTime<Utc>) -> std::time::Duration {
+        let recent = Duration::seconds(self.cache_settings.recent_window_secs as i64);
+        let secs = if filter.open_ended || filter.query.end > now - recent {
+            self.cache_settings.ttl_recent_secs
+        } else {
+            self.cache_settings.ttl_closed_secs
+        };
+        std::time::Duration::from_secs(secs)
+    }
+
+    fn observe(&self, endpoint: &str, source: AnswerSource, started: Instant) {
+        self.metrics.queries.with_label_values(&[endpoint]).inc();
+        self.metrics
+            .query_duration
+            .with_label_values(&[endpoint, source.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Runs `work` on a pooled connection off the async threads, behind the breaker.
+    async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut PgConnection) -> Result<T, QueryError> + Send + 'static,
+    {
+        if !self.breaker.permits() {
+            return Err(
+                self.unavailable("PostgreSQL is unavailable (circuit breaker open)".to_owned())
+            );
+        }
+        let pool = self.pool.clone();
+        let timeout = self.query_timeout;
+        let result = tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            let started = Instant::now();
+            work(&mut conn).map_err(|e| e.with_elapsed(started.elapsed(), Some(timeout)))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("query task failed: {e}")))?;
+        match result {
+            Ok(value) => {
+                self.breaker.record_success();
+                Ok(value)
+            }
+            Err(e) => Err(api_error(
+                e,
+                &self.breaker,
+                self.query_timeout,
+                &self.metrics,
+            )),
+        }
+    }
+
+    fn unavailable(&self, message: String) -> ApiError {
+        ApiError::Unavailable {
+            message,
+            retry_after_secs: self.breaker.retry_after_secs(),
+        }
+    }
+}
+
+/// The one conversion from the store's errors to the API's, with what each means for
+/// the breaker: only an unreachable database or a broken connection counts against
+/// it; a query that was too costly or failed says nothing about its health.
+fn api_error(
+    error: QueryError,
+    breaker: &CircuitBreaker,
+    query_timeout: std::time::Duration,
+    metrics: &GatewayMetrics,
+) -> ApiError {
+    match error {
+        QueryError::Unreachable(_) | QueryError::ConnectionLost(_) => {
+            breaker.record_failure();
+            ApiError::Unavailable {
+                message: error.to_string(),
+                retry_after_secs: breaker.retry_after_secs(),
+            }
+        }
+        QueryError::TimedOut(_) => ApiError::Unavailable {
+            message: format!(
+                "the query ran past the {} ms limit; narrow the time window or add filters",
+                query_timeout.as_millis()
+            ),
+            retry_after_secs: 1,
+        },
+        QueryError::Failed(e) => {
+            breaker.record_success();
+            ApiError::Internal(anyhow::Error::new(e).context("query failed"))
+        }
+        QueryError::InvalidRow(invalid) => {
+            breaker.record_success();
+            metrics
+                .invalid_rows
+                .with_label_values(&[invalid.column])
+                .inc();
+            tracing::error!(event_id = ?invalid.id, column = invalid.column, reason = %invalid.reason,
+                "a stored row is not a valid event; answering 500 rather than guessing");
+            ApiError::Internal(anyhow::Error::new(invalid))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+    use log_store::error::InvalidRow;
+    use std::time::Duration;
+
+    fn fixture() -> (CircuitBreaker, GatewayMetrics) {
+        let metrics = GatewayMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        let breaker = CircuitBreaker::new(
+            "postgres",
+            1,
+            Duration::from_secs(2),
+            Duration::from_secs(15),
+            metrics.breaker_state.clone(),
+        );
+        (breaker, metrics)
+    }
+
+    fn database(kind: DatabaseErrorKind) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new("from the server".to_owned()))
+    }
+
+    #[test]
+    fn a_lost_connection_is_a_503_and_opens_the_breaker() {
+        let (breaker, metrics) = fixture();
+        let error = QueryError::from(database(DatabaseErrorKind::ClosedConnection));
+        let mapped = api_error(error, &breaker, Duration::from_millis(300), &metrics);
+        assert!(matches!(mapped, ApiError::Unavailable { .. }), "{mapped:?}");
+        assert!(!breaker.permits(), "one failure opens this breaker");
+    }
+
+    #[test]
+    fn a_timeout_is_a_503_naming_the_limit_and_leaves_the_breaker_closed() {
+        let (breaker, metrics) = fixture();
+        let error = QueryError::TimedOut(database(DatabaseErrorKind::Unknown));
+        match api_error(error, &breaker, Duration::from_millis(300), &metrics) {
+            ApiError::Unavailable {
+                message,
+                retry_after_secs,
+            } => {
+                assert!(message.contains("300 ms"), "{message}");
+                assert_eq!(retry_after_secs, 1);
+            }
+            other => panic!("expected a 503, got {other:?}"),
+        }
+        assert!(breaker.permits());
+    }
+
+    #[test]
+    fn a_failed_query_is_a_500_and_leaves_the_breaker_closed() {
+        let (breaker, metrics) = fixture();
+        let error = QueryError::Failed(database(DatabaseErrorKind::Unknown));
+        let mapped = api_error(error, &breaker, Duration::from_millis(300), &metrics);
+        assert!(matches!(mapped, ApiError::Internal(_)), "{mapped:?}");
+        assert!(breaker.permits());
+    }
+
+    #[test]
+    fn an_invalid_stored_row_is_a_500_and_is_counted() {
+        let (breaker, metrics) = fixture();
+        let error = QueryError::InvalidRow(InvalidRow {
+            id: Some(Uuid::now_v7()),
+            column: "level",
+            reason: "unknown level 'LOUD'".to_owned(),
+        });
+        let mapped = api_error(error, &breaker, Duration::from_millis(300), &metrics);
+        assert!(matches!(mapped, ApiError::Internal(_)), "{mapped:?}");
+        assert_eq!(metrics.invalid_rows.with_label_values(&["level"]).get(), 1);
+        assert!(breaker.permits());
+    }
+}

@@ -1,0 +1,33 @@
+//! log-store: everything that talks to PostgreSQL, for the consumer and the gateway.
+//!
+//! Synchronous diesel over an r2d2 pool; callers run it on a blocking thread.
+//!
+//! # Layout
+//! - [`schema`]: diesel's view of the tables in `migrations/` (keep in step with them).
+//! - [`models`]: the event row as written ([`NewLogEvent`]) and as read ([`EventRow`],
+//!   which turns back into a `LogEvent` or says why it cannot).
+//! - [`error`]: [`StoreError`], transient or permanent by SQLSTATE, with the diesel
+//!   error as its source.
+//! - [`pool`]: the connection pool and its per-connection `statement_timeout`.
+//! - Writing (the consumer):
+//!   - [`store`]: [`Store`], migrations, the fenced batch transaction, retention;
+//!   - [`offsets`]: partition claims (owner epochs), the fence check, stored offsets;
+//!   - [`insert`]: the two ways a batch's rows reach the table.
+//! - Reading (the gateway), one module per query family under [`queries`]: filters,
+//!   pages with capped counts, full-text search, stats, one event by id.
+
+pub mod error;
+pub mod insert;
+pub mod models;
+pub mod offsets;
+pub mod pool;
+pub mod queries;
+pub mod schema;
+pub mod store;
+
+pub use error::StoreError;
+pub use insert::InsertMode;
+pub use models::{EventRow, JsonText, NewLogEvent};
+pub use offsets::{PartitionClaim, PartitionCommit};
+pub use pool::{PgPool, StatementTimeout};
+pub use store::{Store, MIGRATIONS};

@@ -1,0 +1,40 @@
+//! The connection pool. Built without connecting, so a service starts (and reports
+//! its health) while PostgreSQL is still coming up.
+
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use log_common::settings::PostgresSettings;
+use std::time::Duration;
+
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+
+/// A pool sized and timed by the contract's PostgreSQL settings; `customizer` runs on
+/// every connection it opens.
+pub fn build(
+    settings: &PostgresSettings,
+    customizer: Option<Box<dyn CustomizeConnection<PgConnection, diesel::r2d2::Error>>>,
+) -> anyhow::Result<PgPool> {
+    let manager = ConnectionManager::<PgConnection>::new(settings.connection_url()?);
+    let mut builder = Pool::builder()
+        .max_size(settings.pool_size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_millis(settings.connect_timeout_ms));
+    if let Some(customizer) = customizer {
+        builder = builder.connection_customizer(customizer);
+    }
+    Ok(builder.build_unchecked(manager))
+}
+
+/// Sets `statement_timeout` on every connection the pool opens, so no query can hold
+/// a connection (and a blocking thread) longer than the limit.
+#[derive(Debug)]
+pub struct StatementTimeout(pub Duration);
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for StatementTimeout {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        diesel::sql_query(format!("SET statement_timeout = {}", self.0.as_millis()))
+            .execute(conn)
+            .map(|_| ())
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}

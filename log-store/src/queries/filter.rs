@@ -1,0 +1,118 @@
+//! The filter of `/logs` and `/search`, as a diesel predicate built at run time.
+
+use crate::queries::search;
+use crate::schema::log_events;
+use chrono::{DateTime, Utc};
+use diesel::expression::BoxableExpression;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::sql_types::Bool;
+use log_common::event::Level;
+use serde::Serialize;
+
+/// A condition on `log_events`, boxed so filters can be added one by one.
+pub type Predicate = Box<dyn BoxableExpression<log_events::table, Pg, SqlType = Bool>>;
+
+/// Validated filters. Every one combines with every other; all values are bound.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventFilter {
+    /// Inclusive.
+    pub start: DateTime<Utc>,
+    /// Inclusive.
+    pub end: DateTime<Utc>,
+    /// Any of these; empty means every level.
+    pub levels: Vec<Level>,
+    pub source: Option<String>,
+    pub correlation_id: Option<String>,
+    /// Full-text query (`websearch_to_tsquery` syntax).
+    pub text: Option<String>,
+}
+
+impl EventFilter {
+    /// The WHERE clause: the time window always (every index leads with, or ranges
+    /// over, `timestamp`), then each filter given.
+    pub fn predicate(&self) -> Predicate {
+        use log_events::dsl as e;
+        let mut predicate: Predicate =
+            Box::new(e::timestamp.ge(self.start).and(e::timestamp.le(self.end)));
+        if !self.levels.is_empty() {
+            let levels: Vec<&'static str> = self.levels.iter().map(|l| l.as_str()).collect();
+            // `level = ANY($n)`, one array parameter.
+            predicate = Box::new(predicate.and(e::level.eq_any(levels)));
+        }
+        if let Some(source) = &self.source {
+            predicate = Box::new(predicate.and(e::source.eq(source.clone())));
+        }
+        if let Some(correlation_id) = &self.correlation_id {
+            // `assume_not_null` only types the comparison as Bool; NULL rows still
+            // never match `=`.
+            predicate = Box::new(
+                predicate.and(
+                    e::correlation_id
+                        .assume_not_null()
+                        .eq(correlation_id.clone()),
+                ),
+            );
+        }
+        if let Some(text) = &self.text {
+            predicate = Box::new(predicate.and(search::matches(text)));
+        }
+        predicate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sql_of(filter: &EventFilter) -> String {
+        let query = log_events::table
+            .select(log_events::id)
+            .filter(filter.predicate());
+        diesel::debug_query::<Pg, _>(&query).to_string()
+    }
+
+    fn window() -> EventFilter {
+        EventFilter {
+            start: DateTime::<Utc>::UNIX_EPOCH,
+            end: Utc::now(),
+            levels: Vec::new(),
+            source: None,
+            correlation_id: None,
+            text: None,
+        }
+    }
+
+    #[test]
+    fn only_the_window_when_nothing_else_is_given() {
+        let sql = sql_of(&window());
+        assert!(sql.contains("\"log_events\".\"timestamp\" >= $1"), "{sql}");
+        assert!(sql.contains("\"log_events\".\"timestamp\" <= $2"), "{sql}");
+        assert!(!sql.contains("$3"), "{sql}");
+    }
+
+    #[test]
+    fn every_filter_is_bound_never_spliced() {
+        let filter = EventFilter {
+            levels: vec![Level::Warn, Level::Error],
+            source: Some("it's".to_owned()),
+            correlation_id: Some("c-1".to_owned()),
+            text: Some("'; DROP TABLE log_events; --".to_owned()),
+            ..window()
+        };
+        let sql = sql_of(&filter);
+        assert!(sql.contains("\"log_events\".\"level\" = ANY($3)"), "{sql}");
+        assert!(sql.contains("\"log_events\".\"source\" = $4"), "{sql}");
+        assert!(
+            sql.contains("\"log_events\".\"correlation_id\" = $5"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("search_vector @@ websearch_to_tsquery('english', $6)"),
+            "{sql}"
+        );
+        let statement = sql.split("-- binds").next().unwrap_or_default();
+        assert!(!statement.contains("DROP"), "{sql}");
+        assert!(!statement.contains("it's"), "{sql}");
+    }
+}

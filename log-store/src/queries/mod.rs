@@ -1,0 +1,20 @@
+//! The gateway's reads, one module per query family. Each takes a connection and
+//! returns [`QueryError`](crate::error::QueryError); the caller owns the pool, the
+//! blocking thread and the circuit breaker.
+//!
+//! - [`filter`]: the filter every page shares, as one boxed diesel predicate.
+//! - [`search`]: the full-text condition over the generated `search_vector`.
+//! - [`page`]: a page newest first (offset or keyset) and its capped count.
+//! - [`stats`]: the window's histogram, busiest sources and duration percentiles.
+//! - [`by_id`]: one event, and the health probe.
+
+pub mod by_id;
+pub mod filter;
+pub mod page;
+pub mod search;
+pub mod stats;
+
+pub use by_id::{find, ping};
+pub use filter::EventFilter;
+pub use page::{page, Cursor, PageResult, Paging, COUNT_CAP};
+pub use stats::{stats, DurationRow, HourLevelCount, SourceCountRow, StatsRows};
