@@ -123,16 +123,7 @@ impl Application {
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight
     /// queries finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let mut server = tokio::spawn(self.server);
-        tokio::select! {
-            result = &mut server => result??,
-            () = shutdown => {
-                tracing::info!("draining: no new connections, finishing in-flight queries");
-                handle.stop(true).await;
-                server.await??;
-            }
-        }
+        log_common::http::serve_until_stopped(self.server, shutdown).await?;
         tracing::info!("api-gateway stopped");
         Ok(())
     }

@@ -221,6 +221,18 @@ mod tests {
         sent
     }
 
+    /// One worker sending 100 single events a second for one second.
+    const ONE_WORKER_100_PER_SECOND: &[&str] = &[
+        "--endpoint",
+        "ingest",
+        "--rate",
+        "100",
+        "--duration",
+        "1",
+        "--concurrency",
+        "1",
+    ];
+
     /// The BENCHMARKS e2e run.
     const E2E_RUN: &[&str] = &[
         "--mode",
@@ -361,16 +373,7 @@ mod tests {
 
     #[test]
     fn a_worker_keeps_up_when_answers_are_faster_than_the_period() {
-        let args = args(&[
-            "--endpoint",
-            "ingest",
-            "--rate",
-            "100",
-            "--duration",
-            "1",
-            "--concurrency",
-            "1",
-        ]);
+        let args = args(ONE_WORKER_100_PER_SECOND);
         let started = Instant::now();
         let sent = simulate(&schedule_of(&args, 0, started), started, ms(4));
         assert_eq!(sent.len(), 100);
@@ -383,16 +386,7 @@ mod tests {
     #[test]
     fn a_late_worker_sends_at_once_without_moving_the_schedule() {
         // A request every 10 ms, answers taking 25 ms: the worker falls behind.
-        let args = args(&[
-            "--endpoint",
-            "ingest",
-            "--rate",
-            "100",
-            "--duration",
-            "1",
-            "--concurrency",
-            "1",
-        ]);
+        let args = args(ONE_WORKER_100_PER_SECOND);
         let started = Instant::now();
         let sent = simulate(&schedule_of(&args, 0, started), started, ms(25));
         // Every request due in the run is still sent, the last ones after its end...

@@ -38,6 +38,25 @@ impl HttpMetrics {
     }
 }
 
+/// Serves until `shutdown` resolves (or the server fails), then stops accepting
+/// connections and waits for the requests in flight to finish.
+pub async fn serve_until_stopped(
+    server: actix_web::dev::Server,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let handle = server.handle();
+    let mut serving = tokio::spawn(server);
+    tokio::select! {
+        result = &mut serving => result??,
+        () = shutdown => {
+            tracing::info!("draining: no new connections, finishing requests in flight");
+            handle.stop(true).await;
+            serving.await??;
+        }
+    }
+    Ok(())
+}
+
 /// A service's registry, with the process collector (`process_resident_memory_bytes`,
 /// `process_cpu_seconds_total`, open fds …) that the dashboards' memory and CPU panels use.
 pub fn new_registry() -> Registry {

@@ -131,9 +131,12 @@ impl Writer {
 
         let rows = Arc::new(batch.rows);
         let originals = batch.originals;
-        let written = self
-            .write_with_retry(&rows, &originals, &batch.commits, shutdown)
-            .await;
+        let work = Work {
+            rows: &rows,
+            originals: &originals,
+            commits: &batch.commits,
+        };
+        let written = self.write_with_retry(work, shutdown).await;
         let inserted = match written {
             Written::Committed(inserted) => inserted,
             Written::Fenced(partitions) => {
@@ -216,11 +219,10 @@ impl Writer {
     /// failures.
     async fn write_with_retry(
         &self,
-        rows: &Arc<Vec<NewLogEvent>>,
-        originals: &[Inbound],
-        commits: &BTreeMap<i32, PartitionCommit>,
+        work: Work<'_>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Written {
+        let Work { rows, commits, .. } = work;
         let mut retry = Retry::for_writes(&self.tuning);
         let mut retrying = false;
         let written = loop {
@@ -254,9 +256,7 @@ impl Writer {
                 }
                 Err(StoreError::Permanent(e)) => {
                     tracing::error!(error = %e, "batch rejected by the database; storing row by row");
-                    break self
-                        .write_row_by_row(rows, originals, commits, shutdown)
-                        .await;
+                    break self.write_row_by_row(work, shutdown).await;
                 }
             }
         };
@@ -272,11 +272,14 @@ impl Writer {
     /// (or a fence) here are skipped as duplicates when the batch is read again.
     async fn write_row_by_row(
         &self,
-        rows: &Arc<Vec<NewLogEvent>>,
-        originals: &[Inbound],
-        commits: &BTreeMap<i32, PartitionCommit>,
+        work: Work<'_>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Written {
+        let Work {
+            rows,
+            originals,
+            commits,
+        } = work;
         let mut inserted = 0;
         for (row, original) in rows.iter().zip(originals) {
             match self
@@ -295,12 +298,16 @@ impl Writer {
                 Err(StoreError::Fenced(partitions)) => return Written::Fenced(partitions),
                 // The database went away mid-fallback: retry the whole batch.
                 Err(StoreError::Transient(_)) => {
-                    return Box::pin(self.write_with_retry(rows, originals, commits, shutdown))
-                        .await
+                    return Box::pin(self.write_with_retry(work, shutdown)).await
                 }
             }
         }
-        match Box::pin(self.write_with_retry(&Arc::new(Vec::new()), &[], commits, shutdown)).await {
+        let offsets_only = Work {
+            rows: &Arc::new(Vec::new()),
+            originals: &[],
+            commits,
+        };
+        match Box::pin(self.write_with_retry(offsets_only, shutdown)).await {
             Written::Committed(_) => Written::Committed(inserted),
             other => other,
         }
@@ -326,6 +333,15 @@ impl Writer {
             tracing::debug!(error = %e, "offset mirror to Kafka failed (harmless)");
         }
     }
+}
+
+/// What one write carries: the rows, the records they came from (same order; what
+/// a dead letter is made of) and the next offset of each partition.
+#[derive(Clone, Copy)]
+struct Work<'a> {
+    rows: &'a Arc<Vec<NewLogEvent>>,
+    originals: &'a [Inbound],
+    commits: &'a BTreeMap<i32, PartitionCommit>,
 }
 
 /// How a batch's write ended.

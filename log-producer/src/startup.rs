@@ -91,16 +91,7 @@ impl Application {
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish and flushes every queued event to Kafka.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let mut server = tokio::spawn(self.server);
-        tokio::select! {
-            result = &mut server => result??,
-            () = shutdown => {
-                tracing::info!("draining: no new connections, finishing in-flight requests");
-                handle.stop(true).await;
-                server.await??;
-            }
-        }
+        log_common::http::serve_until_stopped(self.server, shutdown).await?;
         let publisher = self.publisher;
         tokio::task::spawn_blocking(move || publisher.flush(Duration::from_secs(15))).await?;
         tracing::info!("log-producer stopped");
