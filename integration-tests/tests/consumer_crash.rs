@@ -6,9 +6,7 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use helpers::{
-    event, eventually, post_json, require_infrastructure, setup, stack, unique, PRODUCER,
-};
+use helpers::{eventually, require_infrastructure, setup, stack, unique};
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
@@ -28,11 +26,7 @@ async fn every_event_is_stored_exactly_once_across_two_kill_9s() {
     let source = unique("crash");
     let mut acked: HashSet<String> = HashSet::new();
     for round in 0..30 {
-        let batch: Vec<_> = (0..200)
-            .map(|i| event(&source, "INFO", &format!("r{round} e{i}")))
-            .collect();
-        let (status, body) = post_json(format!("{PRODUCER}/producer/api/logs/batch"), &batch).await;
-        assert_eq!(status, 200, "{body}");
+        let body = stack::ingest_batch(&source, "INFO", 200, |i| format!("r{round} e{i}")).await;
         assert_eq!(body["failureCount"], 0, "{body}");
         for i in 0..200 {
             acked.insert(format!("r{round} e{i}"));

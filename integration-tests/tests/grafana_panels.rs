@@ -23,11 +23,7 @@ fn substitute(expr: &str) -> String {
 
 async fn short_load(client: &reqwest::Client) {
     let source = unique("panels");
-    let batch: Vec<Value> = (0..50)
-        .map(|i| event(&source, "INFO", &format!("panel load {i}")))
-        .collect();
-    let (status, body) = post_json(format!("{PRODUCER}/producer/api/logs/batch"), &batch).await;
-    assert_eq!(status, 200, "{body}");
+    stack::ingest_batch(&source, "INFO", 50, |i| format!("panel load {i}")).await;
     let (status, body) = post_json(
         format!("{PRODUCER}/producer/api/logs/ingest"),
         &event(&source, "ERROR", "panel load error"),

@@ -30,10 +30,7 @@ async fn consumer_health_with_kafka(want: &'static str) -> (u16, serde_json::Val
 #[tokio::test]
 async fn producer_sheds_load_while_kafka_is_down_and_recovers_by_itself() {
     require_infrastructure();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client");
+    let client = helpers::http_with_timeout(Duration::from_secs(20));
     let health = client
         .get(format!("{PRODUCER}/producer/actuator/health"))
         .send()

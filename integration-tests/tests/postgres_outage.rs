@@ -10,10 +10,7 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use helpers::{
-    event, eventually, json, post_json, require_infrastructure, stack, unique, Outage, CONSUMER,
-    GATEWAY, PRODUCER,
-};
+use helpers::{eventually, json, require_infrastructure, stack, unique, Outage, CONSUMER, GATEWAY};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use std::time::{Duration, Instant};
@@ -79,19 +76,13 @@ async fn consumer_kafka_details(client: &reqwest::Client) -> Option<serde_json::
 #[tokio::test]
 async fn events_wait_for_postgres_and_queries_fail_fast_meanwhile() {
     require_infrastructure();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client");
+    let client = helpers::http_with_timeout(Duration::from_secs(20));
     let source = unique("pg-outage");
 
     let outage = Outage::begin("postgres");
     for i in 0..5 {
-        let batch: Vec<_> = (0..100)
-            .map(|j| event(&source, "INFO", &format!("{i}-{j}")))
-            .collect();
-        let (status, body) = post_json(format!("{PRODUCER}/producer/api/logs/batch"), &batch).await;
-        assert_eq!(status, 200, "ingest does not need PostgreSQL: {body}");
+        // Ingest does not need PostgreSQL.
+        stack::ingest_batch(&source, "INFO", 100, |j| format!("{i}-{j}")).await;
     }
 
     let consumer_health = eventually(

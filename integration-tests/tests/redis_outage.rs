@@ -7,10 +7,7 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use helpers::{
-    event, eventually, get_json, json, post_json, require_infrastructure, stack, unique, Outage,
-    GATEWAY, PRODUCER,
-};
+use helpers::{eventually, get_json, json, require_infrastructure, stack, unique, Outage, GATEWAY};
 use std::time::Duration;
 
 #[tokio::test]
@@ -18,11 +15,7 @@ async fn the_gateway_answers_correctly_without_redis() {
     require_infrastructure();
     let client = helpers::http();
     let source = unique("redis-outage");
-    let batch: Vec<_> = (0..30)
-        .map(|i| event(&source, "WARN", &format!("{i}")))
-        .collect();
-    let (status, body) = post_json(format!("{PRODUCER}/producer/api/logs/batch"), &batch).await;
-    assert_eq!(status, 200, "{body}");
+    stack::ingest_batch(&source, "WARN", 30, |i| format!("{i}")).await;
     eventually("30 rows", Duration::from_secs(30), || {
         let source = source.clone();
         async move { (stack::rows_for_source(&source).len() == 30).then_some(()) }

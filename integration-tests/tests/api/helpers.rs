@@ -45,6 +45,23 @@ pub mod stack {
         )
     }
 
+    /// Posts `count` events of `source` at `level` to the stack producer's `/batch`
+    /// (message `message(i)`), asserts the 200, and returns the answer.
+    pub async fn ingest_batch(
+        source: &str,
+        level: &str,
+        count: usize,
+        message: impl Fn(usize) -> String,
+    ) -> serde_json::Value {
+        let events: Vec<_> = (0..count)
+            .map(|i| super::event(source, level, &message(i)))
+            .collect();
+        let url = format!("{}/producer/api/logs/batch", producer());
+        let (status, body) = super::post_json(url, &events).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     /// The stack's own database, which may hold a user's events. Only the tests of
     /// the stack itself use it, and only to read back the events they sent (under a
     /// source name of their own): they never lock or delete anything there. (No
@@ -143,8 +160,13 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn http() -> reqwest::Client {
+    http_with_timeout(Duration::from_secs(30))
+}
+
+/// A client whose every request gives up after `timeout`: a hang fails the test.
+pub fn http_with_timeout(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+        .timeout(timeout)
         .build()
         .expect("http client")
 }

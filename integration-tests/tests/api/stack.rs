@@ -2,18 +2,15 @@
 //! skeleton from curl to PostgreSQL and back through the gateway.
 
 use crate::helpers::{
-    event, eventually, get_json, http, json, post_json, require_infrastructure, stack, unique,
-    CONSUMER, GATEWAY, PRODUCER,
+    eventually, get_json, http, json, post_json, require_infrastructure, stack, unique, CONSUMER,
+    GATEWAY, PRODUCER,
 };
 use std::time::{Duration, Instant};
 
 /// Fails fast with what to do when setup.sh's services are not running.
 async fn require_stack() {
     require_infrastructure();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .expect("client");
+    let client = crate::helpers::http_with_timeout(Duration::from_secs(3));
     for url in [
         format!("{PRODUCER}/producer/api/logs/health"),
         format!("{CONSUMER}/actuator/health"),
@@ -128,11 +125,7 @@ async fn a_batch_arrives_complete_and_exactly_once() {
     require_stack().await;
     let client = http();
     let source = unique("e2e-batch");
-    let events: Vec<_> = (0..200)
-        .map(|i| event(&source, "INFO", &format!("event {i}")))
-        .collect();
-    let (status, body) = post_json(format!("{PRODUCER}/producer/api/logs/batch"), &events).await;
-    assert_eq!(status, 200, "{body}");
+    let body = stack::ingest_batch(&source, "INFO", 200, |i| format!("event {i}")).await;
     assert_eq!(body["successCount"], 200, "{body}");
     assert_eq!(body["failureCount"], 0, "{body}");
 
