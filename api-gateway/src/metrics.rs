@@ -54,7 +54,7 @@ impl GatewayMetrics {
             )?,
         };
         // Known label values start at 0, so the series exist before the first query.
-        for endpoint in ["logs", "search", "stats", "log_by_id"] {
+        for endpoint in ["logs", "search", "stats", "histogram", "log_by_id"] {
             m.queries.with_label_values(&[endpoint]);
         }
         for result in ["hit", "miss", "error"] {

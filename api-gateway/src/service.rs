@@ -2,10 +2,10 @@
 //! breaker, and is the one place where a store error becomes an [`ApiError`].
 //! The routes validate parameters and call it; nothing else reaches the database.
 
-use crate::api::{LogPage, Stats};
+use crate::api::{Histogram, LogPage, Stats};
 use crate::cache::{AnswerSource, Cache};
 use crate::metrics::GatewayMetrics;
-use crate::params::{LogFilter, Paging};
+use crate::params::{HistogramRequest, LogFilter, Paging};
 use crate::settings::CacheSettings;
 use chrono::{DateTime, Duration, Utc};
 use diesel::PgConnection;
@@ -115,6 +115,29 @@ impl QueryService {
             .await?;
         self.observe("stats", source, started);
         Ok(stats)
+    }
+
+    /// Events per bucket and level over the request's (snapped) window.
+    pub async fn histogram(&self, request: HistogramRequest) -> Result<Histogram, ApiError> {
+        let started = Instant::now();
+        let ttl = self.ttl_for(&request.filter, Utc::now());
+        let key = format!(
+            "histogram:{}:{}",
+            request.interval.0,
+            serde_json::to_string(&request.filter.query).unwrap_or_default()
+        );
+        let load = async move {
+            let query = request.filter.query;
+            let (start, end) = (query.start, query.end);
+            let width = request.interval.1;
+            let counts = self
+                .run(move |conn| queries::histogram(conn, &query, width))
+                .await?;
+            Ok(Histogram::assemble(start, end, request.interval, counts))
+        };
+        let (histogram, source) = self.cache.get_or_load(&key, ttl, load).await?;
+        self.observe("histogram", source, started);
+        Ok(histogram)
     }
 
     /// One event by id (never cached: the primary key is already the fastest path).

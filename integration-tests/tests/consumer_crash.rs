@@ -60,4 +60,11 @@ async fn every_event_is_stored_exactly_once_across_two_kill_9s() {
         rows.iter().map(|r| r.id).collect::<HashSet<_>>().len(),
         expected
     );
+    // The minute counts moved with the rows, in the same transactions: the batches
+    // read again after each kill -9 counted nothing twice.
+    assert_eq!(
+        stack::counted_events(&source),
+        expected as i64,
+        "per-minute counts equal the rows"
+    );
 }

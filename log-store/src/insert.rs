@@ -1,5 +1,7 @@
-//! How a batch's rows reach `log_events`; both ways skip ids already stored.
+//! How a batch's rows reach `log_events`; both ways skip ids already stored, and say
+//! which rows were new (what the minute counts must add, see [`crate::counts`]).
 
+use crate::counts::Counted;
 use crate::models::NewLogEvent;
 use crate::schema::log_events;
 use diesel::prelude::*;
@@ -19,8 +21,12 @@ pub enum InsertMode {
 }
 
 impl InsertMode {
-    /// Inserts `rows`, returning how many were new.
-    pub fn insert(self, conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<usize> {
+    /// Inserts `rows`, returning the ones that were new.
+    pub fn insert(
+        self,
+        conn: &mut PgConnection,
+        rows: &[NewLogEvent],
+    ) -> QueryResult<Vec<Counted>> {
         match self {
             InsertMode::Values => insert_values(conn, rows),
             InsertMode::Unnest => insert_unnest(conn, rows),
@@ -28,26 +34,29 @@ impl InsertMode {
     }
 }
 
-fn insert_values(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<usize> {
-    let mut inserted = 0;
+fn insert_values(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<Vec<Counted>> {
+    let mut inserted = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        inserted += diesel::insert_into(log_events::table)
-            .values(chunk)
-            .on_conflict(log_events::id)
-            .do_nothing()
-            .execute(conn)?;
+        inserted.extend(
+            diesel::insert_into(log_events::table)
+                .values(chunk)
+                .on_conflict(log_events::id)
+                .do_nothing()
+                .returning(Counted::as_returning())
+                .get_results(conn)?,
+        );
     }
     Ok(inserted)
 }
 
 /// Raw SQL: diesel's DSL has no `INSERT … SELECT FROM unnest(arrays)`, the form that
 /// binds a whole batch as eleven parameters.
-fn insert_unnest(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<usize> {
+fn insert_unnest(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<Vec<Counted>> {
     use diesel::sql_types::{
         Array, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
     };
     if rows.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     // Columns borrow from the batch: no copy of the rows is made to bind them.
     let text = |f: fn(&NewLogEvent) -> &str| rows.iter().map(f).collect::<Vec<_>>();
@@ -57,7 +66,8 @@ fn insert_unnest(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<u
          request_id, trace_id, kafka_partition, kafka_offset) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], \
          $7::text[], $8::text[], $9::text[], $10::int4[], $11::int8[]) \
-         ON CONFLICT (id) DO NOTHING",
+         ON CONFLICT (id) DO NOTHING \
+         RETURNING \"timestamp\", level, source, kafka_partition",
     )
     .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(text(|r| &r.level))
@@ -70,5 +80,5 @@ fn insert_unnest(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<u
     .bind::<Array<Nullable<Text>>, _>(optional(|r| r.trace_id.as_deref()))
     .bind::<Array<Int4>, _>(rows.iter().map(|r| r.kafka_partition).collect::<Vec<_>>())
     .bind::<Array<Int8>, _>(rows.iter().map(|r| r.kafka_offset).collect::<Vec<_>>())
-    .execute(conn)
+    .load(conn)
 }

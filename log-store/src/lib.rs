@@ -12,10 +12,13 @@
 //! - Writing (the consumer):
 //!   - [`store`]: [`Store`], migrations, the fenced batch transaction, retention;
 //!   - [`offsets`]: partition claims (owner epochs), the fence check, stored offsets;
-//!   - [`insert`]: the two ways a batch's rows reach the table.
+//!   - [`insert`]: the two ways a batch's rows reach the table;
+//!   - [`counts`]: events per minute, level, source and partition, added in the same
+//!     transaction as the rows.
 //! - Reading (the gateway), one module per query family under [`queries`]: filters,
 //!   pages with capped counts, full-text search, stats, one event by id.
 
+pub mod counts;
 pub mod error;
 pub mod insert;
 pub mod models;

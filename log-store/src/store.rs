@@ -99,8 +99,9 @@ impl Store {
             // slip in between the check and the commit.
             self.check_fence(conn, commits)?;
             let inserted = self.insert_mode.insert(conn, rows)?;
+            crate::counts::add(conn, &inserted)?;
             self.store_offsets(conn, commits)?;
-            Ok(inserted)
+            Ok(inserted.len())
         });
         match result {
             Ok(inserted) => Ok(inserted),
@@ -123,6 +124,7 @@ impl Store {
             .execute(&mut conn)?;
             total += deleted;
             if deleted < 5000 {
+                crate::counts::enforce_retention(&mut conn, days)?;
                 return Ok(total);
             }
         }

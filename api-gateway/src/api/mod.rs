@@ -3,9 +3,12 @@
 //!
 //! - [`page`]: [`LogPage`], a page in Spring Data's shape plus the keyset cursor.
 //! - [`stats`]: [`Stats`] and its parts, assembled from the store's aggregates.
+//! - [`histogram`]: [`Histogram`], every bucket of the window with its counts per level.
 
+pub mod histogram;
 pub mod page;
 pub mod stats;
 
+pub use histogram::{Histogram, HistogramBucket};
 pub use page::LogPage;
 pub use stats::{DurationPercentiles, HourlyCount, SourceCount, Stats, TimeRange};

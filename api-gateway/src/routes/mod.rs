@@ -28,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, prometheus_enabled: bool) {
             .route("/logs/{id}", web::get().to(query::log_by_id))
             .route("/search", web::get().to(query::search))
             .route("/stats", web::get().to(query::stats))
+            .route("/histogram", web::get().to(query::histogram))
             .service(open_resource("/health").route(web::get().to(health::liveness))),
     )
     .service(actuator)

@@ -1,7 +1,7 @@
 //! Query handlers: validate the parameters, ask the query service, answer.
 
-use crate::api::{LogPage, Stats};
-use crate::params::{LogsParams, SearchParams, StatsParams};
+use crate::api::{Histogram, LogPage, Stats};
+use crate::params::{HistogramParams, LogsParams, SearchParams, StatsParams};
 use crate::service::QueryService;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
@@ -59,6 +59,25 @@ pub async fn stats(
 ) -> Result<HttpResponse, ApiError> {
     let stats = service.stats(params.hours_back()?).await?;
     Ok(HttpResponse::Ok().json(stats))
+}
+
+/// Events per time bucket and level (the chart above an explorer's results). Without
+/// `query` it is read from exact per-minute counts the consumer keeps with the rows;
+/// with `query` the matching events are counted, up to 100,000 (`exact: false` past
+/// that). The window is widened to bucket boundaries; every bucket is listed.
+#[utoipa::path(get, path = "/gateway/api/query/histogram", tag = "query", params(HistogramParams),
+    responses(
+        (status = 200, description = "Counts per bucket and level", body = Histogram),
+        (status = 400, description = "A parameter is invalid; `errors` names it", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none, or a wrong one, was sent", body = ErrorBody),
+        (status = 503, description = "PostgreSQL unavailable; see Retry-After", body = UnavailableBody)))]
+pub async fn histogram(
+    service: web::Data<QueryService>,
+    params: web::Query<HistogramParams>,
+) -> Result<HttpResponse, ApiError> {
+    let request = params.into_inner().validate(Utc::now())?;
+    let histogram = service.histogram(request).await?;
+    Ok(HttpResponse::Ok().json(histogram))
 }
 
 /// One event by id.

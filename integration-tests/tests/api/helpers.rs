@@ -74,6 +74,11 @@ pub mod stack {
         PgConnection::establish(&url).expect("connect to the stack's PostgreSQL")
     }
 
+    /// The stack's per-minute counts of one source, summed.
+    pub fn counted_events(source: &str) -> i64 {
+        super::counted_events_in(&mut db(), source)
+    }
+
     /// Rows the stack stored for one source, oldest first.
     pub fn rows_for_source(source: &str) -> Vec<super::StoredRow> {
         super::rows_for_source_in(&mut db(), source)
@@ -266,6 +271,23 @@ impl Drop for TableLock {
             let _ = holder.join();
         }
     }
+}
+
+/// The per-minute counts (`log_counts_minute`) of one source, summed: what the
+/// histogram reads, so it must equal the rows stored.
+pub fn counted_events_in(conn: &mut PgConnection, source: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Sum {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(
+        "SELECT coalesce(sum(events), 0)::int8 AS n FROM log_counts_minute WHERE source = $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(source)
+    .get_result::<Sum>(conn)
+    .expect("sum of counts")
+    .n
 }
 
 /// Points a service's settings at this test binary's database.

@@ -11,5 +11,6 @@ mod dead_letters;
 mod gateway;
 mod gateway_limits;
 mod helpers;
+mod histogram;
 mod producer;
 mod stack;

@@ -6,15 +6,19 @@
 //! - [`search`]: the full-text condition over the generated `search_vector`.
 //! - [`page`]: a page newest first (offset or keyset) and its capped count.
 //! - [`stats`]: the window's histogram, busiest sources and duration percentiles.
+//! - [`histogram`]: events per bucket and level, from the minute counts (or, with full
+//!   text, from the matching rows, capped).
 //! - [`by_id`]: one event, and the health probe.
 
 pub mod by_id;
 pub mod filter;
+pub mod histogram;
 pub mod page;
 pub mod search;
 pub mod stats;
 
 pub use by_id::{find, ping};
 pub use filter::EventFilter;
+pub use histogram::{histogram, BucketCounts, TEXT_MATCH_CAP};
 pub use page::{page, Cursor, PageResult, Paging, COUNT_CAP};
 pub use stats::{stats, DurationRow, HourLevelCount, SourceCountRow, StatsRows};

@@ -2,6 +2,10 @@
 //! strings so that every rejection is a 400 that names the parameter (serde's own
 //! errors would not).
 
+mod histogram;
+
+pub use histogram::{HistogramParams, HistogramRequest};
+
 use chrono::{DateTime, Duration, Utc};
 use log_common::error::ApiError;
 use log_common::event::{parse_timestamp, Level, UnknownLevel};
@@ -114,21 +118,8 @@ impl LogsParams {
 
 impl SearchParams {
     pub fn validate(self, now: DateTime<Utc>) -> Result<(LogFilter, Paging), ApiError> {
-        let text = match text_param("query", self.text.query)? {
-            None => {
-                return Err(ApiError::invalid_field(
-                    "query",
-                    "is required and must not be blank",
-                ))
-            }
-            Some(q) if q.chars().count() > MAX_QUERY_CHARS => {
-                return Err(ApiError::invalid_field(
-                    "query",
-                    format!("must be at most {MAX_QUERY_CHARS} characters"),
-                ))
-            }
-            Some(q) => q,
-        };
+        let text = search_text(self.text.query)?
+            .ok_or_else(|| ApiError::invalid_field("query", "is required and must not be blank"))?;
         self.filter.validate(now, Some(text))
     }
 }
@@ -203,6 +194,17 @@ impl FilterParams {
             default_start: self.start_time.is_none(),
         };
         Ok((filter, paging(self.page, self.size, self.cursor)?))
+    }
+}
+
+/// The full-text `query`: trimmed, blank means absent, at most [`MAX_QUERY_CHARS`].
+fn search_text(value: Option<String>) -> Result<Option<String>, ApiError> {
+    match text_param("query", value)? {
+        Some(q) if q.chars().count() > MAX_QUERY_CHARS => Err(ApiError::invalid_field(
+            "query",
+            format!("must be at most {MAX_QUERY_CHARS} characters"),
+        )),
+        text => Ok(text),
     }
 }
 

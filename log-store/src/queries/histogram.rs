@@ -1,0 +1,150 @@
+//! Events per time bucket and level: from the minute counts, or, with a full-text
+//! query, from the matching rows (capped).
+
+use crate::error::QueryError;
+use crate::queries::filter::EventFilter;
+use crate::schema::log_events;
+use chrono::{DateTime, TimeDelta, Utc};
+use diesel::prelude::*;
+use std::collections::BTreeMap;
+
+/// At most this many matching rows are counted for a full-text histogram; past it the
+/// answer says it is not exact.
+pub const TEXT_MATCH_CAP: i64 = 100_000;
+
+/// Counts per bucket start and level.
+#[derive(Debug, Default, PartialEq)]
+pub struct BucketCounts {
+    pub counts: BTreeMap<DateTime<Utc>, BTreeMap<String, i64>>,
+    /// False when a full-text count stopped at [`TEXT_MATCH_CAP`].
+    pub exact: bool,
+}
+
+/// Counts of `filter`'s events per `bucket` from `filter.start` (a bucket boundary)
+/// up to, not including, `filter.end` (also one). Without full text this reads the
+/// minute counts, so `bucket` must be whole minutes; the correlation id filter is not
+/// kept there and is not used.
+pub fn histogram(
+    conn: &mut PgConnection,
+    filter: &EventFilter,
+    bucket: TimeDelta,
+) -> Result<BucketCounts, QueryError> {
+    match &filter.text {
+        None => from_minute_counts(conn, filter, bucket),
+        Some(_) => from_matching_rows(conn, filter, bucket),
+    }
+}
+
+fn from_minute_counts(
+    conn: &mut PgConnection,
+    filter: &EventFilter,
+    bucket: TimeDelta,
+) -> Result<BucketCounts, QueryError> {
+    use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
+    #[derive(QueryableByName)]
+    struct MinuteCount {
+        #[diesel(sql_type = Timestamptz)]
+        minute: DateTime<Utc>,
+        #[diesel(sql_type = Text)]
+        level: String,
+        #[diesel(sql_type = BigInt)]
+        events: i64,
+    }
+    let levels: Vec<&str> = filter.levels.iter().map(|l| l.as_str()).collect();
+    // Summed over sources (unless one is asked for) and partitions. Raw SQL for the
+    // `sum(…)::int8`: diesel's sum of a bigint is a numeric.
+    let rows: Vec<MinuteCount> = diesel::sql_query(
+        "SELECT minute, level, sum(events)::int8 AS events FROM log_counts_minute \
+         WHERE minute >= $1 AND minute < $2 \
+           AND (cardinality($3::text[]) = 0 OR level = ANY($3)) \
+           AND ($4::text IS NULL OR source = $4) \
+         GROUP BY minute, level",
+    )
+    .bind::<Timestamptz, _>(filter.start)
+    .bind::<Timestamptz, _>(filter.end)
+    .bind::<Array<Text>, _>(levels)
+    .bind::<Nullable<Text>, _>(filter.source.as_deref())
+    .load(conn)?;
+    let mut result = BucketCounts {
+        exact: true,
+        ..BucketCounts::default()
+    };
+    for row in rows {
+        add(
+            &mut result,
+            bucket_of(row.minute, filter.start, bucket),
+            row.level,
+            row.events,
+        );
+    }
+    Ok(result)
+}
+
+fn from_matching_rows(
+    conn: &mut PgConnection,
+    filter: &EventFilter,
+    bucket: TimeDelta,
+) -> Result<BucketCounts, QueryError> {
+    use log_events::dsl as e;
+    // The filter's window is inclusive; the histogram's end is not (timestamps are
+    // stored to the microsecond).
+    let mut window = filter.clone();
+    window.end = filter.end - TimeDelta::microseconds(1);
+    let rows: Vec<(DateTime<Utc>, String)> = log_events::table
+        .filter(window.predicate())
+        .select((e::timestamp, e::level))
+        .limit(TEXT_MATCH_CAP + 1)
+        .load(conn)?;
+    let mut result = BucketCounts {
+        exact: rows.len() as i64 <= TEXT_MATCH_CAP,
+        ..BucketCounts::default()
+    };
+    for (at, level) in rows.into_iter().take(TEXT_MATCH_CAP as usize) {
+        add(&mut result, bucket_of(at, filter.start, bucket), level, 1);
+    }
+    Ok(result)
+}
+
+fn add(result: &mut BucketCounts, bucket: DateTime<Utc>, level: String, events: i64) {
+    *result
+        .counts
+        .entry(bucket)
+        .or_default()
+        .entry(level)
+        .or_insert(0) += events;
+}
+
+/// The start of the bucket `at` falls in, buckets counted from `origin`.
+pub fn bucket_of(at: DateTime<Utc>, origin: DateTime<Utc>, bucket: TimeDelta) -> DateTime<Utc> {
+    let width = bucket.num_microseconds().unwrap_or(i64::MAX).max(1);
+    let offset = (at - origin).num_microseconds().unwrap_or(0);
+    origin + TimeDelta::microseconds(offset.div_euclid(width) * width)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn an_instant_belongs_to_the_bucket_that_starts_at_or_before_it() {
+        let origin = at("2026-11-29T10:00:00Z");
+        let five = TimeDelta::minutes(5);
+        assert_eq!(bucket_of(at("2026-11-29T10:00:00Z"), origin, five), origin);
+        assert_eq!(
+            bucket_of(at("2026-11-29T10:04:59.999999Z"), origin, five),
+            origin
+        );
+        assert_eq!(
+            bucket_of(at("2026-11-29T10:05:00Z"), origin, five),
+            at("2026-11-29T10:05:00Z")
+        );
+        assert_eq!(
+            bucket_of(at("2026-11-29T11:03:00Z"), origin, TimeDelta::hours(1)),
+            at("2026-11-29T11:00:00Z")
+        );
+    }
+}
