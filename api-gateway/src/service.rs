@@ -17,39 +17,20 @@ use log_store::{queries, PgPool};
 use std::time::Instant;
 use uuid::Uuid;
 
+/// Built by `startup` field by field (named, so no argument can land in the wrong slot).
 pub struct QueryService {
-    pool: PgPool,
-    breaker: CircuitBreaker,
+    pub pool: PgPool,
+    pub breaker: CircuitBreaker,
     /// The pool's `statement_timeout`.
-    query_timeout: std::time::Duration,
+    pub query_timeout: std::time::Duration,
     /// Stats percentiles are sampled past this many events in the window.
-    stats_sample_target: i64,
-    cache: Cache,
-    cache_settings: CacheSettings,
-    metrics: GatewayMetrics,
+    pub stats_sample_target: i64,
+    pub cache: Cache,
+    pub cache_settings: CacheSettings,
+    pub metrics: GatewayMetrics,
 }
 
 impl QueryService {
-    pub fn new(
-        pool: PgPool,
-        breaker: CircuitBreaker,
-        query_timeout: std::time::Duration,
-        stats_sample_target: i64,
-        cache: Cache,
-        cache_settings: CacheSettings,
-        metrics: GatewayMetrics,
-    ) -> Self {
-        QueryService {
-            pool,
-            breaker,
-            query_timeout,
-            stats_sample_target,
-            cache,
-            cache_settings,
-            metrics,
-        }
-    }
-
     pub fn database_breaker(&self) -> &CircuitBreaker {
         &self.breaker
     }

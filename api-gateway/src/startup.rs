@@ -75,15 +75,15 @@ impl Application {
             &database_name(&settings.postgres.url),
         );
 
-        let state = web::Data::new(QueryService::new(
-            pg_pool,
-            pg_breaker,
+        let state = web::Data::new(QueryService {
+            pool: pg_pool,
+            breaker: pg_breaker,
             query_timeout,
-            settings.stats_sample_target,
+            stats_sample_target: settings.stats_sample_target,
             cache,
-            settings.cache.clone(),
+            cache_settings: settings.cache.clone(),
             metrics,
-        ));
+        });
         let listener = settings.http.listen(Settings::DEFAULT_PORT)?;
         let listener_address = listener.local_addr()?;
         let port = listener_address.port();
