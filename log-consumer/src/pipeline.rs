@@ -5,7 +5,7 @@
 
 use crate::metrics::ConsumerMetrics;
 use crate::rebalance::{Assignment, Claimer, PipelineContext};
-use crate::record::Inbound;
+use crate::record::{AcceptedTimes, Inbound};
 use crate::settings::ConsumerTuning;
 use crate::writer::{Batch, Writer};
 use rdkafka::consumer::StreamConsumer;
@@ -130,7 +130,11 @@ impl Dispatcher {
                     };
                     let slot = &mut gathering[partition.writer];
                     let entry = slot.get_or_insert_with(|| Gathering {
-                        batch: Batch::new(owned.generation, Instant::now()),
+                        batch: Batch::new(
+                            owned.generation,
+                            Instant::now(),
+                            AcceptedTimes::now(&self.tuning.upkeep()),
+                        ),
                         deadline: tokio::time::Instant::now()
                             + Duration::from_millis(self.tuning.batch_max_wait_ms),
                     });

@@ -1,9 +1,35 @@
 //! From a Kafka message to a row, or to the reason it can never be one.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use log_common::event::LogEvent;
-use log_store::NewLogEvent;
+use log_store::{partitions, NewLogEvent, Upkeep};
 use uuid::Uuid;
+
+/// The oldest day an event may carry to be stored: an older day's partition is gone
+/// (or about to be), so such an event is dead-lettered with the reason, never stalled
+/// on. (The far future is refused by the event's own validation, against its receive
+/// time, at the producer.)
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptedTimes {
+    pub oldest_day: Option<NaiveDate>,
+}
+
+impl AcceptedTimes {
+    pub fn now(upkeep: &Upkeep) -> Self {
+        AcceptedTimes {
+            oldest_day: upkeep.oldest_kept_day(partitions::day_of(Utc::now())),
+        }
+    }
+
+    fn check(&self, timestamp: DateTime<Utc>) -> Result<(), String> {
+        match self.oldest_day {
+            Some(oldest) if partitions::day_of(timestamp) < oldest => Err(format!(
+                "timestamp {timestamp} is before {oldest}, the oldest day RETENTION_DAYS keeps"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// A message copied out of the consumer, so it outlives the poll that returned it.
 #[derive(Debug, Clone)]
@@ -26,7 +52,7 @@ const DERIVED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c6f_6770_6970_656c_696e_65
 impl Inbound {
     /// Parses and validates with the producer's own rules; an error is the reason
     /// the message goes to the dead-letter topic.
-    pub fn to_row(&self, topic: &str) -> Result<NewLogEvent, String> {
+    pub fn to_row(&self, topic: &str, accepted: &AcceptedTimes) -> Result<NewLogEvent, String> {
         let payload = self
             .payload
             .as_deref()
@@ -51,6 +77,7 @@ impl Inbound {
                 .collect();
             format!("invalid event: {}", details.join("; "))
         })?;
+        accepted.check(event.timestamp)?;
         Ok(NewLogEvent::from_event(event, self.partition, self.offset))
     }
 }
@@ -58,6 +85,11 @@ impl Inbound {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeDelta;
+
+    fn any_time() -> AcceptedTimes {
+        AcceptedTimes { oldest_day: None }
+    }
 
     fn inbound(payload: &[u8]) -> Inbound {
         Inbound {
@@ -73,7 +105,7 @@ mod tests {
     #[test]
     fn valid_event_becomes_a_row_with_its_origin() {
         let row = inbound(br#"{"id":"0193a4f2-7c1e-7d3a-9a51-3f2b8f1c0a11","level":"warn","message":"m","source":"s"}"#)
-            .to_row("t")
+            .to_row("t", &any_time())
             .expect("valid");
         assert_eq!(row.level, "WARN");
         assert_eq!((row.kafka_partition, row.kafka_offset), (2, 41));
@@ -83,11 +115,33 @@ mod tests {
     #[test]
     fn events_without_id_get_the_same_id_on_replay() {
         let msg = inbound(br#"{"level":"INFO","message":"m","source":"s"}"#);
-        let first = msg.to_row("t").expect("valid").id;
-        assert_eq!(msg.to_row("t").expect("valid").id, first);
+        let first = msg.to_row("t", &any_time()).expect("valid").id;
+        assert_eq!(msg.to_row("t", &any_time()).expect("valid").id, first);
         let mut other = msg.clone();
         other.offset += 1;
-        assert_ne!(other.to_row("t").expect("valid").id, first);
+        assert_ne!(other.to_row("t", &any_time()).expect("valid").id, first);
+    }
+
+    #[test]
+    fn events_of_days_retention_no_longer_keeps_are_refused_with_the_reason() {
+        let upkeep = Upkeep {
+            retention_days: 30,
+            id_memory_days: 2,
+        };
+        let accepted = AcceptedTimes::now(&upkeep);
+        let at = |ts: DateTime<Utc>| {
+            let payload = format!(
+                r#"{{"level":"INFO","message":"m","source":"s","timestamp":"{}"}}"#,
+                ts.to_rfc3339()
+            );
+            let mut record = inbound(payload.as_bytes());
+            record.timestamp_ms = Some(Utc::now().timestamp_millis());
+            record.to_row("t", &accepted)
+        };
+        let now = Utc::now();
+        assert!(at(now - TimeDelta::days(29)).is_ok());
+        let old = at(now - TimeDelta::days(31)).expect_err("past retention");
+        assert!(old.contains("RETENTION_DAYS"), "{old}");
     }
 
     #[test]
@@ -102,7 +156,9 @@ mod tests {
             ),
             (&b"\xff\xfe"[..], "not JSON"),
         ] {
-            let err = inbound(payload).to_row("t").expect_err("poison");
+            let err = inbound(payload)
+                .to_row("t", &any_time())
+                .expect_err("poison");
             assert!(err.contains(reason), "{err} should mention {reason}");
         }
     }

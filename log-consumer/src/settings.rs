@@ -73,19 +73,17 @@ pub struct ConsumerTuning {
         default_value_t = 10_000
     )]
     pub retry_max_ms: u64,
-    /// How rows are written: `unnest` (one array per column) or `values` (one bind
-    /// parameter per column per row). See BENCHMARKS.md for the measured difference.
-    #[arg(
-        long = "insert-mode",
-        env = "CONSUMER_INSERT_MODE",
-        value_enum,
-        default_value = "unnest"
-    )]
-    pub insert_mode: log_store::InsertMode,
-    /// Events whose `timestamp` is older than this many days are deleted (hourly, in
-    /// small slices). 0 keeps everything.
+    /// Days kept before today (UTC). A day's partition is dropped whole once the day
+    /// is more than this many days ago, and an event of such a day is dead-lettered,
+    /// not stored. 0 keeps everything.
     #[arg(long = "retention-days", env = "RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: u32,
+    /// How many days (UTC, today included) an event id is remembered whatever its
+    /// timestamp: a second copy with another timestamp within that time is skipped.
+    /// A copy with the same timestamp is skipped for as long as the row is kept.
+    #[arg(long = "id-memory-days", env = "ID_MEMORY_DAYS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub id_memory_days: u32,
     /// Kafka session timeout: how soon a killed consumer's partitions move on.
     #[arg(
         long = "kafka-session-timeout-ms",
@@ -96,6 +94,13 @@ pub struct ConsumerTuning {
 }
 
 impl ConsumerTuning {
+    pub fn upkeep(&self) -> log_store::Upkeep {
+        log_store::Upkeep {
+            retention_days: self.retention_days,
+            id_memory_days: self.id_memory_days,
+        }
+    }
+
     /// `CONSUMER_WRITERS`, with 0 read as the number of cores.
     pub fn writer_count(&self) -> usize {
         match self.writers {

@@ -14,7 +14,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use log_common::error::not_found;
 use log_common::http::{observe, HttpMetrics};
-use log_store::Store;
+use log_store::{Store, Upkeep};
 use rdkafka::consumer::Consumer;
 use rdkafka::ClientConfig;
 use std::future::Future;
@@ -27,7 +27,7 @@ pub struct Application {
     store: Store,
     server: Server,
     pipeline: Pipeline,
-    retention_days: u32,
+    upkeep: Upkeep,
 }
 
 impl Application {
@@ -45,7 +45,6 @@ impl Application {
             &postgres,
             &settings.consumer.group_id,
             &settings.kafka.topic,
-            settings.consumer.insert_mode,
         )?;
         migrate_when_ready(&store).await?;
 
@@ -90,7 +89,7 @@ impl Application {
             .context("cannot subscribe")?;
         let consumer = Arc::new(consumer);
 
-        let retention_days = settings.consumer.retention_days;
+        let upkeep = settings.consumer.upkeep();
         let status = Arc::new(PipelineStatus::default());
         let dead_letters = Arc::new(DeadLetters::new(
             &settings.kafka.bootstrap_servers,
@@ -162,7 +161,7 @@ impl Application {
             store: store_for_retention,
             server,
             pipeline,
-            retention_days,
+            upkeep,
         })
     }
 
@@ -177,7 +176,7 @@ impl Application {
         let consumer = self.pipeline.consumer.clone();
         let store = self.store.clone();
         let mut pipeline = tokio::spawn(self.pipeline.run(stop_rx));
-        let retention = tokio::spawn(retention_loop(store, self.retention_days));
+        let upkeep = tokio::spawn(upkeep_loop(store, self.upkeep));
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
 
@@ -191,7 +190,7 @@ impl Application {
         tracing::info!("draining: finishing the current batch");
         let _ = stop_tx.send(true);
         pipeline.await.context("pipeline task failed")?;
-        retention.abort();
+        upkeep.abort();
         // Leave the group now so our partitions move at once, not after the session timeout.
         consumer.unsubscribe();
         handle.stop(true).await;
@@ -219,24 +218,27 @@ async fn migrate_when_ready(store: &Store) -> anyhow::Result<()> {
     }
 }
 
-/// Deletes events older than `RETENTION_DAYS` once an hour.
-async fn retention_loop(store: Store, days: u32) {
-    if days == 0 {
-        return;
-    }
-    // First pass a minute after start, then hourly: a restart loop never turns into
-    // a delete loop, and start-up stays quick.
-    let hour = Duration::from_secs(3600);
-    let mut tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(60), hour);
+/// Partition upkeep at start and every five minutes: days ahead created, the id
+/// generation moved at midnight (UTC), and the partitions past `RETENTION_DAYS` and the
+/// id memory dropped whole. Each round is a few catalog lookups when there is nothing
+/// to do.
+async fn upkeep_loop(store: Store, upkeep: Upkeep) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
     loop {
         tick.tick().await;
         let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.enforce_retention(days)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(deleted = n, days, "retention enforced"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed; next try in an hour"),
-            Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        match tokio::task::spawn_blocking(move || s.upkeep(&upkeep)).await {
+            Ok(Ok(report)) if report.dropped.is_empty() => {}
+            Ok(Ok(report)) => tracing::info!(
+                dropped = ?report.dropped,
+                retention_days = upkeep.retention_days,
+                id_memory_days = upkeep.id_memory_days,
+                "partitions dropped"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "partition upkeep failed; next try in five minutes")
+            }
+            Err(e) => tracing::warn!(error = %e, "partition upkeep task failed"),
         }
     }
 }

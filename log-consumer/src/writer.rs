@@ -7,7 +7,7 @@ use crate::dead_letter::DeadLetters;
 use crate::metrics::ConsumerMetrics;
 use crate::pipeline::{LogConsumer, PipelineStatus};
 use crate::rebalance::Assignment;
-use crate::record::Inbound;
+use crate::record::{AcceptedTimes, Inbound};
 use crate::retry::Retry;
 use crate::settings::ConsumerTuning;
 use log_store::{NewLogEvent, PartitionCommit, Store, StoreError};
@@ -34,13 +34,16 @@ pub struct Batch {
     originals: Vec<Inbound>,
     poison: Vec<(Inbound, String)>,
     commits: BTreeMap<i32, PartitionCommit>,
+    /// The event times this batch stores, fixed when it was started.
+    accepted: AcceptedTimes,
 }
 
 impl Batch {
-    pub fn new(generation: u64, started: Instant) -> Self {
+    pub fn new(generation: u64, started: Instant, accepted: AcceptedTimes) -> Self {
         Batch {
             generation,
             started,
+            accepted,
             records: 0,
             rows: Vec::new(),
             originals: Vec::new(),
@@ -61,7 +64,7 @@ impl Batch {
                 epoch,
             });
         commit.next_offset = commit.next_offset.max(record.offset + 1);
-        match record.to_row(topic) {
+        match record.to_row(topic, &self.accepted) {
             Ok(row) => {
                 self.rows.push(row);
                 self.originals.push(record);

@@ -3,7 +3,6 @@
 //! exactly when the rows do. A replay inserts nothing and adds nothing; a batch that
 //! rolls back takes its counts with it.
 
-use crate::schema::log_counts_minute;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use diesel::prelude::*;
 use std::collections::BTreeMap;
@@ -61,13 +60,6 @@ pub fn add(conn: &mut PgConnection, rows: &[Counted]) -> QueryResult<()> {
     .bind::<Array<Int8>, _>(counts.values().copied().collect::<Vec<_>>())
     .execute(conn)?;
     Ok(())
-}
-
-/// Drops the counts of minutes older than `days`, as retention drops their rows.
-pub fn enforce_retention(conn: &mut PgConnection, days: u32) -> QueryResult<usize> {
-    diesel::delete(log_counts_minute::table)
-        .filter(log_counts_minute::minute.lt(Utc::now() - TimeDelta::days(i64::from(days))))
-        .execute(conn)
 }
 
 #[cfg(test)]

@@ -1,57 +1,30 @@
-//! How a batch's rows reach `log_events`; both ways skip ids already stored, and say
-//! which rows were new (what the minute counts must add, see [`crate::counts`]).
+//! How a batch's rows reach `log_events`: one statement that skips every id already
+//! stored, and says which rows were new (what the minute counts must add, see
+//! [`crate::counts`]).
+//!
+//! An id counts as stored if either
+//! - the same id and timestamp are in `log_events` (a Kafka replay of a stored record;
+//!   the unique time index sees it for as long as the row is kept), or
+//! - the id is in `log_event_ids`, the ids stored in the last `ID_MEMORY_DAYS`
+//!   generations, whatever their timestamps (a client retry without a timestamp gets a
+//!   new receive time, maybe on another day, so another partition).
+//!
+//! The caller holds the id generation ([`crate::partitions::hold_id_generation`]) for
+//! the transaction: two writers storing the same id at once then write it into the
+//! same generation, where the primary key makes the second wait for the first and
+//! skip it.
 
 use crate::counts::Counted;
 use crate::models::NewLogEvent;
-use crate::schema::log_events;
 use diesel::prelude::*;
 
-/// PostgreSQL allows 65,535 bind parameters per statement; 11 columns a row.
-const ROWS_PER_INSERT: usize = 5000;
-
-/// (A binary COPY path through a staging table was measured at 0.95x `unnest` with
-/// two writers and removed; BENCHMARKS.md.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum InsertMode {
-    /// `INSERT … VALUES (…), (…)` with a bind parameter per column per row.
-    Values,
-    /// `INSERT … SELECT FROM unnest($1::uuid[], …)`: one array parameter per column,
-    /// so the statement is the same size whatever the batch.
-    Unnest,
-}
-
-impl InsertMode {
-    /// Inserts `rows`, returning the ones that were new.
-    pub fn insert(
-        self,
-        conn: &mut PgConnection,
-        rows: &[NewLogEvent],
-    ) -> QueryResult<Vec<Counted>> {
-        match self {
-            InsertMode::Values => insert_values(conn, rows),
-            InsertMode::Unnest => insert_unnest(conn, rows),
-        }
-    }
-}
-
-fn insert_values(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<Vec<Counted>> {
-    let mut inserted = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        inserted.extend(
-            diesel::insert_into(log_events::table)
-                .values(chunk)
-                .on_conflict(log_events::id)
-                .do_nothing()
-                .returning(Counted::as_returning())
-                .get_results(conn)?,
-        );
-    }
-    Ok(inserted)
-}
-
+/// Inserts `rows`, returning the ones that were new.
+///
 /// Raw SQL: diesel's DSL has no `INSERT … SELECT FROM unnest(arrays)`, the form that
-/// binds a whole batch as eleven parameters.
-fn insert_unnest(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<Vec<Counted>> {
+/// binds a whole batch as eleven parameters, so the statement is the same size
+/// whatever the batch. (Multi-row `VALUES` and a binary COPY through a staging table
+/// were measured slower and removed; BENCHMARKS.md.)
+pub fn insert(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<Vec<Counted>> {
     use diesel::sql_types::{
         Array, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
     };
@@ -62,11 +35,24 @@ fn insert_unnest(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<V
     let text = |f: fn(&NewLogEvent) -> &str| rows.iter().map(f).collect::<Vec<_>>();
     let optional = |f: fn(&NewLogEvent) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
     diesel::sql_query(
-        "INSERT INTO log_events (id, level, message, source, \"timestamp\", metadata, correlation_id, \
-         request_id, trace_id, kafka_partition, kafka_offset) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], \
-         $7::text[], $8::text[], $9::text[], $10::int4[], $11::int8[]) \
-         ON CONFLICT (id) DO NOTHING \
+        "WITH batch AS ( \
+             SELECT DISTINCT ON (id) * \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
+                         $6::jsonb[], $7::text[], $8::text[], $9::text[], $10::int4[], $11::int8[]) \
+                  AS b(id, level, message, source, \"timestamp\", metadata, correlation_id, \
+                       request_id, trace_id, kafka_partition, kafka_offset) \
+             ORDER BY id, kafka_partition, kafka_offset \
+         ), new_ids AS ( \
+             INSERT INTO log_event_ids (id, stored_on) \
+             SELECT id, (SELECT stored_on FROM log_event_id_generation) FROM batch \
+             WHERE NOT EXISTS (SELECT 1 FROM log_event_ids seen WHERE seen.id = batch.id) \
+             ON CONFLICT DO NOTHING \
+             RETURNING id \
+         ) \
+         INSERT INTO log_events (id, level, message, source, \"timestamp\", metadata, \
+                                 correlation_id, request_id, trace_id, kafka_partition, kafka_offset) \
+         SELECT batch.* FROM batch JOIN new_ids USING (id) \
+         ON CONFLICT DO NOTHING \
          RETURNING \"timestamp\", level, source, kafka_partition",
     )
     .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())

@@ -10,9 +10,11 @@
 //!   error as its source.
 //! - [`pool`]: the connection pool and its per-connection `statement_timeout`.
 //! - Writing (the consumer):
-//!   - [`store`]: [`Store`], migrations, the fenced batch transaction, retention;
+//!   - [`store`]: [`Store`], migrations, the fenced batch transaction;
 //!   - [`offsets`]: partition claims (owner epochs), the fence check, stored offsets;
-//!   - [`insert`]: the two ways a batch's rows reach the table;
+//!   - [`insert`]: the statement that stores a batch's new rows and remembers their ids;
+//!   - [`partitions`]: day partitions created ahead and on demand, dropped for
+//!     retention, and the id generations;
 //!   - [`counts`]: events per minute, level, source and partition, added in the same
 //!     transaction as the rows.
 //! - Reading (the gateway), one module per query family under [`queries`]: filters,
@@ -23,14 +25,15 @@ pub mod error;
 pub mod insert;
 pub mod models;
 pub mod offsets;
+pub mod partitions;
 pub mod pool;
 pub mod queries;
 pub mod schema;
 pub mod store;
 
 pub use error::StoreError;
-pub use insert::InsertMode;
 pub use models::{EventRow, JsonText, NewLogEvent};
 pub use offsets::{PartitionClaim, PartitionCommit};
+pub use partitions::{Upkeep, UpkeepReport};
 pub use pool::{PgPool, StatementTimeout};
 pub use store::{Store, MIGRATIONS};

@@ -1,16 +1,18 @@
 //! The consumer's store: migrations, the batch transaction that makes consumption
-//! exactly-once, and retention.
+//! exactly-once, and the upkeep of partitions (retention included).
 
 use crate::error::StoreError;
-use crate::insert::InsertMode;
 use crate::models::NewLogEvent;
 use crate::offsets::{Fence, PartitionCommit};
+use crate::partitions::{self, Upkeep, UpkeepReport};
 use crate::pool::{self, PgPool};
+use chrono::{NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use log_common::settings::PostgresSettings;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
@@ -41,7 +43,9 @@ impl From<Fence> for WriteError {
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
-    insert_mode: InsertMode,
+    /// Days whose partitions this process has seen exist, so a batch checks the
+    /// catalog only for a day new to it.
+    known_days: Arc<Mutex<BTreeSet<NaiveDate>>>,
     pub(crate) group: String,
     pub(crate) topic: String,
 }
@@ -49,15 +53,10 @@ pub struct Store {
 impl Store {
     /// Builds the pool without connecting: the consumer starts (and reports its
     /// health) even while PostgreSQL is still coming up.
-    pub fn new(
-        settings: &PostgresSettings,
-        group: &str,
-        topic: &str,
-        insert_mode: InsertMode,
-    ) -> anyhow::Result<Self> {
+    pub fn new(settings: &PostgresSettings, group: &str, topic: &str) -> anyhow::Result<Self> {
         Ok(Store {
             pool: pool::build(settings, None)?,
-            insert_mode,
+            known_days: Arc::default(),
             group: group.to_owned(),
             topic: topic.to_owned(),
         })
@@ -88,17 +87,22 @@ impl Store {
     /// and move each partition's stored offset to its `next_offset`. Returns the rows
     /// inserted, or [`StoreError::Fenced`] (nothing written) when another claim of one
     /// of the partitions came after the one `commits` carries.
+    ///
+    /// The partitions of the rows' days are created first if missing (the caller
+    /// refuses days outside retention; see [`Upkeep::oldest_kept_day`]).
     pub fn write_batch(
         &self,
         rows: &[NewLogEvent],
         commits: &BTreeMap<i32, PartitionCommit>,
     ) -> Result<usize, StoreError> {
         let mut conn = self.pool.get()?;
+        self.ensure_partitions(&mut conn, rows)?;
         let result = conn.transaction::<usize, WriteError, _>(|conn| {
             // The fence first: it locks the offset rows until commit, so no claim can
             // slip in between the check and the commit.
             self.check_fence(conn, commits)?;
-            let inserted = self.insert_mode.insert(conn, rows)?;
+            partitions::hold_id_generation(conn)?;
+            let inserted = crate::insert::insert(conn, rows)?;
             crate::counts::add(conn, &inserted)?;
             self.store_offsets(conn, commits)?;
             Ok(inserted.len())
@@ -110,23 +114,43 @@ impl Store {
         }
     }
 
-    /// Deletes events older than `days`, in small slices so no lock is held long and
-    /// ingest is never blocked. Returns how many rows went.
-    pub fn enforce_retention(&self, days: u32) -> Result<usize, StoreError> {
-        let mut conn = self.pool.get()?;
-        let mut total = 0;
-        loop {
-            let deleted = diesel::sql_query(
-                "DELETE FROM log_events WHERE id IN (SELECT id FROM log_events \
-                 WHERE \"timestamp\" < now() - make_interval(days => $1) LIMIT 5000)",
-            )
-            .bind::<diesel::sql_types::Integer, _>(i32::try_from(days).unwrap_or(i32::MAX))
-            .execute(&mut conn)?;
-            total += deleted;
-            if deleted < 5000 {
-                crate::counts::enforce_retention(&mut conn, days)?;
-                return Ok(total);
-            }
+    /// Creates the partitions of the days of `rows` this process has not seen yet.
+    fn ensure_partitions(
+        &self,
+        conn: &mut PgConnection,
+        rows: &[NewLogEvent],
+    ) -> Result<(), StoreError> {
+        let days: BTreeSet<NaiveDate> = rows
+            .iter()
+            .map(|r| partitions::day_of(r.timestamp))
+            .collect();
+        let missing: Vec<NaiveDate> = {
+            let known = self.known_days.lock().unwrap_or_else(|e| e.into_inner());
+            days.difference(&known).copied().collect()
+        };
+        for day in missing {
+            partitions::create_day(conn, day)?;
+            self.known_days
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(day);
         }
+        Ok(())
+    }
+
+    /// One round of partition upkeep: days ahead created, the id generation moved,
+    /// and what retention and the id memory no longer keep dropped whole.
+    pub fn upkeep(&self, upkeep: &Upkeep) -> Result<UpkeepReport, StoreError> {
+        let mut conn = self.pool.get()?;
+        let report = upkeep.run(&mut conn, Utc::now())?;
+        if !report.dropped.is_empty() {
+            // A dropped day may come back (retention changed, a far-future event):
+            // it must then be created again.
+            self.known_days
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+        Ok(report)
     }
 }

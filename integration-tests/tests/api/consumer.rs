@@ -131,33 +131,39 @@ async fn stores_every_event_once_across_a_restart_and_replays() {
 }
 
 #[tokio::test]
-async fn every_insert_mode_stores_the_same_rows_once() {
-    for mode in [log_store::InsertMode::Values, log_store::InsertMode::Unnest] {
-        let t = topics().await;
-        let source = unique("insert-mode");
-        let producer = producer();
-        let ids: Vec<Uuid> = (0..120).map(|_| Uuid::now_v7()).collect();
-        send_events(&producer, &t.topic, &source, &ids).await;
-        // Half of them again: duplicates within and across batches are skipped.
-        send_events(&producer, &t.topic, &source, &ids[..60]).await;
-        let app = spawn_consumer_with(&t.topic, &t.dlq, &t.group, |s| {
-            s.consumer.insert_mode = mode
-        })
-        .await;
-        let stored = wait_for_rows(&source, 120).await;
-        assert_eq!(stored.len(), 120, "{mode:?}");
-        assert_eq!(
-            stored.iter().collect::<HashSet<_>>(),
-            ids.iter().collect::<HashSet<_>>(),
-            "{mode:?}"
-        );
-        assert_eq!(
-            rows_with_metadata(&source, r#"{"nested": {"zoë": [1.5e300, "x"]}}"#),
-            120,
-            "metadata stored as sent, {mode:?}"
-        );
-        app.stop().await;
+async fn an_id_sent_again_is_stored_once_whatever_its_timestamp() {
+    let t = topics().await;
+    let source = unique("dedup");
+    let producer = producer();
+    let ids: Vec<Uuid> = (0..120).map(|_| Uuid::now_v7()).collect();
+    send_events(&producer, &t.topic, &source, &ids).await;
+    // Half of them again, as a client retry without a timestamp would arrive: a new
+    // receive time, here a day earlier, so another day's partition.
+    let yesterday = chrono::Utc::now() - chrono::Duration::days(1);
+    for (i, id) in ids[..60].iter().enumerate() {
+        let event = json!({"id": id, "level": "INFO", "message": format!("retry {i}"),
+            "source": &source, "timestamp": yesterday});
+        send(&producer, &t.topic, &source, event.to_string().as_bytes()).await;
     }
+    // And the first ten once more, unchanged (duplicates within one batch too).
+    send_events(&producer, &t.topic, &source, &ids[..10]).await;
+    let app = spawn_consumer(&t.topic, &t.dlq, &t.group).await;
+    let stored = wait_for_rows(&source, 120).await;
+    assert_eq!(stored.len(), 120);
+    assert_eq!(
+        stored.iter().collect::<HashSet<_>>(),
+        ids.iter().collect::<HashSet<_>>()
+    );
+    assert_eq!(
+        rows_with_metadata(&source, r#"{"nested": {"zoë": [1.5e300, "x"]}}"#),
+        120,
+        "the first copies, metadata stored as sent"
+    );
+    assert_eq!(
+        crate::helpers::counted_events_in(&mut crate::helpers::db(), &source),
+        120
+    );
+    app.stop().await;
 }
 
 #[tokio::test]
@@ -227,44 +233,6 @@ async fn rebalances_while_streaming(writers: usize) {
     third.stop().await;
 }
 
-#[tokio::test]
-async fn retention_deletes_only_events_older_than_the_limit() {
-    use diesel::prelude::*;
-    use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
-    let source = unique("retention");
-    let mut conn = crate::helpers::db();
-    for age_days in [40i64, 31, 29, 1] {
-        diesel::sql_query(
-            "INSERT INTO log_events (id, level, message, source, \"timestamp\", kafka_partition, kafka_offset) \
-             VALUES ($1, 'INFO', 'm', $2, $3, 0, 0)",
-        )
-        .bind::<SqlUuid, _>(Uuid::now_v7())
-        .bind::<Text, _>(&source)
-        .bind::<Timestamptz, _>(chrono::Utc::now() - chrono::Duration::days(age_days))
-        .execute(&mut conn)
-        .expect("seed");
-    }
-    let mut settings = log_consumer::settings::Settings::defaults();
-    crate::helpers::use_test_database(&mut settings.postgres);
-    let store = log_store::Store::new(
-        &settings.postgres,
-        "retention-test",
-        "retention-test",
-        settings.consumer.insert_mode,
-    )
-    .expect("store");
-    let deleted = tokio::task::spawn_blocking(move || store.enforce_retention(30))
-        .await
-        .expect("task")
-        .expect("retention");
-    assert!(deleted >= 2, "at least this test's two old rows: {deleted}");
-    assert_eq!(
-        rows_for_source(&source).len(),
-        2,
-        "the 29- and 1-day-old events stay"
-    );
-}
-
 /// How many of `source`'s rows have metadata containing `json`.
 fn rows_with_metadata(source: &str, json: &str) -> i64 {
     use diesel::prelude::*;
@@ -309,13 +277,7 @@ fn rows(
 fn store_for(group: &str, topic: &str) -> log_store::Store {
     let mut settings = log_consumer::settings::Settings::defaults();
     crate::helpers::use_test_database(&mut settings.postgres);
-    log_store::Store::new(
-        &settings.postgres,
-        group,
-        topic,
-        log_store::InsertMode::Unnest,
-    )
-    .expect("store")
+    log_store::Store::new(&settings.postgres, group, topic).expect("store")
 }
 
 fn stored_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {

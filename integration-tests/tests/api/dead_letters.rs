@@ -116,7 +116,16 @@ async fn poison_records_go_to_the_dead_letter_topic_unchanged_and_the_partition_
     // A valid-looking event whose message is far over the 32 KiB limit (1 MiB).
     let huge =
         json!({"level": "INFO", "message": "x".repeat(1024 * 1024), "source": "s"}).to_string();
-    let poison: [&[u8]; 6] = [
+    // Dated past RETENTION_DAYS (30), or days after it was sent.
+    let at = |days: i64| {
+        json!({"level": "INFO", "message": "m", "source": "s",
+               "timestamp": chrono::Utc::now() + chrono::Duration::days(days)})
+        .to_string()
+    };
+    let (too_old, too_new) = (at(-40), at(3));
+    let poison: [&[u8]; 8] = [
+        too_old.as_bytes(),
+        too_new.as_bytes(),
         b"not json at all",
         br#"{"level":"LOUD","message":"m","source":"s"}"#,
         br#"{"level":"INFO","message":42,"source":"s"}"#,
@@ -155,7 +164,14 @@ async fn poison_records_go_to_the_dead_letter_topic_unchanged_and_the_partition_
         assert!(dlq.contains_key("dlq-failed-at"), "{dlq:?}");
         reasons.push(dlq["dlq-error"].clone());
     }
-    for expected in ["at most 32768 bytes", "unknown level", "not JSON", "empty"] {
+    for expected in [
+        "at most 32768 bytes",
+        "unknown level",
+        "not JSON",
+        "empty",
+        "the oldest day RETENTION_DAYS keeps",
+        "at most one day after the time the event is received",
+    ] {
         assert!(
             reasons.iter().any(|r| r.contains(expected)),
             "{expected}: {reasons:?}"
@@ -164,7 +180,7 @@ async fn poison_records_go_to_the_dead_letter_topic_unchanged_and_the_partition_
 
     let metrics = metrics_text(&format!("{}/actuator/prometheus", app.base)).await;
     assert!(
-        metrics.contains("dead_letter_messages_total 6"),
+        metrics.contains("dead_letter_messages_total 8"),
         "{metrics}"
     );
     app.stop().await;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 pub const KAFKA: &str = "127.0.0.1:9092";
 
-const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
 /// The stack that `./setup.sh` runs, at the addresses the services default to.
 pub mod stack {
@@ -105,29 +105,44 @@ pub const GATEWAY: StackUrl = StackUrl(stack::gateway);
 pub fn test_database_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
-        require_infrastructure();
-        let defaults = log_consumer::settings::Settings::defaults().postgres;
-        let server = defaults.connection_url().expect("default POSTGRES_URL");
-        let mut admin = PgConnection::establish(&server).expect("connect to PostgreSQL");
-        drop_databases_of_ended_test_runs(&mut admin);
-        let name = format!(
-            "logtest_{}_{}",
-            std::process::id(),
-            &Uuid::new_v4().simple().to_string()[..8]
-        );
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .unwrap_or_else(|e| {
-                panic!(
-                    "CREATE DATABASE {name} failed ({e}): ./setup.sh grants the app role CREATEDB"
-                )
-            });
-        let url = with_database(&server, &name);
+        let url = new_database();
         let mut conn = PgConnection::establish(&url).expect("connect to the test database");
         conn.run_pending_migrations(MIGRATIONS)
             .expect("migrations on the test database");
         url
     })
+}
+
+/// A new, empty database of this test process (no migrations run), for a test that
+/// must have one to itself; dropped with the others once the process has ended.
+pub fn new_database() -> String {
+    require_infrastructure();
+    let defaults = log_consumer::settings::Settings::defaults().postgres;
+    let server = defaults.connection_url().expect("default POSTGRES_URL");
+    let mut admin = PgConnection::establish(&server).expect("connect to PostgreSQL");
+    static CLEANED: std::sync::Once = std::sync::Once::new();
+    CLEANED.call_once(|| drop_databases_of_ended_test_runs(&mut admin));
+    let name = format!(
+        "logtest_{}_{}",
+        std::process::id(),
+        &Uuid::new_v4().simple().to_string()[..8]
+    );
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .unwrap_or_else(|e| {
+            panic!("CREATE DATABASE {name} failed ({e}): ./setup.sh grants the app role CREATEDB")
+        });
+    with_database(&server, &name)
+}
+
+/// A new database of this test process with every migration applied.
+pub fn new_migrated_database() -> String {
+    let url = new_database();
+    PgConnection::establish(&url)
+        .expect("connect to the new database")
+        .run_pending_migrations(MIGRATIONS)
+        .expect("migrations");
+    url
 }
 
 /// `url` with its database replaced by `name`.

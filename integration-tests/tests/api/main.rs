@@ -12,5 +12,6 @@ mod gateway;
 mod gateway_limits;
 mod helpers;
 mod histogram;
+mod partitions;
 mod producer;
 mod stack;

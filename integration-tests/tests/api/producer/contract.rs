@@ -60,6 +60,14 @@ async fn bad_input_gets_a_clear_json_error_naming_the_problem() {
             "timestamp",
         ),
         (
+            // Years ahead: a typo, not clock skew.
+            client.post(&ingest).json(
+                &json!({"level": "INFO", "message": "m", "source": "s", "timestamp": "2999-01-01T00:00:00Z"}),
+            ),
+            400,
+            "timestamp",
+        ),
+        (
             client
                 .post(&ingest)
                 .json(&json!({"level": "INFO", "message": "m", "source": "s".repeat(101)})),
