@@ -5,7 +5,7 @@
 use crate::api::{Histogram, LogPage, Stats};
 use crate::cache::{AnswerSource, Cache};
 use crate::metrics::GatewayMetrics;
-use crate::params::{HistogramRequest, LogFilter, Paging};
+use crate::params::{HistogramRequest, LogFilter, Paging, StatsWindow};
 use crate::settings::CacheSettings;
 use chrono::{DateTime, Duration, Utc};
 use diesel::PgConnection;
@@ -24,7 +24,6 @@ pub struct QueryService {
     /// The pool's `statement_timeout`.
     pub query_timeout: std::time::Duration,
     /// Stats percentiles are sampled past this many events in the window.
-    pub stats_sample_target: i64,
     pub cache: Cache,
     pub cache_settings: CacheSettings,
     pub metrics: GatewayMetrics,
@@ -77,23 +76,43 @@ impl QueryService {
         Ok(page)
     }
 
-    /// Statistics of the last `hours` hours.
-    pub async fn stats(&self, hours: i64) -> Result<Stats, ApiError> {
+    /// Statistics of a window, from the rollups.
+    pub async fn stats(&self, window: StatsWindow) -> Result<Stats, ApiError> {
         let started = Instant::now();
-        let until = Utc::now();
-        let since = until - Duration::hours(hours);
+        let now = Utc::now();
+        // A window that ends now is keyed by its length, so the cache can serve it for
+        // the stats TTL; a closed one by its bounds.
+        let (since, until, key) = match window {
+            StatsWindow::HoursBack(hours) => {
+                (now - Duration::hours(hours), now, format!("stats:{hours}h"))
+            }
+            StatsWindow::Range {
+                since,
+                until,
+                open_ended: true,
+            } => (
+                since,
+                until,
+                format!("stats:{}..", since.timestamp_micros()),
+            ),
+            StatsWindow::Range { since, until, .. } => (
+                since,
+                until,
+                format!(
+                    "stats:{}..{}",
+                    since.timestamp_micros(),
+                    until.timestamp_micros()
+                ),
+            ),
+        };
         let ttl = std::time::Duration::from_secs(self.cache_settings.ttl_stats_secs);
-        let target = self.stats_sample_target;
         let load = async move {
             let rows = self
-                .run(move |conn| queries::stats(conn, since, until, target))
+                .run(move |conn| queries::stats(conn, since, until, now))
                 .await?;
             Ok(Stats::assemble(since, until, rows))
         };
-        let (stats, source) = self
-            .cache
-            .get_or_load(&format!("stats:{hours}"), ttl, load)
-            .await?;
+        let (stats, source) = self.cache.get_or_load(&key, ttl, load).await?;
         self.observe("stats", source, started);
         Ok(stats)
     }

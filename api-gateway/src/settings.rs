@@ -23,15 +23,6 @@ pub struct Settings {
         default_value_t = 15_000
     )]
     pub query_timeout_ms: u64,
-    /// Percentiles of `metadata.duration` in stats are exact up to this many events in
-    /// the window; past it they are estimated from a block sample of about this many.
-    #[arg(
-        long = "stats-sample-target",
-        env = "STATS_SAMPLE_TARGET",
-        default_value_t = log_store::queries::stats::DEFAULT_SAMPLE_TARGET,
-        value_parser = clap::value_parser!(i64).range(1..)
-    )]
-    pub stats_sample_target: i64,
     #[command(flatten)]
     pub redis: RedisSettings,
     #[command(flatten)]

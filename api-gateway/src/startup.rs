@@ -79,7 +79,6 @@ impl Application {
             pool: pg_pool,
             breaker: pg_breaker,
             query_timeout,
-            stats_sample_target: settings.stats_sample_target,
             cache,
             cache_settings: settings.cache.clone(),
             metrics,

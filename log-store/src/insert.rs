@@ -1,6 +1,6 @@
 //! How a batch's rows reach `log_events`: one statement that skips every id already
-//! stored, and says which rows were new (what the minute counts must add, see
-//! [`crate::counts`]).
+//! stored, and says which rows were new (what the rollups must add, see
+//! [`crate::rollups`]).
 //!
 //! An id counts as stored if either
 //! - the same id and timestamp are in `log_events` (a Kafka replay of a stored record;
@@ -14,8 +14,8 @@
 //! same generation, where the primary key makes the second wait for the first and
 //! skip it.
 
-use crate::counts::Counted;
 use crate::models::NewLogEvent;
+use crate::rollups::Counted;
 use diesel::prelude::*;
 
 /// Inserts `rows`, returning the ones that were new.
@@ -53,7 +53,9 @@ pub fn insert(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<Vec<
                                  correlation_id, request_id, trace_id, kafka_partition, kafka_offset) \
          SELECT batch.* FROM batch JOIN new_ids USING (id) \
          ON CONFLICT DO NOTHING \
-         RETURNING \"timestamp\", level, source, kafka_partition",
+         RETURNING \"timestamp\", level, source, kafka_partition, \
+             CASE WHEN jsonb_typeof(metadata->'duration') = 'number' \
+                  THEN (metadata->>'duration')::float8 END AS duration",
     )
     .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(text(|r| &r.level))

@@ -15,12 +15,11 @@
 //!   - [`insert`]: the statement that stores a batch's new rows and remembers their ids;
 //!   - [`partitions`]: day partitions created ahead and on demand, dropped for
 //!     retention, and the id generations;
-//!   - [`counts`]: events per minute, level, source and partition, added in the same
-//!     transaction as the rows.
+//!   - [`rollups`]: events per minute and hour by level and source, and the duration
+//!     [`sketch`], added in the same transaction as the rows; folded when settled.
 //! - Reading (the gateway), one module per query family under [`queries`]: filters,
 //!   pages with capped counts, full-text search, stats, one event by id.
 
-pub mod counts;
 pub mod error;
 pub mod insert;
 pub mod models;
@@ -28,7 +27,9 @@ pub mod offsets;
 pub mod partitions;
 pub mod pool;
 pub mod queries;
+pub mod rollups;
 pub mod schema;
+pub mod sketch;
 pub mod store;
 
 pub use error::StoreError;

@@ -1,4 +1,4 @@
-//! Day partitions (UTC) of `log_events` and `log_counts_minute`, and the generations
+//! Day partitions (UTC) of `log_events` and its rollups, and the generations
 //! of `log_event_ids`: created ahead of need and on demand, dropped whole for retention.
 //! The SQL functions doing the DDL are in the `partition_by_day` migration.
 //!
@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Date, Text};
 
 /// The tables partitioned by the day of their time column, dropped by retention.
-pub const DAY_PARTITIONED: [&str; 2] = ["log_events", "log_counts_minute"];
+pub const DAY_PARTITIONED: [&str; 3] = ["log_events", "log_rollup_minute", "log_rollup_hour"];
 
 /// Advisory lock key ("logids"): every batch transaction holds it shared from reading
 /// the id generation to its commit; moving the generation holds it exclusive. So no
@@ -76,7 +76,7 @@ fn drop_before(
 /// What the periodic maintenance keeps true.
 #[derive(Debug, Clone, Copy)]
 pub struct Upkeep {
-    /// Days of events (and their minute counts) kept before today; 0 keeps all.
+    /// Days of events (and their rollups) kept before today; 0 keeps all.
     pub retention_days: u32,
     /// Generations of ids kept, today's included (at least 1).
     pub id_memory_days: u32,
@@ -87,6 +87,8 @@ pub struct Upkeep {
 pub struct UpkeepReport {
     pub created: usize,
     pub dropped: Vec<String>,
+    /// Per-partition rollup rows folded into one a key.
+    pub folded: usize,
 }
 
 impl Upkeep {
@@ -96,7 +98,8 @@ impl Upkeep {
     }
 
     /// One round: partitions from yesterday to [`DAYS_AHEAD`], the id generation
-    /// moved to today, and what retention and the id memory no longer keep dropped.
+    /// moved to today, what retention and the id memory no longer keep dropped, and
+    /// the rollups of settled hours folded.
     /// Locks wait at most `lock_timeout` (a DROP needs the parent table to itself for
     /// an instant; it must not queue queries behind it for long): what could not be
     /// done now is done next round.
@@ -121,6 +124,7 @@ impl Upkeep {
                 "log_event_ids",
                 generation - TimeDelta::days(memory),
             )?);
+            report.folded = crate::rollups::fold(conn, now)?;
             Ok(())
         })();
         diesel::sql_query("RESET lock_timeout").execute(conn)?;

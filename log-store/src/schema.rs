@@ -23,18 +23,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    log_counts_minute (minute, level, source, kafka_partition) {
-        minute -> Timestamptz,
-        #[max_length = 5]
-        level -> Varchar,
-        #[max_length = 100]
-        source -> Varchar,
-        kafka_partition -> Int4,
-        events -> Int8,
-    }
-}
-
-diesel::table! {
     consumer_offsets (consumer_group, topic, partition) {
         consumer_group -> Text,
         topic -> Text,

@@ -103,7 +103,7 @@ impl Store {
             self.check_fence(conn, commits)?;
             partitions::hold_id_generation(conn)?;
             let inserted = crate::insert::insert(conn, rows)?;
-            crate::counts::add(conn, &inserted)?;
+            crate::rollups::add(conn, &inserted)?;
             self.store_offsets(conn, commits)?;
             Ok(inserted.len())
         });

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use log_common::event::Level;
 use log_store::queries::StatsRows;
+use log_store::sketch::RELATIVE_ACCURACY;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -44,14 +45,18 @@ pub struct HourlyCount {
     pub counts: BTreeMap<String, i64>,
 }
 
+/// Percentiles of `metadata.duration`, from a sketch kept with the rollups (DDSketch):
+/// each is within `relativeError` of the exact value, whatever the window.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct DurationPercentiles {
-    /// Events the percentiles were computed over.
+    /// Events the percentiles describe (those with a number in `metadata.duration`):
+    /// exact.
     pub samples: i64,
-    /// True when the window held more events than `STATS_SAMPLE_TARGET` (200,000 by
-    /// default) and the percentiles were estimated from a block sample of about that
-    /// many.
+    /// True when the percentiles are estimates (always, when there are samples).
     pub estimated: bool,
+    /// The bound on each percentile's error, relative to its value.
+    pub relative_error: f64,
     pub p50: Option<f64>,
     pub p95: Option<f64>,
     pub p99: Option<f64>,
@@ -107,11 +112,12 @@ impl Stats {
                 .map(|(hour, counts)| HourlyCount { hour, counts })
                 .collect(),
             duration: DurationPercentiles {
-                samples: rows.duration.samples,
-                estimated: rows.estimated,
-                p50: rows.duration.p50,
-                p95: rows.duration.p95,
-                p99: rows.duration.p99,
+                samples: rows.durations.count(),
+                estimated: rows.durations.count() > 0,
+                relative_error: RELATIVE_ACCURACY,
+                p50: rows.durations.quantile(0.5),
+                p95: rows.durations.quantile(0.95),
+                p99: rows.durations.quantile(0.99),
             },
         }
     }
@@ -120,7 +126,8 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use log_store::queries::{DurationRow, HourLevelCount, SourceCountRow};
+    use log_store::queries::{HourLevelCount, SourceCount};
+    use log_store::sketch::DurationSketch;
 
     #[test]
     fn levels_sources_hours_and_rate_add_up() {
@@ -146,18 +153,17 @@ mod tests {
                 },
             ],
             by_source: (0..12)
-                .map(|i| SourceCountRow {
+                .map(|i| SourceCount {
                     source: format!("s{i:02}"),
                     n: 12 - i,
                 })
                 .collect(),
-            duration: DurationRow {
-                samples: 8,
-                p50: Some(1.0),
-                p95: Some(2.0),
-                p99: None,
-            },
-            estimated: true,
+            durations: [1.0, 2.0]
+                .into_iter()
+                .fold(DurationSketch::default(), |mut s, v| {
+                    s.add(v);
+                    s
+                }),
         };
         let stats = Stats::assemble(hour(0), hour(2), rows);
         assert_eq!(stats.total_logs, 8);
@@ -169,5 +175,6 @@ mod tests {
         assert_eq!(stats.hourly.len(), 2);
         assert_eq!(stats.hourly[0].counts["ERROR"], 1);
         assert!(stats.duration.estimated);
+        assert_eq!(stats.duration.samples, 2);
     }
 }

@@ -92,10 +92,34 @@ impl IntoParams for SearchParams {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
-    /// How many hours back from now, 1..168. Default 24.
+    /// How many hours back from now, 1..168. Default 24 (when no `startTime`/`endTime`).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 168)]
     pub hours_back: Option<String>,
+    /// Start of the window instead of `hoursBack`: RFC 3339 or `2024-01-01T00:00:00`
+    /// (UTC). Default: 24 h before `endTime`.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub start_time: Option<String>,
+    /// End of the window (inclusive). Default: now. At most 31 days after `startTime`.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub end_time: Option<String>,
 }
+
+/// The window `/stats` covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsWindow {
+    /// The last so many hours, up to now.
+    HoursBack(i64),
+    /// `startTime`..=`endTime`; `open_ended` when no `endTime` was given (until now).
+    Range {
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        open_ended: bool,
+    },
+}
+
+/// The longest `startTime`..`endTime` a `/stats` answers (the rollups make any window
+/// cheap; this bounds what one request may ask of them).
+pub const MAX_STATS_WINDOW_DAYS: i64 = 31;
 
 /// Validated filters, shared by `/logs` and `/search`. Serialises to the cache key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -125,7 +149,37 @@ impl SearchParams {
 }
 
 impl StatsParams {
-    pub fn hours_back(&self) -> Result<i64, ApiError> {
+    pub fn window(self, now: DateTime<Utc>) -> Result<StatsWindow, ApiError> {
+        if self.start_time.is_none() && self.end_time.is_none() {
+            return self.hours_back().map(StatsWindow::HoursBack);
+        }
+        if self.hours_back.is_some() {
+            return Err(ApiError::invalid_field(
+                "hoursBack",
+                "give either hoursBack or startTime/endTime, not both",
+            ));
+        }
+        let window = FilterParams {
+            start_time: self.start_time,
+            end_time: self.end_time,
+            ..FilterParams::default()
+        };
+        let (filter, _) = window.validate(now, None)?;
+        let (since, until) = (filter.query.start, filter.query.end);
+        if until - since > Duration::days(MAX_STATS_WINDOW_DAYS) {
+            return Err(ApiError::invalid_field(
+                "endTime",
+                format!("must be at most {MAX_STATS_WINDOW_DAYS} days after startTime"),
+            ));
+        }
+        Ok(StatsWindow::Range {
+            since,
+            until,
+            open_ended: filter.open_ended,
+        })
+    }
+
+    fn hours_back(&self) -> Result<i64, ApiError> {
         match &self.hours_back {
             None => Ok(24),
             Some(v) => match v.trim().parse::<i64>() {
@@ -362,12 +416,56 @@ mod tests {
             field_of(missing.validate(Utc::now()).expect_err("missing")),
             "query"
         );
+        let now = Utc::now();
         for bad in ["0", "169", "abc"] {
             let p = StatsParams {
                 hours_back: Some(bad.into()),
+                ..StatsParams::default()
             };
-            assert_eq!(field_of(p.hours_back().expect_err("bad")), "hoursBack");
+            assert_eq!(field_of(p.window(now).expect_err("bad")), "hoursBack");
         }
-        assert_eq!(StatsParams::default().hours_back().expect("default"), 24);
+        assert_eq!(
+            StatsParams::default().window(now).expect("default"),
+            StatsWindow::HoursBack(24)
+        );
+    }
+
+    #[test]
+    fn stats_take_a_start_and_end_instead_of_hours_back() {
+        let now: DateTime<Utc> = "2026-11-29T12:00:00Z".parse().expect("now");
+        let stats = |hours: Option<&str>, start: Option<&str>, end: Option<&str>| {
+            StatsParams {
+                hours_back: hours.map(Into::into),
+                start_time: start.map(Into::into),
+                end_time: end.map(Into::into),
+            }
+            .window(now)
+        };
+        assert_eq!(
+            stats(None, Some("2026-11-29T10:00:00Z"), None).expect("open-ended"),
+            StatsWindow::Range {
+                since: "2026-11-29T10:00:00Z".parse().expect("ts"),
+                until: now,
+                open_ended: true,
+            }
+        );
+        assert_eq!(
+            stats(None, None, Some("2026-11-20T00:00:00Z")).expect("24 h before the end"),
+            StatsWindow::Range {
+                since: "2026-11-19T00:00:00Z".parse().expect("ts"),
+                until: "2026-11-20T00:00:00Z".parse().expect("ts"),
+                open_ended: false,
+            }
+        );
+        let both = stats(Some("2"), Some("2026-11-29T10:00:00Z"), None);
+        assert_eq!(field_of(both.expect_err("both kinds")), "hoursBack");
+        let long = stats(
+            None,
+            Some("2026-10-01T00:00:00Z"),
+            Some("2026-11-29T00:00:00Z"),
+        );
+        assert_eq!(field_of(long.expect_err("over 31 days")), "endTime");
+        let bad = stats(None, Some("yesterday"), None);
+        assert_eq!(field_of(bad.expect_err("bad time")), "startTime");
     }
 }

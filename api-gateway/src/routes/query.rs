@@ -50,14 +50,15 @@ pub async fn search(
 #[utoipa::path(get, path = "/gateway/api/query/stats", tag = "query", params(StatsParams),
     responses(
         (status = 200, description = "Statistics (cached about 30 s)", body = Stats),
-        (status = 400, description = "hoursBack out of 1..168", body = ErrorBody),
+        (status = 400, description = "hoursBack out of 1..168, a bad startTime/endTime, or both kinds of window", body = ErrorBody),
         (status = 401, description = "API keys are configured and none, or a wrong one, was sent", body = ErrorBody),
         (status = 503, description = "PostgreSQL unavailable", body = UnavailableBody)))]
 pub async fn stats(
     service: web::Data<QueryService>,
     params: web::Query<StatsParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let stats = service.stats(params.hours_back()?).await?;
+    let window = params.into_inner().window(chrono::Utc::now())?;
+    let stats = service.stats(window).await?;
     Ok(HttpResponse::Ok().json(stats))
 }
 

@@ -1,10 +1,10 @@
-//! The gateway on port 0 against the real PostgreSQL and Redis, over rows seeded
-//! straight into `log_events` under a source name unique to each test.
+//! The gateway on port 0 against the real PostgreSQL and Redis, over rows stored the
+//! way the consumer stores them (rollups included) under a source unique to each test.
 
-use crate::helpers::{db, get_json, http, spawn_gateway, unique};
+use crate::helpers::{db, get_json, http, new_row, spawn_gateway, store_rows, unique};
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
 use std::collections::HashSet;
 use uuid::Uuid;
 
@@ -23,32 +23,31 @@ fn seed() -> Seeded {
     let source = unique("gw");
     let other_source = unique("gw-other");
     let base = Utc::now() - Duration::hours(2);
-    let mut conn = db();
-    for i in 0..120i64 {
-        let src = if i % 3 == 0 { &other_source } else { &source };
-        // Pairs share a timestamp.
-        let ts = base + Duration::seconds((i / 2) * 60);
-        let message = match i % 4 {
-            0 => format!("Database connection failed #{i}"),
-            1 => format!("user logged in #{i}"),
-            2 => format!("database query slow #{i}"),
-            _ => format!("cache warmed #{i}"),
-        };
-        let correlation = (i % 10 == 0).then(|| format!("{source}-corr"));
-        diesel::sql_query(
-            "INSERT INTO log_events (id, level, message, source, \"timestamp\", metadata, correlation_id, kafka_partition, kafka_offset) \
-             VALUES ($1, $2, $3, $4, $5, jsonb_build_object('duration', $6::bigint), $7, 0, $6)",
-        )
-        .bind::<SqlUuid, _>(Uuid::new_v4())
-        .bind::<Text, _>(LEVELS[(i % 4) as usize])
-        .bind::<Text, _>(message)
-        .bind::<Text, _>(src)
-        .bind::<Timestamptz, _>(ts)
-        .bind::<BigInt, _>(i)
-        .bind::<Nullable<Text>, _>(correlation)
-        .execute(&mut conn)
-        .expect("seed row");
-    }
+    let rows: Vec<_> = (0..120i64)
+        .map(|i| {
+            let src = if i % 3 == 0 { &other_source } else { &source };
+            // Pairs share a timestamp.
+            let ts = base + Duration::seconds((i / 2) * 60);
+            let message = match i % 4 {
+                0 => format!("Database connection failed #{i}"),
+                1 => format!("user logged in #{i}"),
+                2 => format!("database query slow #{i}"),
+                _ => format!("cache warmed #{i}"),
+            };
+            let correlation = (i % 10 == 0).then(|| format!("{source}-corr"));
+            let mut row = new_row(
+                LEVELS[(i % 4) as usize],
+                message,
+                src,
+                ts,
+                Some(serde_json::json!({"duration": i})),
+                correlation,
+            );
+            row.kafka_offset = i;
+            row
+        })
+        .collect();
+    assert_eq!(store_rows(&rows), 120);
     Seeded {
         source,
         other_source,
@@ -454,14 +453,14 @@ async fn a_new_event_is_visible_once_the_freshness_bound_has_passed() {
     );
     let (_, before) = get_json(&url).await;
     let count = before["totalElements"].as_i64().expect("total");
-    diesel::sql_query(
-        "INSERT INTO log_events (id, level, message, source, \"timestamp\", kafka_partition, kafka_offset) \
-         VALUES ($1, 'INFO', 'late arrival', $2, now(), 0, 0)",
-    )
-    .bind::<SqlUuid, _>(Uuid::now_v7())
-    .bind::<Text, _>(&s.source)
-    .execute(&mut db())
-    .expect("insert");
+    store_rows(&[new_row(
+        "INFO",
+        "late arrival".into(),
+        &s.source,
+        Utc::now(),
+        None,
+        None,
+    )]);
     tokio::time::sleep(std::time::Duration::from_millis(ttl_secs * 1000 + 500)).await;
     let (_, after) = get_json(&url).await;
     assert_eq!(

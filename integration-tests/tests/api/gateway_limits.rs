@@ -1,15 +1,17 @@
-//! The gateway's two bounded paths, over rows seeded straight into `log_events` under
-//! a source unique to each test (and deleted again afterwards): the count that stops
-//! at 10,000, and stats percentiles estimated from a sample.
+//! The gateway's bounded answers: the count that stops at 10,000 (over rows under a
+//! source unique to the test), and stats from the rollups, exact counts and percentiles
+//! within their bound (in a database of its own).
 
-use crate::helpers::{db, get_json, spawn_gateway, unique};
+use crate::helpers::{
+    get_json, new_migrated_database, new_row, spawn_gateway, store_rows, store_rows_in, unique,
+};
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz};
+use std::collections::BTreeMap;
 
 /// `infos` INFO rows and one ERROR row under one source, a second apart, the newest
 /// at `newest`; each mentions "capped" and carries a numeric `metadata.duration`.
-/// Dropping it deletes them, pass or fail.
 struct Seeded {
     source: String,
 }
@@ -17,26 +19,20 @@ struct Seeded {
 impl Seeded {
     fn new(prefix: &str, infos: i64, newest: DateTime<Utc>) -> Seeded {
         let source = unique(prefix);
-        diesel::sql_query(
-            "INSERT INTO log_events (id, level, message, source, \"timestamp\", metadata, kafka_partition, kafka_offset) \
-             SELECT gen_random_uuid(), CASE WHEN g = 0 THEN 'ERROR' ELSE 'INFO' END, 'capped count ' || g, $1, \
-             $2 - make_interval(secs => g), jsonb_build_object('duration', g), 0, g \
-             FROM generate_series(0, $3) AS g",
-        )
-        .bind::<Text, _>(&source)
-        .bind::<Timestamptz, _>(newest)
-        .bind::<BigInt, _>(infos)
-        .execute(&mut db())
-        .expect("seed rows");
+        let rows: Vec<_> = (0..=infos)
+            .map(|g| {
+                new_row(
+                    if g == 0 { "ERROR" } else { "INFO" },
+                    format!("capped count {g}"),
+                    &source,
+                    newest - Duration::seconds(g),
+                    Some(serde_json::json!({"duration": g})),
+                    None,
+                )
+            })
+            .collect();
+        assert_eq!(store_rows(&rows), rows.len());
         Seeded { source }
-    }
-}
-
-impl Drop for Seeded {
-    fn drop(&mut self) {
-        let _ = diesel::sql_query("DELETE FROM log_events WHERE source = $1")
-            .bind::<Text, _>(&self.source)
-            .execute(&mut db());
     }
 }
 
@@ -91,50 +87,151 @@ async fn a_count_past_ten_thousand_stops_there_and_says_so() {
     app.stop().await;
 }
 
-/// Past the sample target, the percentiles of `metadata.duration` come from a block
-/// sample of the window: marked `estimated`, over fewer events than an exact pass.
-/// The target is lowered for the test (the window holds every test's and user's
-/// events of the last hour, so only the seeded ones are certain to be there).
+/// `/stats` from the rollups, in a database of its own so that every event in it is
+/// known: the counts equal `COUNT(*)` over the rows for windows that start and end
+/// inside minutes (edges counted from rows, the rest from minute and hour rollups,
+/// folded and not), replays add nothing, and each percentile is within 2% of the
+/// exact one.
 #[tokio::test]
-async fn stats_past_the_sample_target_estimate_percentiles_from_a_sample() {
-    let _rows = Seeded::new("gw-sampled", 500, Utc::now() - Duration::seconds(30));
-    // Cache off: stats are keyed by `hoursBack` alone, so another gateway's cached
-    // answer could stand in for this one's.
-    let sampled = spawn_gateway(|s| {
+async fn stats_counts_equal_the_rows_and_percentiles_are_within_two_percent() {
+    let url = new_migrated_database();
+    let now = Utc::now();
+    let levels = [
+        "INFO", "INFO", "INFO", "WARN", "ERROR", "DEBUG", "INFO", "FATAL",
+    ];
+    let sources = ["checkout", "search", "search", "auth", "search"];
+    // Durations spread over six orders of magnitude (a fixed pseudo-random sequence),
+    // every seventh event without one.
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut durations = Vec::new();
+    let rows: Vec<_> = (0..6000i64)
+        .map(|i| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let duration = 10f64.powf((seed % 1_000_000) as f64 / 1_000_000.0 * 6.0) / 100.0;
+            // 30 hours back from ten minutes ago, 18 s apart, some to the millisecond.
+            let at = now - Duration::minutes(10) - Duration::milliseconds(i * 18_000 + i % 7);
+            let metadata = (i % 7 != 0).then(|| serde_json::json!({"duration": duration}));
+            if i % 7 != 0 {
+                durations.push((at, duration));
+            }
+            let mut row = new_row(
+                levels[i as usize % 8],
+                format!("e{i}"),
+                sources[i as usize % 5],
+                at,
+                metadata,
+                None,
+            );
+            row.kafka_partition = (i % 3) as i32;
+            row
+        })
+        .collect();
+    // Half, then a fold of the settled buckets, then the rest and a replay of all.
+    assert_eq!(store_rows_in(&url, &rows[..3000]), 3000);
+    let mut conn = PgConnection::establish(&url).expect("connect");
+    let upkeep = log_store::Upkeep {
+        retention_days: 30,
+        id_memory_days: 2,
+    };
+    assert!(upkeep.run(&mut conn, now).expect("upkeep").folded > 0);
+    assert_eq!(store_rows_in(&url, &rows[3000..]), 3000);
+    assert_eq!(store_rows_in(&url, &rows), 0, "a replay stores nothing");
+
+    let app = spawn_gateway(|s| {
+        s.postgres.url = url.clone();
         s.cache.enabled = false;
-        s.stats_sample_target = 100;
     })
     .await;
-    let exact = spawn_gateway(|s| {
-        s.cache.enabled = false;
-        s.stats_sample_target = i64::MAX;
-    })
-    .await;
-    let url = |base: &str| format!("{base}/gateway/api/query/stats?hoursBack=1");
+    let windows = [
+        (
+            now - Duration::hours(26) - Duration::milliseconds(17_321),
+            now - Duration::minutes(40) + Duration::milliseconds(5_123),
+        ),
+        (now - Duration::hours(3) + Duration::milliseconds(999), now),
+        (
+            now - Duration::minutes(50) - Duration::seconds(7),
+            now - Duration::minutes(49),
+        ),
+    ];
+    for (since, until) in windows {
+        let (status, stats) = get_json(format!(
+            "{}/gateway/api/query/stats?startTime={}&endTime={}",
+            app.base,
+            rfc(since),
+            rfc(until)
+        ))
+        .await;
+        assert_eq!(status, 200, "{stats}");
+        let inside = |at: &DateTime<Utc>| *at >= since && *at <= until;
+        // COUNT(*) over the rows, per level and per source.
+        for (column, field) in [("level", "levelCounts"), ("source", "sourceCounts")] {
+            let counted = count_by(&mut conn, column, since, until);
+            let answered: BTreeMap<String, i64> = stats[field]
+                .as_object()
+                .expect(field)
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_i64().expect("count")))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            assert_eq!(answered, counted, "{field} of {since}..={until}");
+        }
+        let total: i64 = count_by(&mut conn, "level", since, until).values().sum();
+        assert_eq!(stats["totalLogs"], total);
+        let hourly: i64 = stats["hourly"]
+            .as_array()
+            .expect("hourly")
+            .iter()
+            .flat_map(|h| h["counts"].as_object().expect("counts").values())
+            .map(|n| n.as_i64().expect("n"))
+            .sum();
+        assert_eq!(hourly, total, "the hours add up");
 
-    let (status, estimate) = get_json(url(&sampled.base)).await;
-    assert_eq!(status, 200, "{estimate}");
-    let (status, full) = get_json(url(&exact.base)).await;
-    assert_eq!(status, 200, "{full}");
-    // The whole answer lists every source of the hour; the duration part says enough.
-    let (estimated, exactly) = (&estimate["duration"], &full["duration"]);
+        let mut exact: Vec<f64> = durations
+            .iter()
+            .filter(|(at, _)| inside(at))
+            .map(|(_, d)| *d)
+            .collect();
+        exact.sort_by(f64::total_cmp);
+        let duration = &stats["duration"];
+        assert_eq!(duration["samples"], exact.len() as i64, "{duration}");
+        assert_eq!(duration["estimated"], !exact.is_empty());
+        for (q, field) in [(0.5, "p50"), (0.95, "p95"), (0.99, "p99")] {
+            let truth = exact[(q * (exact.len() - 1) as f64).floor() as usize];
+            let estimate = duration[field].as_f64().expect(field);
+            assert!(
+                (estimate - truth).abs() <= 0.02 * truth,
+                "{field} of {since}..={until}: {estimate} vs exact {truth}"
+            );
+        }
+    }
+    app.stop().await;
+}
 
-    assert_eq!(exactly["estimated"], false, "{exactly}");
-    let all = exactly["samples"].as_i64().expect("samples");
-    assert!(all >= 501, "every seeded duration counted: {exactly}");
-    assert!(exactly["p50"].is_number(), "{exactly}");
-
-    assert_eq!(estimated["estimated"], true, "{estimated}");
-    let sampled_count = estimated["samples"].as_i64().expect("samples");
-    assert!(
-        sampled_count < all,
-        "a sample, not every event: {sampled_count} of {all}"
-    );
-    assert!(
-        estimate["totalLogs"].as_i64().expect("total") >= 501,
-        "the counts stay exact: {}",
-        estimate["totalLogs"]
-    );
-    sampled.stop().await;
-    exact.stop().await;
+/// `COUNT(*)` of the rows in `since..=until`, grouped by `column`.
+fn count_by(
+    conn: &mut PgConnection,
+    column: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> BTreeMap<String, i64> {
+    #[derive(QueryableByName)]
+    struct Group {
+        #[diesel(sql_type = Text)]
+        key: String,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!(
+        "SELECT {column}::text AS key, count(*) AS n FROM log_events \
+         WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 GROUP BY 1"
+    ))
+    .bind::<Timestamptz, _>(since)
+    .bind::<Timestamptz, _>(until)
+    .load::<Group>(conn)
+    .expect("count")
+    .into_iter()
+    .map(|g| (g.key, g.n))
+    .collect()
 }

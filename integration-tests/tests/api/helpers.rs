@@ -227,6 +227,49 @@ pub fn db() -> PgConnection {
     PgConnection::establish(test_database_url()).expect("connect to the test database")
 }
 
+/// Stores `rows` in the database at `url` the way the consumer does (one batch
+/// transaction, rollups included, ids already stored skipped); returns how many were new.
+pub fn store_rows_in(url: &str, rows: &[log_store::NewLogEvent]) -> usize {
+    let mut settings = log_consumer::settings::Settings::defaults();
+    settings.postgres.url = url.to_owned();
+    let store = log_store::Store::new(&settings.postgres, "seed", "seed").expect("store");
+    store
+        .write_batch(rows, &std::collections::BTreeMap::new())
+        .expect("seed batch")
+}
+
+/// [`store_rows_in`] this binary's test database.
+pub fn store_rows(rows: &[log_store::NewLogEvent]) -> usize {
+    store_rows_in(test_database_url(), rows)
+}
+
+/// A row as the consumer would write it; `metadata` must be a JSON object.
+pub fn new_row(
+    level: &str,
+    message: String,
+    source: &str,
+    timestamp: chrono::DateTime<chrono::Utc>,
+    metadata: Option<Value>,
+    correlation_id: Option<String>,
+) -> log_store::NewLogEvent {
+    log_store::NewLogEvent {
+        id: Uuid::new_v4(),
+        level: level.to_owned(),
+        message,
+        source: source.to_owned(),
+        timestamp,
+        metadata: metadata.map(|m| match m {
+            Value::Object(map) => log_store::JsonText::from_object(map),
+            other => panic!("metadata must be an object, not {other}"),
+        }),
+        correlation_id,
+        request_id: None,
+        trace_id: None,
+        kafka_partition: 0,
+        kafka_offset: 0,
+    }
+}
+
 #[derive(QueryableByName, Debug)]
 pub struct StoredRow {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -288,7 +331,7 @@ impl Drop for TableLock {
     }
 }
 
-/// The per-minute counts (`log_counts_minute`) of one source, summed: what the
+/// The per-minute counts (`log_rollup_minute`) of one source, summed: what the
 /// histogram reads, so it must equal the rows stored.
 pub fn counted_events_in(conn: &mut PgConnection, source: &str) -> i64 {
     #[derive(QueryableByName)]
@@ -297,7 +340,7 @@ pub fn counted_events_in(conn: &mut PgConnection, source: &str) -> i64 {
         n: i64,
     }
     diesel::sql_query(
-        "SELECT coalesce(sum(events), 0)::int8 AS n FROM log_counts_minute WHERE source = $1",
+        "SELECT coalesce(sum(events), 0)::int8 AS n FROM log_rollup_minute WHERE source = $1",
     )
     .bind::<diesel::sql_types::Text, _>(source)
     .get_result::<Sum>(conn)

@@ -295,7 +295,7 @@ fn retention_drops_whole_days_of_events_and_their_counts() {
         id_memory_days: 2,
     };
     let report = upkeep.run(&mut conn, now).expect("upkeep");
-    for table in ["log_events", "log_counts_minute"] {
+    for table in ["log_events", "log_rollup_minute", "log_rollup_hour"] {
         for days in [40, 31] {
             let name = partition_name(table, now - TimeDelta::days(days));
             assert!(report.dropped.contains(&name), "{name}: {report:?}");

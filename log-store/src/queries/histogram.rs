@@ -1,8 +1,9 @@
-//! Events per time bucket and level: from the minute counts, or, with a full-text
-//! query, from the matching rows (capped).
+//! Events per time bucket and level: from the rollups, or, with a full-text query,
+//! from the matching rows (capped).
 
 use crate::error::QueryError;
 use crate::queries::filter::EventFilter;
+use crate::rollups::ALL;
 use crate::schema::log_events;
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::prelude::*;
@@ -22,48 +23,54 @@ pub struct BucketCounts {
 
 /// Counts of `filter`'s events per `bucket` from `filter.start` (a bucket boundary)
 /// up to, not including, `filter.end` (also one). Without full text this reads the
-/// minute counts, so `bucket` must be whole minutes; the correlation id filter is not
-/// kept there and is not used.
+/// rollups (hourly ones when the buckets are whole hours), so `bucket` must be whole
+/// minutes; the correlation id filter is not kept there and is not used.
 pub fn histogram(
     conn: &mut PgConnection,
     filter: &EventFilter,
     bucket: TimeDelta,
 ) -> Result<BucketCounts, QueryError> {
     match &filter.text {
-        None => from_minute_counts(conn, filter, bucket),
+        None => from_rollups(conn, filter, bucket),
         Some(_) => from_matching_rows(conn, filter, bucket),
     }
 }
 
-fn from_minute_counts(
+fn from_rollups(
     conn: &mut PgConnection,
     filter: &EventFilter,
     bucket: TimeDelta,
 ) -> Result<BucketCounts, QueryError> {
-    use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
+    use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
     #[derive(QueryableByName)]
-    struct MinuteCount {
+    struct RollupCount {
         #[diesel(sql_type = Timestamptz)]
-        minute: DateTime<Utc>,
+        bucket: DateTime<Utc>,
         #[diesel(sql_type = Text)]
         level: String,
         #[diesel(sql_type = BigInt)]
         events: i64,
     }
     let levels: Vec<&str> = filter.levels.iter().map(|l| l.as_str()).collect();
-    // Summed over sources (unless one is asked for) and partitions. Raw SQL for the
-    // `sum(…)::int8`: diesel's sum of a bigint is a numeric.
-    let rows: Vec<MinuteCount> = diesel::sql_query(
-        "SELECT minute, level, sum(events)::int8 AS events FROM log_counts_minute \
-         WHERE minute >= $1 AND minute < $2 \
-           AND (cardinality($3::text[]) = 0 OR level = ANY($3)) \
-           AND ($4::text IS NULL OR source = $4) \
-         GROUP BY minute, level",
-    )
+    let hour = TimeDelta::hours(1);
+    let whole_hours = |t: TimeDelta| t.num_seconds() % hour.num_seconds() == 0;
+    let table = if whole_hours(bucket) && whole_hours(filter.start - DateTime::UNIX_EPOCH) {
+        "log_rollup_hour"
+    } else {
+        "log_rollup_minute"
+    };
+    // One source's rows, or the rows of every source ([`ALL`]); summed over
+    // partitions. Raw SQL for the `sum(…)::int8`: diesel's sum of a bigint is a numeric.
+    let rows: Vec<RollupCount> = diesel::sql_query(format!(
+        "SELECT bucket, level, sum(events)::int8 AS events FROM {table} \
+         WHERE bucket >= $1 AND bucket < $2 AND source = $3 AND level <> '' \
+           AND (cardinality($4::text[]) = 0 OR level = ANY($4)) \
+         GROUP BY bucket, level"
+    ))
     .bind::<Timestamptz, _>(filter.start)
     .bind::<Timestamptz, _>(filter.end)
+    .bind::<Text, _>(filter.source.as_deref().unwrap_or(ALL))
     .bind::<Array<Text>, _>(levels)
-    .bind::<Nullable<Text>, _>(filter.source.as_deref())
     .load(conn)?;
     let mut result = BucketCounts {
         exact: true,
@@ -72,7 +79,7 @@ fn from_minute_counts(
     for row in rows {
         add(
             &mut result,
-            bucket_of(row.minute, filter.start, bucket),
+            bucket_of(row.bucket, filter.start, bucket),
             row.level,
             row.events,
         );

@@ -5,9 +5,10 @@
 //! - [`filter`]: the filter every page shares, as one boxed diesel predicate.
 //! - [`search`]: the full-text condition over the generated `search_vector`.
 //! - [`page`]: a page newest first (offset or keyset) and its capped count.
-//! - [`stats`]: the window's histogram, busiest sources and duration percentiles.
-//! - [`histogram`]: events per bucket and level, from the minute counts (or, with full
-//!   text, from the matching rows, capped).
+//! - [`stats`]: the window's hourly counts, busiest sources and duration sketch, from
+//!   the rollups (and the rows of the partial minutes at its edges).
+//! - [`histogram`]: events per bucket and level, from the rollups (or, with full text,
+//!   from the matching rows, capped).
 //! - [`by_id`]: one event, and the health probe.
 
 pub mod by_id;
@@ -21,4 +22,4 @@ pub use by_id::{find, ping};
 pub use filter::EventFilter;
 pub use histogram::{histogram, BucketCounts, TEXT_MATCH_CAP};
 pub use page::{page, Cursor, PageResult, Paging, COUNT_CAP};
-pub use stats::{stats, DurationRow, HourLevelCount, SourceCountRow, StatsRows};
+pub use stats::{stats, HourLevelCount, SourceCount, StatsRows};

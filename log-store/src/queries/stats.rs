@@ -1,20 +1,24 @@
 //! The aggregates behind `/stats`: events per hour and level, the busiest sources,
-//! and percentiles of `metadata.duration`.
+//! and the sketch of `metadata.duration`, from the rollups, never from a scan of the
+//! window's rows.
 //!
-//! Raw SQL with fixed parameters, not diesel's DSL: `date_trunc` grouping,
-//! `percentile_cont … WITHIN GROUP` and `TABLESAMPLE` have no DSL form.
+//! A window is covered exactly ([`cover`]): its whole hours from the hourly rollup,
+//! the whole minutes at its edges from the minute rollup, and only the partial minutes
+//! at its very edges from the rows. A window that ends now takes its last hour from
+//! the hourly rollup less the rows dated after its end (events from a clock a little
+//! ahead), which are few, instead of up to an hour of minutes.
 
 use crate::error::{InvalidRow, QueryError};
-use chrono::{DateTime, Utc};
+use crate::rollups::ALL;
+use crate::sketch::DurationSketch;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Double, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Double, Jsonb, Nullable, Text, Timestamptz};
 use log_common::event::Level;
+use std::collections::BTreeMap;
 
 /// `sourceCounts` in stats lists at most this many sources (the busiest).
-pub const STATS_MAX_SOURCES: i64 = 100;
-/// Percentiles of `metadata.duration` are exact up to this many events in the window
-/// unless the caller says otherwise.
-pub const DEFAULT_SAMPLE_TARGET: i64 = 200_000;
+pub const STATS_MAX_SOURCES: usize = 100;
 
 /// Events of one hour and one level.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,24 +28,10 @@ pub struct HourLevelCount {
     pub n: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, QueryableByName)]
-pub struct SourceCountRow {
-    #[diesel(sql_type = Text)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceCount {
     pub source: String,
-    #[diesel(sql_type = BigInt)]
     pub n: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, QueryableByName)]
-pub struct DurationRow {
-    #[diesel(sql_type = BigInt)]
-    pub samples: i64,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub p50: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub p95: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub p99: Option<f64>,
 }
 
 /// What the stats of a window are assembled from.
@@ -50,11 +40,131 @@ pub struct StatsRows {
     /// Oldest hour first.
     pub hourly: Vec<HourLevelCount>,
     /// Busiest first, at most [`STATS_MAX_SOURCES`].
-    pub by_source: Vec<SourceCountRow>,
-    pub duration: DurationRow,
-    /// True when the percentiles come from a block sample (more events in the
-    /// window than the sample target).
-    pub estimated: bool,
+    pub by_source: Vec<SourceCount>,
+    /// Every numeric `metadata.duration` of the window.
+    pub durations: DurationSketch,
+}
+
+/// A part of a window and where its events are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// Hourly rollup buckets from `.0` (inclusive) to `.1` (exclusive).
+    Hours(DateTime<Utc>, DateTime<Utc>),
+    /// Minute rollup buckets, likewise.
+    Minutes(DateTime<Utc>, DateTime<Utc>),
+    /// Rows with `.0 <= timestamp < .1`.
+    Rows(DateTime<Utc>, DateTime<Utc>),
+    /// Rows with `.0 <= timestamp < .1`, taken away.
+    LessRows(DateTime<Utc>, DateTime<Utc>),
+}
+
+fn floor(t: DateTime<Utc>, width: TimeDelta) -> DateTime<Utc> {
+    t.duration_trunc(width).unwrap_or(t)
+}
+
+fn ceil(t: DateTime<Utc>, width: TimeDelta) -> DateTime<Utc> {
+    let down = floor(t, width);
+    if down == t {
+        t
+    } else {
+        down + width
+    }
+}
+
+/// The spans that count `since <= timestamp < end` exactly, given the time `now`.
+pub fn cover(since: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> Vec<Span> {
+    let (minute, hour) = (TimeDelta::minutes(1), TimeDelta::hours(1));
+    let mut spans = Vec::new();
+    if end <= since {
+        return spans;
+    }
+    let (m0, m1) = (ceil(since, minute), floor(end, minute));
+    if m0 >= m1 {
+        spans.push(Span::Rows(since, end));
+        return spans;
+    }
+    if since < m0 {
+        spans.push(Span::Rows(since, m0));
+    }
+    let (h0, h1) = (ceil(m0, hour), floor(m1, hour));
+    if h0 >= h1 {
+        spans.push(Span::Minutes(m0, m1));
+    } else {
+        if m0 < h0 {
+            spans.push(Span::Minutes(m0, h0));
+        }
+        // Ends now, inside an hour: that hour's rollup, less what is dated after the end.
+        if end > h1 && end > now - minute {
+            spans.push(Span::Hours(h0, h1 + hour));
+            spans.push(Span::LessRows(end, h1 + hour));
+            return spans;
+        }
+        spans.push(Span::Hours(h0, h1));
+        if h1 < m1 {
+            spans.push(Span::Minutes(h1, m1));
+        }
+    }
+    if m1 < end {
+        spans.push(Span::Rows(m1, end));
+    }
+    spans
+}
+
+/// Sums of one window, filled span by span.
+#[derive(Default)]
+struct Totals {
+    hourly: BTreeMap<(DateTime<Utc>, String), i64>,
+    sources: BTreeMap<String, i64>,
+    durations: DurationSketch,
+}
+
+/// The aggregates of `since..=until` (both inclusive) at time `now`.
+pub fn stats(
+    conn: &mut PgConnection,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<StatsRows, QueryError> {
+    let mut totals = Totals::default();
+    // Timestamps are stored to the microsecond: `<= until` is `< until + 1 µs`.
+    for span in cover(since, until + TimeDelta::microseconds(1), now) {
+        match span {
+            Span::Hours(from, to) => add_rollup(conn, &mut totals, "log_rollup_hour", from, to)?,
+            Span::Minutes(from, to) => {
+                add_rollup(conn, &mut totals, "log_rollup_minute", from, to)?
+            }
+            Span::Rows(from, to) => add_rows(conn, &mut totals, from, to, 1)?,
+            Span::LessRows(from, to) => add_rows(conn, &mut totals, from, to, -1)?,
+        }
+    }
+    let hourly = totals
+        .hourly
+        .into_iter()
+        .filter(|(_, n)| *n != 0)
+        .map(|((hour, level), n)| {
+            let level = level
+                .parse()
+                .map_err(|e: log_common::event::UnknownLevel| InvalidRow {
+                    id: None,
+                    column: "level",
+                    reason: e.to_string(),
+                })?;
+            Ok(HourLevelCount { hour, level, n })
+        })
+        .collect::<Result<Vec<_>, InvalidRow>>()?;
+    let mut by_source: Vec<SourceCount> = totals
+        .sources
+        .into_iter()
+        .filter(|(_, n)| *n != 0)
+        .map(|(source, n)| SourceCount { source, n })
+        .collect();
+    by_source.sort_by(|a, b| b.n.cmp(&a.n).then_with(|| a.source.cmp(&b.source)));
+    by_source.truncate(STATS_MAX_SOURCES);
+    Ok(StatsRows {
+        hourly,
+        by_source,
+        durations: totals.durations,
+    })
 }
 
 #[derive(QueryableByName)]
@@ -67,97 +177,194 @@ struct HourLevelRow {
     n: i64,
 }
 
-/// The `TABLESAMPLE` clause that keeps the percentiles' sort near `target` rows, or
-/// none when the window holds no more than that.
-pub fn sample_clause(events_in_window: i64, target: i64) -> Option<String> {
-    (events_in_window > target).then(|| {
-        let percent = (target as f64 * 100.0 / events_in_window as f64).clamp(0.01, 100.0);
-        format!(" TABLESAMPLE SYSTEM ({percent:.4})")
-    })
+#[derive(QueryableByName)]
+struct SourceRow {
+    #[diesel(sql_type = Text)]
+    source: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
 }
 
-/// The aggregates of `since..=until`; percentiles are sampled past `sample_target`
-/// events.
-pub fn stats(
+#[derive(QueryableByName)]
+struct SketchRow {
+    #[diesel(sql_type = Jsonb)]
+    durations: serde_json::Value,
+}
+
+/// Adds the buckets `from..to` of one rollup table: three index range scans, for the
+/// per-level rows, the per-source rows and the totals' sketches.
+fn add_rollup(
     conn: &mut PgConnection,
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
-    sample_target: i64,
-) -> Result<StatsRows, QueryError> {
-    // One scan gives the hourly histogram; level counts and the total are its sums.
-    let hourly = diesel::sql_query(
-        "SELECT date_trunc('hour', \"timestamp\") AS hour, level, count(*) AS n \
-         FROM log_events WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 \
-         GROUP BY 1, 2 ORDER BY 1",
-    )
-    .bind::<Timestamptz, _>(since)
-    .bind::<Timestamptz, _>(until)
-    .load::<HourLevelRow>(conn)?
-    .into_iter()
-    .map(|row| {
-        let level = row
-            .level
-            .parse()
-            .map_err(|e: log_common::event::UnknownLevel| InvalidRow {
-                id: None,
-                column: "level",
-                reason: e.to_string(),
-            })?;
-        Ok(HourLevelCount {
-            hour: row.hour,
-            level,
-            n: row.n,
-        })
-    })
-    .collect::<Result<Vec<_>, InvalidRow>>()?;
-    let by_source = diesel::sql_query(
-        "SELECT source, count(*) AS n \
-         FROM log_events WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 \
-         GROUP BY source ORDER BY n DESC, source LIMIT $3",
-    )
-    .bind::<Timestamptz, _>(since)
-    .bind::<Timestamptz, _>(until)
-    .bind::<BigInt, _>(STATS_MAX_SOURCES)
-    .load::<SourceCountRow>(conn)?;
-    // Percentiles need a sort of every value: exact up to `sample_target` events,
-    // estimated from a block sample of about that many beyond.
-    let total: i64 = hourly.iter().map(|h| h.n).sum();
-    let sample = sample_clause(total, sample_target);
-    let duration = diesel::sql_query(format!(
-        "SELECT count(*) AS samples, \
-         percentile_cont(0.5) WITHIN GROUP (ORDER BY (metadata->>'duration')::float8) AS p50, \
-         percentile_cont(0.95) WITHIN GROUP (ORDER BY (metadata->>'duration')::float8) AS p95, \
-         percentile_cont(0.99) WITHIN GROUP (ORDER BY (metadata->>'duration')::float8) AS p99 \
-         FROM log_events{} WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 \
-         AND jsonb_typeof(metadata->'duration') = 'number'",
-        sample.as_deref().unwrap_or("")
+    totals: &mut Totals,
+    table: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<(), QueryError> {
+    // Raw SQL for the `sum(…)::int8`: diesel's sum of a bigint is a numeric.
+    let levels: Vec<HourLevelRow> = diesel::sql_query(format!(
+        "SELECT date_trunc('hour', bucket) AS hour, level, sum(events)::int8 AS n FROM {table} \
+         WHERE bucket >= $1 AND bucket < $2 AND source = $3 AND level <> $3 GROUP BY 1, 2"
     ))
-    .bind::<Timestamptz, _>(since)
-    .bind::<Timestamptz, _>(until)
-    .get_result::<DurationRow>(conn)?;
-    Ok(StatsRows {
-        hourly,
-        by_source,
-        duration,
-        estimated: sample.is_some(),
-    })
+    .bind::<Timestamptz, _>(from)
+    .bind::<Timestamptz, _>(to)
+    .bind::<Text, _>(ALL)
+    .load(conn)?;
+    for row in levels {
+        *totals.hourly.entry((row.hour, row.level)).or_insert(0) += row.n;
+    }
+    let sources: Vec<SourceRow> = diesel::sql_query(format!(
+        "SELECT source, sum(events)::int8 AS n FROM {table} \
+         WHERE bucket >= $1 AND bucket < $2 AND source <> $3 GROUP BY 1"
+    ))
+    .bind::<Timestamptz, _>(from)
+    .bind::<Timestamptz, _>(to)
+    .bind::<Text, _>(ALL)
+    .load(conn)?;
+    for row in sources {
+        *totals.sources.entry(row.source).or_insert(0) += row.n;
+    }
+    let sketches: Vec<SketchRow> = diesel::sql_query(format!(
+        "SELECT durations FROM {table} \
+         WHERE bucket >= $1 AND bucket < $2 AND level = $3 AND source = $3 \
+           AND durations IS NOT NULL"
+    ))
+    .bind::<Timestamptz, _>(from)
+    .bind::<Timestamptz, _>(to)
+    .bind::<Text, _>(ALL)
+    .load(conn)?;
+    for row in sketches {
+        let sketch = DurationSketch::from_json(&row.durations).map_err(|reason| InvalidRow {
+            id: None,
+            column: "durations",
+            reason,
+        })?;
+        totals.durations.merge(&sketch);
+    }
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct EventRow {
+    #[diesel(sql_type = Timestamptz)]
+    timestamp: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    level: String,
+    #[diesel(sql_type = Text)]
+    source: String,
+    #[diesel(sql_type = Nullable<Double>)]
+    duration: Option<f64>,
+}
+
+/// Adds (`sign` 1) or takes away (-1) the rows of `from..to`: the edges of a window,
+/// at most a minute at each end.
+fn add_rows(
+    conn: &mut PgConnection,
+    totals: &mut Totals,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    sign: i64,
+) -> Result<(), QueryError> {
+    let rows: Vec<EventRow> = diesel::sql_query(
+        "SELECT \"timestamp\", level, source, \
+                CASE WHEN jsonb_typeof(metadata->'duration') = 'number' \
+                     THEN (metadata->>'duration')::float8 END AS duration \
+         FROM log_events WHERE \"timestamp\" >= $1 AND \"timestamp\" < $2",
+    )
+    .bind::<Timestamptz, _>(from)
+    .bind::<Timestamptz, _>(to)
+    .load(conn)?;
+    for row in rows {
+        let hour = floor(row.timestamp, TimeDelta::hours(1));
+        *totals.hourly.entry((hour, row.level)).or_insert(0) += sign;
+        *totals.sources.entry(row.source).or_insert(0) += sign;
+        if let Some(duration) = row.duration {
+            totals.durations.add_n(duration, sign);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use Span::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().expect("timestamp")
+    }
 
     #[test]
-    fn percentiles_are_sampled_only_past_the_target() {
-        let target = DEFAULT_SAMPLE_TARGET;
-        assert_eq!(sample_clause(target, target), None);
+    fn a_day_ending_now_is_hours_plus_edge_minutes_and_edge_rows() {
+        let now = at("2026-11-29T15:42:10.5Z");
+        let since = at("2026-11-28T15:42:10.5Z");
         assert_eq!(
-            sample_clause(target * 4, target).as_deref(),
-            Some(" TABLESAMPLE SYSTEM (25.0000)")
+            cover(since, now, now),
+            [
+                Rows(since, at("2026-11-28T15:43:00Z")),
+                Minutes(at("2026-11-28T15:43:00Z"), at("2026-11-28T16:00:00Z")),
+                Hours(at("2026-11-28T16:00:00Z"), at("2026-11-29T16:00:00Z")),
+                LessRows(now, at("2026-11-29T16:00:00Z")),
+            ]
         );
+    }
+
+    #[test]
+    fn a_closed_window_takes_its_tail_from_minutes_and_rows() {
+        let now = at("2026-11-29T15:42:10Z");
+        let (since, end) = (at("2026-11-29T08:00:00Z"), at("2026-11-29T10:30:30Z"));
         assert_eq!(
-            sample_clause(i64::MAX, target).as_deref(),
-            Some(" TABLESAMPLE SYSTEM (0.0100)")
+            cover(since, end, now),
+            [
+                Hours(since, at("2026-11-29T10:00:00Z")),
+                Minutes(at("2026-11-29T10:00:00Z"), at("2026-11-29T10:30:00Z")),
+                Rows(at("2026-11-29T10:30:00Z"), end),
+            ]
         );
+        // Inside one minute: only rows.
+        let short = (at("2026-11-29T10:00:10Z"), at("2026-11-29T10:00:50Z"));
+        assert_eq!(cover(short.0, short.1, now), [Rows(short.0, short.1)]);
+        assert_eq!(cover(short.1, short.0, now), []);
+    }
+
+    /// Where an instant is counted: +1 for each span holding it, -1 for each taking
+    /// it away.
+    fn weight(spans: &[Span], t: DateTime<Utc>) -> i64 {
+        let hour = |t: DateTime<Utc>| floor(t, TimeDelta::hours(1));
+        let minute = |t: DateTime<Utc>| floor(t, TimeDelta::minutes(1));
+        spans
+            .iter()
+            .map(|span| match *span {
+                Hours(a, b) => i64::from(hour(t) >= a && hour(t) < b),
+                Minutes(a, b) => i64::from(minute(t) >= a && minute(t) < b),
+                Rows(a, b) => i64::from(t >= a && t < b),
+                LessRows(a, b) => -i64::from(t >= a && t < b),
+            })
+            .sum()
+    }
+
+    proptest! {
+        #[test]
+        fn every_instant_is_counted_once_inside_the_window_and_never_outside(
+            start in 0i64..400_000_000,
+            length in 0i64..700_000_000,
+            now_after_end in prop_oneof![Just(0i64), 0i64..100_000_000],
+            probe in -100_000_000i64..1_300_000_000,
+        ) {
+            let base = at("2026-11-20T00:00:00Z");
+            let since = base + TimeDelta::milliseconds(start);
+            let end = since + TimeDelta::milliseconds(length);
+            let now = end + TimeDelta::milliseconds(now_after_end);
+            let spans = cover(since, end, now);
+            let t = base + TimeDelta::milliseconds(probe);
+            prop_assert_eq!(weight(&spans, t), i64::from(t >= since && t < end), "{:?} at {}", spans, t);
+            // Rows are read only at the edges: at most a minute each, plus what lies
+            // after a window that ends now.
+            for span in &spans {
+                if let Rows(a, b) = span {
+                    prop_assert!(*b - *a <= TimeDelta::minutes(1), "{:?}", span);
+                }
+            }
+        }
     }
 }

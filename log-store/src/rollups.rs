@@ -1,0 +1,207 @@
+//! Rollups (`log_rollup_minute`, `log_rollup_hour`): events per bucket by level and
+//! source, and a sketch of `metadata.duration`, added to in the batch transaction
+//! from the rows the insert reports as new. So the rollups move exactly when the rows
+//! do: a replay inserts nothing and adds nothing; a batch that rolls back takes its
+//! additions with it. The `rollups` migration explains the key.
+
+use crate::sketch::DurationSketch;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use diesel::prelude::*;
+use std::collections::BTreeMap;
+
+/// What the rollups need of a row the insert stored.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Counted {
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub timestamp: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub level: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub source: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub kafka_partition: i32,
+    /// `metadata.duration` when it is a number.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    pub duration: Option<f64>,
+}
+
+/// Stands for "every source" (a real source is never empty) and, in the level
+/// column, "every level": the row that carries the bucket's total and its sketch.
+pub const ALL: &str = "";
+
+/// The rollup tables, finest first, with their bucket width.
+pub const GRAINS: [(&str, TimeDelta); 2] = [
+    ("log_rollup_minute", TimeDelta::minutes(1)),
+    ("log_rollup_hour", TimeDelta::hours(1)),
+];
+
+/// One rollup row's key: bucket, level, source, partition.
+pub type Key<'a> = (DateTime<Utc>, &'a str, &'a str, i32);
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Tally {
+    pub events: i64,
+    /// Only on the (every level, every source) row.
+    pub durations: Option<DurationSketch>,
+}
+
+/// The rows' additions to the rollup of bucket width `width`: per level and source,
+/// per level (source [`ALL`]), and the total with the duration sketch (both [`ALL`]).
+pub fn tally(rows: &[Counted], width: TimeDelta) -> BTreeMap<Key<'_>, Tally> {
+    let mut tallies: BTreeMap<Key<'_>, Tally> = BTreeMap::new();
+    for row in rows {
+        // Truncating cannot fail for a timestamp PostgreSQL stored.
+        let bucket = row.timestamp.duration_trunc(width).unwrap_or(row.timestamp);
+        let level = row.level.as_str();
+        let partition = row.kafka_partition;
+        for key in [
+            (bucket, level, row.source.as_str(), partition),
+            (bucket, level, ALL, partition),
+        ] {
+            tallies.entry(key).or_default().events += 1;
+        }
+        let total = tallies.entry((bucket, ALL, ALL, partition)).or_default();
+        total.events += 1;
+        let sketch = total.durations.get_or_insert_with(DurationSketch::default);
+        if let Some(duration) = row.duration {
+            sketch.add(duration);
+        }
+    }
+    tallies
+}
+
+/// Adds `rows` to every rollup: one statement a table, whatever the batch. Keys go
+/// in sorted order, so two transactions touching the same rows lock them in the same
+/// order and cannot deadlock.
+pub fn add(conn: &mut PgConnection, rows: &[Counted]) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Int4, Int8, Jsonb, Nullable, Text, Timestamptz};
+    if rows.is_empty() {
+        return Ok(());
+    }
+    for (table, width) in GRAINS {
+        let tallies = tally(rows, width);
+        diesel::sql_query(format!(
+            "INSERT INTO {table} AS r (bucket, level, source, kafka_partition, events, durations) \
+             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::int4[], $5::int8[], $6::jsonb[]) \
+             ON CONFLICT (bucket, level, source, kafka_partition) DO UPDATE \
+             SET events = r.events + EXCLUDED.events, \
+                 durations = log_sketch_add(r.durations, EXCLUDED.durations)"
+        ))
+        .bind::<Array<Timestamptz>, _>(tallies.keys().map(|k| k.0).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(tallies.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(tallies.keys().map(|k| k.2).collect::<Vec<_>>())
+        .bind::<Array<Int4>, _>(tallies.keys().map(|k| k.3).collect::<Vec<_>>())
+        .bind::<Array<Int8>, _>(tallies.values().map(|t| t.events).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Jsonb>>, _>(
+            tallies
+                .values()
+                .map(|t| t.durations.as_ref().map(DurationSketch::to_json))
+                .collect::<Vec<_>>(),
+        )
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Folds the per-partition rows of settled buckets into one row a key (partition
+/// -1), so a long window reads one row per key instead of one per partition: minutes
+/// ten minutes old, hours that ended an hour ago. One transaction a table: the sums
+/// move, never change. Late events for a folded bucket add new per-partition rows,
+/// folded the next time.
+pub fn fold(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
+    let floor = |width: TimeDelta| now.duration_trunc(width).unwrap_or(now);
+    let settled = [
+        (
+            "log_rollup_minute",
+            floor(TimeDelta::minutes(1)) - TimeDelta::minutes(10),
+        ),
+        (
+            "log_rollup_hour",
+            floor(TimeDelta::hours(1)) - TimeDelta::hours(1),
+        ),
+    ];
+    let mut folded = 0;
+    for (table, before) in settled {
+        folded += conn.transaction(|conn| {
+            diesel::sql_query(format!(
+                "WITH moved AS ( \
+                     DELETE FROM {table} WHERE kafka_partition >= 0 AND bucket < $1 RETURNING * \
+                 ) \
+                 INSERT INTO {table} AS r (bucket, level, source, kafka_partition, events, durations) \
+                 SELECT bucket, level, source, -1, sum(events), log_sketch_sum(durations) \
+                 FROM moved GROUP BY bucket, level, source ORDER BY bucket, level, source \
+                 ON CONFLICT (bucket, level, source, kafka_partition) DO UPDATE \
+                 SET events = r.events + EXCLUDED.events, \
+                     durations = log_sketch_add(r.durations, EXCLUDED.durations)"
+            ))
+            .bind::<diesel::sql_types::Timestamptz, _>(before)
+            .execute(conn)
+        })?;
+    }
+    Ok(folded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(at: &str, level: &str, source: &str, partition: i32, duration: Option<f64>) -> Counted {
+        Counted {
+            timestamp: at.parse().expect("timestamp"),
+            level: level.into(),
+            source: source.into(),
+            kafka_partition: partition,
+            duration,
+        }
+    }
+
+    #[test]
+    fn rows_are_tallied_by_bucket_level_source_and_partition_with_totals() {
+        let rows = [
+            row("2026-11-29T10:00:00Z", "INFO", "a", 0, Some(5.0)),
+            row("2026-11-29T10:00:59.999Z", "INFO", "a", 0, None),
+            row("2026-11-29T10:01:00Z", "INFO", "a", 0, Some(7.0)),
+            row("2026-11-29T10:00:30Z", "ERROR", "a", 0, None),
+            row("2026-11-29T10:00:30Z", "INFO", "b", 0, None),
+            row("2026-11-29T10:00:30Z", "INFO", "a", 1, None),
+        ];
+        let minutes = tally(&rows, TimeDelta::minutes(1));
+        let ten: DateTime<Utc> = "2026-11-29T10:00:00Z".parse().expect("minute");
+        let ten_one: DateTime<Utc> = "2026-11-29T10:01:00Z".parse().expect("minute");
+        let events = |key: Key<'_>| minutes[&key].events;
+        assert_eq!(events((ten, "INFO", "a", 0)), 2);
+        assert_eq!(events((ten_one, "INFO", "a", 0)), 1);
+        assert_eq!(events((ten, "ERROR", "a", 0)), 1);
+        assert_eq!(events((ten, "INFO", "b", 0)), 1);
+        assert_eq!(events((ten, "INFO", "a", 1)), 1);
+        assert_eq!(events((ten, "INFO", ALL, 0)), 3);
+        assert_eq!(events((ten, ALL, ALL, 0)), 4);
+        let sketch = |key: Key<'_>| minutes[&key].durations.as_ref().map(|s| s.count());
+        assert_eq!(
+            sketch((ten, ALL, ALL, 0)),
+            Some(1),
+            "one duration among four"
+        );
+        assert_eq!(
+            sketch((ten, "INFO", "a", 0)),
+            None,
+            "sketches only on totals"
+        );
+        let per_source: i64 = minutes
+            .iter()
+            .filter(|(k, _)| k.2 != ALL)
+            .map(|(_, t)| t.events)
+            .sum();
+        assert_eq!(per_source, rows.len() as i64);
+
+        let hours = tally(&rows, TimeDelta::hours(1));
+        assert_eq!(hours[&(ten, ALL, ALL, 0)].events, 5);
+        assert_eq!(
+            hours[&(ten, ALL, ALL, 0)]
+                .durations
+                .as_ref()
+                .map(|s| s.count()),
+            Some(2)
+        );
+    }
+}
