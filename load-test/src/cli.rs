@@ -34,6 +34,14 @@ pub enum QueryKind {
     Stats,
     /// `/logs` page 5 of WARN and ERROR.
     Deep,
+    /// `/stats?hoursBack=168`.
+    #[value(name = "stats168")]
+    Stats168,
+    /// `/histogram` over the last 24 h, automatic buckets.
+    Histogram,
+    /// `/histogram?source=service-000&level=ERROR,FATAL`.
+    #[value(name = "histogram-source")]
+    HistogramSource,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]

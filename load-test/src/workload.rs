@@ -31,13 +31,23 @@ pub fn query(kind: QueryKind, sequence: u64) -> (&'static str, &'static str) {
         QueryKind::Search => 2,
         QueryKind::Stats => 3,
         QueryKind::Deep => 4,
+        QueryKind::Stats168 => 5,
+        QueryKind::Histogram => 6,
+        QueryKind::HistogramSource => 7,
     };
     match pick {
         0 => ("logs_24h", "logs?size=50"),
         1 => ("logs_filtered", "logs?level=ERROR&size=50"),
         2 => ("search", "search?query=database%20query&size=50"),
         3 => ("stats", "stats?hoursBack=24"),
-        _ => ("logs_page_5", "logs?size=50&page=5&level=WARN,ERROR"),
+        4 => ("logs_page_5", "logs?size=50&page=5&level=WARN,ERROR"),
+        5 => ("stats_168h", "stats?hoursBack=168"),
+        6 => ("histogram_24h", "histogram"),
+        // The busiest source of the skewed data set (seed-skewed).
+        _ => (
+            "histogram_24h_source",
+            "histogram?source=service-000&level=ERROR,FATAL",
+        ),
     }
 }
 
