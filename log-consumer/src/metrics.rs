@@ -36,6 +36,12 @@ pub struct ConsumerMetrics {
     pub fenced_batches: IntCounter,
     /// `consumer_writers`: parallel writers this instance runs.
     pub writers: IntGauge,
+    /// Partition upkeep: partitions created and dropped, rollup rows folded, rounds
+    /// that failed (retried five minutes later).
+    pub partitions_created: IntCounter,
+    pub partitions_dropped: IntCounter,
+    pub rollup_rows_folded: IntCounter,
+    pub upkeep_failures: IntCounter,
 }
 
 impl ConsumerMetrics {
@@ -111,6 +117,22 @@ impl ConsumerMetrics {
                 "Batches dropped uncommitted: a newer owner claimed one of their partitions",
             )?,
             writers: IntGauge::new("consumer_writers", "Parallel writers in this instance")?,
+            partitions_created: IntCounter::new(
+                "log_partitions_created_total",
+                "Day partitions created ahead by the upkeep",
+            )?,
+            partitions_dropped: IntCounter::new(
+                "log_partitions_dropped_total",
+                "Day partitions dropped by retention or the id memory",
+            )?,
+            rollup_rows_folded: IntCounter::new(
+                "log_rollup_rows_folded_total",
+                "Per-partition rollup rows folded into one a key",
+            )?,
+            upkeep_failures: IntCounter::new(
+                "log_partition_upkeep_failures_total",
+                "Upkeep rounds that failed (retried five minutes later)",
+            )?,
         };
         // Known kinds start at 0, so the series exist before the first error.
         for kind in ["poll", "poison", "db_transient"] {
@@ -130,6 +152,10 @@ impl ConsumerMetrics {
         registry.register(Box::new(m.pipeline_latency.clone()))?;
         registry.register(Box::new(m.fenced_batches.clone()))?;
         registry.register(Box::new(m.writers.clone()))?;
+        registry.register(Box::new(m.partitions_created.clone()))?;
+        registry.register(Box::new(m.partitions_dropped.clone()))?;
+        registry.register(Box::new(m.rollup_rows_folded.clone()))?;
+        registry.register(Box::new(m.upkeep_failures.clone()))?;
         Ok(m)
     }
 }

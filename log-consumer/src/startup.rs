@@ -28,6 +28,7 @@ pub struct Application {
     server: Server,
     pipeline: Pipeline,
     upkeep: Upkeep,
+    metrics: ConsumerMetrics,
 }
 
 impl Application {
@@ -133,7 +134,7 @@ impl Application {
             topic: settings.kafka.topic.clone(),
             assignment,
             status,
-            metrics,
+            metrics: metrics.clone(),
         });
         let listener = settings.http.listen(Settings::DEFAULT_PORT)?;
         let listener_address = listener.local_addr()?;
@@ -162,6 +163,7 @@ impl Application {
             server,
             pipeline,
             upkeep,
+            metrics,
         })
     }
 
@@ -176,7 +178,7 @@ impl Application {
         let consumer = self.pipeline.consumer.clone();
         let store = self.store.clone();
         let mut pipeline = tokio::spawn(self.pipeline.run(stop_rx));
-        let upkeep = tokio::spawn(upkeep_loop(store, self.upkeep));
+        let upkeep = tokio::spawn(upkeep_loop(store, self.upkeep, self.metrics));
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
 
@@ -219,26 +221,36 @@ async fn migrate_when_ready(store: &Store) -> anyhow::Result<()> {
 }
 
 /// Partition upkeep at start and every five minutes: days ahead created, the id
-/// generation moved at midnight (UTC), and the partitions past `RETENTION_DAYS` and the
-/// id memory dropped whole. Each round is a few catalog lookups when there is nothing
-/// to do.
-async fn upkeep_loop(store: Store, upkeep: Upkeep) {
+/// generation moved at midnight (UTC), the partitions past `RETENTION_DAYS` and the id
+/// memory dropped whole, and settled rollups folded. Each round is a few catalog
+/// lookups and index range scans when there is little to do.
+async fn upkeep_loop(store: Store, upkeep: Upkeep, metrics: ConsumerMetrics) {
     let mut tick = tokio::time::interval(Duration::from_secs(300));
     loop {
         tick.tick().await;
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.upkeep(&upkeep)).await {
-            Ok(Ok(report)) if report.dropped.is_empty() => {}
-            Ok(Ok(report)) => tracing::info!(
-                dropped = ?report.dropped,
-                retention_days = upkeep.retention_days,
-                id_memory_days = upkeep.id_memory_days,
-                "partitions dropped"
-            ),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "partition upkeep failed; next try in five minutes")
+            Ok(Ok(report)) => {
+                metrics.partitions_created.inc_by(report.created as u64);
+                metrics.partitions_dropped.inc_by(report.dropped.len() as u64);
+                metrics.rollup_rows_folded.inc_by(report.folded as u64);
+                if !report.dropped.is_empty() {
+                    tracing::info!(
+                        dropped = ?report.dropped,
+                        retention_days = upkeep.retention_days,
+                        id_memory_days = upkeep.id_memory_days,
+                        "partitions dropped"
+                    );
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "partition upkeep task failed"),
+            Ok(Err(e)) => {
+                metrics.upkeep_failures.inc();
+                tracing::warn!(error = %e, "partition upkeep failed; next try in five minutes");
+            }
+            Err(e) => {
+                metrics.upkeep_failures.inc();
+                tracing::warn!(error = %e, "partition upkeep task failed");
+            }
         }
     }
 }
