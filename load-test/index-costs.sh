@@ -7,9 +7,10 @@
 # with INSERT … SELECT in transactions of 5,000 rows (the consumer's batch), from a
 # staging table generated once, so what is timed is the insert path alone (plus the
 # flush of any GIN pending list, which is work the insert only postponed).
-#   ./load-test/index-costs.sh [rows=200000]
+#   ./load-test/index-costs.sh [rows=200000] [only shapes whose name contains this]
 set -euo pipefail
 rows=${1:-200000}
+only=${2:-}
 export PGPASSWORD=${POSTGRES_PASSWORD:-logpass}
 psql_() { psql -h 127.0.0.1 -U "${POSTGRES_USERNAME:-loguser}" -d logprocessor -v ON_ERROR_STOP=1 -qAtX "$@"; }
 trap 'psql_ -c "DROP SCHEMA IF EXISTS bench_index_costs CASCADE" >/dev/null 2>&1 || true' EXIT
@@ -55,8 +56,14 @@ stored_tsv=', search_vector tsvector GENERATED ALWAYS AS (to_tsvector('"'english
 given_tsv=', search_vector tsvector'
 kept_indexes="ALTER TABLE t ADD PRIMARY KEY (id); CREATE INDEX ON t (\"timestamp\" DESC, id DESC); CREATE INDEX ON t (level, \"timestamp\" DESC, id DESC) WHERE level <> 'INFO'; CREATE INDEX ON t (source, \"timestamp\" DESC, id DESC); CREATE INDEX ON t (correlation_id, \"timestamp\" DESC, id DESC) WHERE correlation_id IS NOT NULL; CREATE INDEX ON t USING gin (search_vector)"
 
-# name | extra columns | DDL after CREATE TABLE (table is t); a name starting with "given"
-# fills search_vector from the precomputed text instead of letting PostgreSQL parse
+# The schema of today: partitioned by day (the rows span 7 days), the unique time index
+# instead of a primary key, an id index per partition.
+day_partitions="DO \$\$ BEGIN FOR d IN -8..1 LOOP EXECUTE format('CREATE TABLE %I PARTITION OF t FOR VALUES FROM (%L) TO (%L)', 't_p' || (d + 8), date_trunc('day', now()) + d * interval '1 day', date_trunc('day', now()) + (d + 1) * interval '1 day'); END LOOP; END \$\$"
+partitioned_indexes="$day_partitions; CREATE UNIQUE INDEX ON t (\"timestamp\" DESC, id DESC); CREATE INDEX ON t (id); CREATE INDEX ON t (level, \"timestamp\" DESC, id DESC) WHERE level <> 'INFO'; CREATE INDEX ON t (source, \"timestamp\" DESC, id DESC); CREATE INDEX ON t (correlation_id, \"timestamp\" DESC, id DESC) WHERE correlation_id IS NOT NULL; CREATE INDEX ON t USING gin (search_vector)"
+
+# name | extra columns | DDL after CREATE TABLE (table is t) | what follows the column
+# list (PARTITION BY …); a name starting with "given" fills search_vector from the
+# precomputed text instead of letting PostgreSQL parse
 shapes=(
   "heap only||"
   "+ primary key (id)||ALTER TABLE t ADD PRIMARY KEY (id)"
@@ -76,14 +83,16 @@ shapes=(
   "given tsvector column (parsed elsewhere, cast from text)|$given_tsv|"
   "given tsvector + GIN|$given_tsv|CREATE INDEX ON t USING gin (search_vector)"
   "given: kept indexes, vector parsed elsewhere|$given_tsv|$kept_indexes"
+  "partitioned by day: unique (timestamp, id), (id), the kept rest|$stored_tsv|$partitioned_indexes|PARTITION BY RANGE (\"timestamp\")"
 )
 
 printf '\n| shape | µs per row | WAL bytes per row | table + indexes, bytes per row |\n|---|---|---|---|\n'
 for shape in "${shapes[@]}"; do
-  IFS='|' read -r name extra ddl <<<"$shape"
+  IFS='|' read -r name extra ddl partitioning <<<"$shape"
+  [[ -z $only || $name == *"$only"* ]] || continue
   tsv_column='' tsv_value=''
   if [[ $name == given* ]]; then tsv_column=', search_vector' tsv_value=', tsv_text::tsvector'; fi
-  psql_ -c "SET search_path = bench_index_costs; DROP TABLE IF EXISTS t; CREATE TABLE t ($base_columns $extra); $ddl" >/dev/null
+  psql_ -c "SET search_path = bench_index_costs; DROP TABLE IF EXISTS t; CREATE TABLE t ($base_columns $extra) $partitioning; $ddl" >/dev/null
   psql_ -c "CHECKPOINT" >/dev/null 2>&1 || true
   # One transaction per 5,000 rows, timed and WAL-measured from the server's side.
   result=$(psql_ <<SQL
@@ -102,10 +111,11 @@ END \$\$;
 -- A GIN pending list defers work to its next flush: flush it inside the timed span,
 -- so a bigger list is credited with what it saves, not with what it postpones.
 SELECT count(gin_clean_pending_list(indexrelid)) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-  JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = 't'::regclass AND a.amname = 'gin' \gset
+  JOIN pg_am a ON a.oid = c.relam
+  WHERE i.indrelid IN (SELECT relid FROM pg_partition_tree('t')) AND a.amname = 'gin' \gset
 SELECT round(extract(epoch FROM clock_timestamp() - t0) * 1e6 / $rows, 1) || '|' ||
        round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), l0) / $rows) || '|' ||
-       round(pg_total_relation_size('t') / $rows::numeric)
+       round((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('t')) / $rows::numeric)
 FROM mark;
 SQL
 )

@@ -232,7 +232,9 @@ async fn upkeep_loop(store: Store, upkeep: Upkeep, metrics: ConsumerMetrics) {
         match tokio::task::spawn_blocking(move || s.upkeep(&upkeep)).await {
             Ok(Ok(report)) => {
                 metrics.partitions_created.inc_by(report.created as u64);
-                metrics.partitions_dropped.inc_by(report.dropped.len() as u64);
+                metrics
+                    .partitions_dropped
+                    .inc_by(report.dropped.len() as u64);
                 metrics.rollup_rows_folded.inc_by(report.folded as u64);
                 if !report.dropped.is_empty() {
                     tracing::info!(

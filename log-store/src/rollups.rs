@@ -35,7 +35,8 @@ pub const GRAINS: [(&str, TimeDelta); 2] = [
     ("log_rollup_hour", TimeDelta::hours(1)),
 ];
 
-/// One rollup row's key: bucket, level, source, partition.
+/// One rollup row's key: bucket, level, source, partition (the table's key leads with
+/// the level; see the `rollup_read_paths` migration).
 pub type Key<'a> = (DateTime<Utc>, &'a str, &'a str, i32);
 
 #[derive(Debug, Default, PartialEq)]
@@ -46,7 +47,8 @@ pub struct Tally {
 }
 
 /// The rows' additions to the rollup of bucket width `width`: per level and source,
-/// per level (source [`ALL`]), and the total with the duration sketch (both [`ALL`]).
+/// per level (source [`ALL`]), per source (level [`ALL`]), and the total with the
+/// duration sketch (both [`ALL`]).
 pub fn tally(rows: &[Counted], width: TimeDelta) -> BTreeMap<Key<'_>, Tally> {
     let mut tallies: BTreeMap<Key<'_>, Tally> = BTreeMap::new();
     for row in rows {
@@ -57,6 +59,7 @@ pub fn tally(rows: &[Counted], width: TimeDelta) -> BTreeMap<Key<'_>, Tally> {
         for key in [
             (bucket, level, row.source.as_str(), partition),
             (bucket, level, ALL, partition),
+            (bucket, ALL, row.source.as_str(), partition),
         ] {
             tallies.entry(key).or_default().events += 1;
         }
@@ -175,6 +178,7 @@ mod tests {
         assert_eq!(events((ten, "INFO", "b", 0)), 1);
         assert_eq!(events((ten, "INFO", "a", 1)), 1);
         assert_eq!(events((ten, "INFO", ALL, 0)), 3);
+        assert_eq!(events((ten, ALL, "a", 0)), 3, "a's INFO and ERROR");
         assert_eq!(events((ten, ALL, ALL, 0)), 4);
         let sketch = |key: Key<'_>| minutes[&key].durations.as_ref().map(|s| s.count());
         assert_eq!(
@@ -189,7 +193,7 @@ mod tests {
         );
         let per_source: i64 = minutes
             .iter()
-            .filter(|(k, _)| k.2 != ALL)
+            .filter(|(k, _)| k.1 != ALL && k.2 != ALL)
             .map(|(_, t)| t.events)
             .sum();
         assert_eq!(per_source, rows.len() as i64);

@@ -101,8 +101,14 @@ async fn stores_every_event_once_across_a_restart_and_replays() {
         "{metrics}"
     );
     // The partition upkeep ran at start (the days ahead exist) and did not fail.
-    assert!(metrics.contains("log_partitions_created_total"), "{metrics}");
-    assert!(metrics.contains("log_partition_upkeep_failures_total 0"), "{metrics}");
+    assert!(
+        metrics.contains("log_partitions_created_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("log_partition_upkeep_failures_total 0"),
+        "{metrics}"
+    );
 
     // Replaying ids already stored (a producer retry, a re-sent batch) adds nothing.
     send_events(&producer, &t.topic, &source, &first[..50]).await;

@@ -192,7 +192,8 @@ struct SketchRow {
 }
 
 /// Adds the buckets `from..to` of one rollup table: three index range scans, for the
-/// per-level rows, the per-source rows and the totals' sketches.
+/// per-level rows (every source), the per-source rows (every level) and the totals'
+/// sketches.
 fn add_rollup(
     conn: &mut PgConnection,
     totals: &mut Totals,
@@ -214,7 +215,7 @@ fn add_rollup(
     }
     let sources: Vec<SourceRow> = diesel::sql_query(format!(
         "SELECT source, sum(events)::int8 AS n FROM {table} \
-         WHERE bucket >= $1 AND bucket < $2 AND source <> $3 GROUP BY 1"
+         WHERE level = $3 AND bucket >= $1 AND bucket < $2 AND source <> $3 GROUP BY 1"
     ))
     .bind::<Timestamptz, _>(from)
     .bind::<Timestamptz, _>(to)
