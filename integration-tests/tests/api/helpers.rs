@@ -331,7 +331,7 @@ impl Drop for TableLock {
     }
 }
 
-/// The per-minute counts (`log_rollup_minute`) of one source, summed: what the
+/// The per-minute rollups (`log_rollup_minute`) of one source, its per-level rows summed: what the
 /// histogram reads, so it must equal the rows stored.
 pub fn counted_events_in(conn: &mut PgConnection, source: &str) -> i64 {
     #[derive(QueryableByName)]
@@ -340,7 +340,7 @@ pub fn counted_events_in(conn: &mut PgConnection, source: &str) -> i64 {
         n: i64,
     }
     diesel::sql_query(
-        "SELECT coalesce(sum(events), 0)::int8 AS n FROM log_rollup_minute WHERE source = $1",
+        "SELECT coalesce(sum(events), 0)::int8 AS n FROM log_rollup_minute WHERE source = $1 AND level <> ''",
     )
     .bind::<diesel::sql_types::Text, _>(source)
     .get_result::<Sum>(conn)
