@@ -77,33 +77,43 @@ pub fn tally(rows: &[Counted], width: TimeDelta) -> BTreeMap<Key<'_>, Tally> {
 /// in sorted order, so two transactions touching the same rows lock them in the same
 /// order and cannot deadlock.
 pub fn add(conn: &mut PgConnection, rows: &[Counted]) -> QueryResult<()> {
-    use diesel::sql_types::{Array, Int4, Int8, Jsonb, Nullable, Text, Timestamptz};
+    use diesel::sql_types::{Array, Int4, Int8, Nullable, Text, Timestamptz};
     if rows.is_empty() {
         return Ok(());
     }
     for (table, width) in GRAINS {
         let tallies = tally(rows, width);
         diesel::sql_query(format!(
-            "INSERT INTO {table} AS r (bucket, level, source, kafka_partition, events, durations) \
-             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::int4[], $5::int8[], $6::jsonb[]) \
+            "INSERT INTO {table} AS r (bucket, level, source, kafka_partition, events, sketch) \
+             SELECT b, l, s, p, e, k::int8[] \
+             FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::int4[], $5::int8[], $6::text[]) \
+                  AS t(b, l, s, p, e, k) \
              ON CONFLICT (bucket, level, source, kafka_partition) DO UPDATE \
              SET events = r.events + EXCLUDED.events, \
-                 durations = log_sketch_add(r.durations, EXCLUDED.durations)"
+                 sketch = log_sketch_add(r.sketch, EXCLUDED.sketch)"
         ))
         .bind::<Array<Timestamptz>, _>(tallies.keys().map(|k| k.0).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(tallies.keys().map(|k| k.1).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(tallies.keys().map(|k| k.2).collect::<Vec<_>>())
         .bind::<Array<Int4>, _>(tallies.keys().map(|k| k.3).collect::<Vec<_>>())
         .bind::<Array<Int8>, _>(tallies.values().map(|t| t.events).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Jsonb>>, _>(
+        // As array literals: unnest would flatten an array of arrays. A batch has a
+        // handful of sketches, so the text costs nothing.
+        .bind::<Array<Nullable<Text>>, _>(
             tallies
                 .values()
-                .map(|t| t.durations.as_ref().map(DurationSketch::to_json))
+                .map(|t| t.durations.as_ref().map(sketch_literal))
                 .collect::<Vec<_>>(),
         )
         .execute(conn)?;
     }
     Ok(())
+}
+
+/// `{k,n,k,n,…}`: a sketch as an `int8[]` literal.
+fn sketch_literal(sketch: &DurationSketch) -> String {
+    let pairs: Vec<String> = sketch.to_pairs().iter().map(i64::to_string).collect();
+    format!("{{{}}}", pairs.join(","))
 }
 
 /// Folds the per-partition rows of settled buckets into one row a key (partition
@@ -130,12 +140,12 @@ pub fn fold(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
                 "WITH moved AS ( \
                      DELETE FROM {table} WHERE kafka_partition >= 0 AND bucket < $1 RETURNING * \
                  ) \
-                 INSERT INTO {table} AS r (bucket, level, source, kafka_partition, events, durations) \
-                 SELECT bucket, level, source, -1, sum(events), log_sketch_sum(durations) \
+                 INSERT INTO {table} AS r (bucket, level, source, kafka_partition, events, sketch) \
+                 SELECT bucket, level, source, -1, sum(events), log_sketch_sum(sketch) \
                  FROM moved GROUP BY bucket, level, source ORDER BY bucket, level, source \
                  ON CONFLICT (bucket, level, source, kafka_partition) DO UPDATE \
                  SET events = r.events + EXCLUDED.events, \
-                     durations = log_sketch_add(r.durations, EXCLUDED.durations)"
+                     sketch = log_sketch_add(r.sketch, EXCLUDED.sketch)"
             ))
             .bind::<diesel::sql_types::Timestamptz, _>(before)
             .execute(conn)

@@ -2,14 +2,21 @@
 //! quantile is known within 1% of its value however many values went in, and sketches
 //! of different minutes, hours and partitions add up exactly (they are only counts).
 //!
-//! Stored as a JSON object from bucket key to count (see the `rollups` migration, which
-//! has the same key function for its backfill):
-//! - `"k"` (an integer) counts the positive values in `(g^(k-1), g^k]`, `g = 1.01/0.99`;
-//! - `"n<k>"` the negative values of those magnitudes;
-//! - `"z"` the values within 1e-9 of zero.
+//! Stored as an `int8[]` of key-count pairs by ascending key, read and written in
+//! PostgreSQL's binary form (a JSON object per sketch cost the gateway ~50 ms of parsing
+//! for a week of hours; BENCHMARKS.md). Keys:
+//! - `k` counts the positive values in `(g^(k-1), g^k]`, `g = 1.01/0.99`;
+//! - `NEGATIVE_BASE + k` the negative values of those magnitudes;
+//! - `ZERO_KEY` the values within 1e-9 of zero.
+//!
+//! The `sketch_arrays` migration has the same encoding, and `log_sketch_add`, which
+//! adds two sketches in SQL (upserts and folds).
 
-use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+
+/// Added to a negative value's bucket index (which stays within ±100,000 for any f64).
+const NEGATIVE_BASE: i64 = 1_000_000_000_000;
+const ZERO_KEY: i64 = 2_000_000_000_000;
 
 /// A quantile is within this fraction of the true value.
 pub const RELATIVE_ACCURACY: f64 = 0.01;
@@ -101,39 +108,39 @@ impl DurationSketch {
         self.positive.keys().next_back().map(|k| value_of(*k))
     }
 
-    pub fn to_json(&self) -> Value {
-        let mut map = Map::new();
-        for (k, n) in self.positive.iter().filter(|(_, n)| **n != 0) {
-            map.insert(k.to_string(), Value::from(*n));
+    /// The stored form: `[key, count, key, count, …]` by ascending key.
+    pub fn to_pairs(&self) -> Vec<i64> {
+        let mut pairs = Vec::new();
+        let mut push = |key: i64, n: i64| {
+            if n != 0 {
+                pairs.extend([key, n]);
+            }
+        };
+        for (k, n) in &self.positive {
+            push(i64::from(*k), *n);
         }
-        for (k, n) in self.negative.iter().filter(|(_, n)| **n != 0) {
-            map.insert(format!("n{k}"), Value::from(*n));
+        for (k, n) in &self.negative {
+            push(NEGATIVE_BASE + i64::from(*k), *n);
         }
-        if self.zero != 0 {
-            map.insert("z".into(), Value::from(self.zero));
-        }
-        Value::Object(map)
+        push(ZERO_KEY, self.zero);
+        pairs
     }
 
-    /// Reads the stored form; a key or count it does not know is skipped (and
-    /// reported), so one damaged row cannot fail a whole `/stats`.
-    pub fn from_json(value: &Value) -> Result<DurationSketch, String> {
+    /// Reads the stored form back.
+    pub fn from_pairs(pairs: &[i64]) -> Result<DurationSketch, String> {
+        if pairs.len() % 2 != 0 {
+            return Err(format!("a sketch holds key-count pairs, not {} numbers", pairs.len()));
+        }
         let mut sketch = DurationSketch::default();
-        let Value::Object(map) = value else {
-            return Err(format!("a sketch is a JSON object, not {value}"));
-        };
-        for (key, n) in map {
-            let n = n
-                .as_i64()
-                .ok_or_else(|| format!("count of {key} is not an integer: {n}"))?;
-            if key == "z" {
+        for pair in pairs.chunks_exact(2) {
+            let (key, n) = (pair[0], pair[1]);
+            let index = |k: i64| i32::try_from(k).map_err(|_| format!("bad sketch key {key}"));
+            if key == ZERO_KEY {
                 sketch.zero += n;
-            } else if let Some(k) = key.strip_prefix('n') {
-                let k: i32 = k.parse().map_err(|_| format!("bad sketch key {key}"))?;
-                *sketch.negative.entry(k).or_insert(0) += n;
+            } else if key > NEGATIVE_BASE / 2 {
+                *sketch.negative.entry(index(key - NEGATIVE_BASE)?).or_insert(0) += n;
             } else {
-                let k: i32 = key.parse().map_err(|_| format!("bad sketch key {key}"))?;
-                *sketch.positive.entry(k).or_insert(0) += n;
+                *sketch.positive.entry(index(key)?).or_insert(0) += n;
             }
         }
         Ok(sketch)
@@ -185,7 +192,7 @@ mod tests {
             merged.merge(&right);
             prop_assert_eq!(&merged, &all);
             // And the stored form reads back as the same sketch.
-            prop_assert_eq!(DurationSketch::from_json(&all.to_json()).expect("reads"), all);
+            prop_assert_eq!(DurationSketch::from_pairs(&all.to_pairs()).expect("reads"), all);
         }
     }
 
@@ -196,22 +203,23 @@ mod tests {
         sketch.add(12.5);
         sketch.add_n(12.5, -1);
         assert_eq!(sketch.count(), 0);
-        assert_eq!(sketch.to_json(), serde_json::json!({}));
+        assert_eq!(sketch.to_pairs(), Vec::<i64>::new());
         sketch.add(f64::NAN);
         assert_eq!(sketch.count(), 0);
     }
 
     #[test]
-    fn the_stored_keys_are_the_ones_the_migration_computes() {
-        // log_sketch_key(x) in SQL: ceil(ln(x) / ln(1.01 / 0.99)).
+    fn the_stored_keys_are_the_ones_the_migrations_compute() {
+        // log_sketch_key(x) in SQL: ceil(ln(x) / ln(1.01 / 0.99)); 'n…' and 'z' become
+        // NEGATIVE_BASE + k and ZERO_KEY in the `sketch_arrays` migration.
         let mut sketch = DurationSketch::default();
-        for v in [1.0, 100.0, -100.0, 0.0] {
+        for v in [1.0, 100.0, 100.0, -100.0, -0.5, 0.0] {
             sketch.add(v);
         }
         assert_eq!(
-            sketch.to_json(),
-            serde_json::json!({"0": 1, "231": 1, "n231": 1, "z": 1})
+            sketch.to_pairs(),
+            [0, 1, 231, 2, NEGATIVE_BASE - 34, 1, NEGATIVE_BASE + 231, 1, ZERO_KEY, 1]
         );
-        assert!(DurationSketch::from_json(&serde_json::json!({"x": 1})).is_err());
+        assert!(DurationSketch::from_pairs(&[1, 2, 3]).is_err());
     }
 }

@@ -13,7 +13,7 @@ use crate::rollups::ALL;
 use crate::sketch::DurationSketch;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Double, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Double, Nullable, Text, Timestamptz};
 use log_common::event::Level;
 use std::collections::BTreeMap;
 
@@ -187,8 +187,8 @@ struct SourceRow {
 
 #[derive(QueryableByName)]
 struct SketchRow {
-    #[diesel(sql_type = Jsonb)]
-    durations: serde_json::Value,
+    #[diesel(sql_type = Array<BigInt>)]
+    sketch: Vec<i64>,
 }
 
 /// Adds the buckets `from..to` of one rollup table: three index range scans, for the
@@ -225,18 +225,18 @@ fn add_rollup(
         *totals.sources.entry(row.source).or_insert(0) += row.n;
     }
     let sketches: Vec<SketchRow> = diesel::sql_query(format!(
-        "SELECT durations FROM {table} \
+        "SELECT sketch FROM {table} \
          WHERE bucket >= $1 AND bucket < $2 AND level = $3 AND source = $3 \
-           AND durations IS NOT NULL"
+           AND sketch IS NOT NULL"
     ))
     .bind::<Timestamptz, _>(from)
     .bind::<Timestamptz, _>(to)
     .bind::<Text, _>(ALL)
     .load(conn)?;
     for row in sketches {
-        let sketch = DurationSketch::from_json(&row.durations).map_err(|reason| InvalidRow {
+        let sketch = DurationSketch::from_pairs(&row.sketch).map_err(|reason| InvalidRow {
             id: None,
-            column: "durations",
+            column: "sketch",
             reason,
         })?;
         totals.durations.merge(&sketch);
