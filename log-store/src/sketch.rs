@@ -128,8 +128,11 @@ impl DurationSketch {
 
     /// Reads the stored form back.
     pub fn from_pairs(pairs: &[i64]) -> Result<DurationSketch, String> {
-        if pairs.len() % 2 != 0 {
-            return Err(format!("a sketch holds key-count pairs, not {} numbers", pairs.len()));
+        if !pairs.len().is_multiple_of(2) {
+            return Err(format!(
+                "a sketch holds key-count pairs, not {} numbers",
+                pairs.len()
+            ));
         }
         let mut sketch = DurationSketch::default();
         for pair in pairs.chunks_exact(2) {
@@ -138,7 +141,10 @@ impl DurationSketch {
             if key == ZERO_KEY {
                 sketch.zero += n;
             } else if key > NEGATIVE_BASE / 2 {
-                *sketch.negative.entry(index(key - NEGATIVE_BASE)?).or_insert(0) += n;
+                *sketch
+                    .negative
+                    .entry(index(key - NEGATIVE_BASE)?)
+                    .or_insert(0) += n;
             } else {
                 *sketch.positive.entry(index(key)?).or_insert(0) += n;
             }
@@ -216,10 +222,15 @@ mod tests {
         for v in [1.0, 100.0, 100.0, -100.0, -0.5, 0.0] {
             sketch.add(v);
         }
-        assert_eq!(
-            sketch.to_pairs(),
-            [0, 1, 231, 2, NEGATIVE_BASE - 34, 1, NEGATIVE_BASE + 231, 1, ZERO_KEY, 1]
-        );
+        let pairs = [
+            (0, 1),
+            (231, 2),
+            (NEGATIVE_BASE - 34, 1),
+            (NEGATIVE_BASE + 231, 1),
+            (ZERO_KEY, 1),
+        ];
+        let flat: Vec<i64> = pairs.into_iter().flat_map(|(k, n)| [k, n]).collect();
+        assert_eq!(sketch.to_pairs(), flat);
         assert!(DurationSketch::from_pairs(&[1, 2, 3]).is_err());
     }
 }
