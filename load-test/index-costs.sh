@@ -58,7 +58,7 @@ kept_indexes="ALTER TABLE t ADD PRIMARY KEY (id); CREATE INDEX ON t (\"timestamp
 
 # The schema of today: partitioned by day (the rows span 7 days), the unique time index
 # instead of a primary key, an id index per partition.
-day_partitions="DO \$\$ BEGIN FOR d IN -8..1 LOOP EXECUTE format('CREATE TABLE %I PARTITION OF t FOR VALUES FROM (%L) TO (%L)', 't_p' || (d + 8), date_trunc('day', now()) + d * interval '1 day', date_trunc('day', now()) + (d + 1) * interval '1 day'); END LOOP; END \$\$"
+day_partitions="DO \$\$ BEGIN FOR d IN -8..1 LOOP EXECUTE format('CREATE TABLE %I PARTITION OF t FOR VALUES FROM (%L) TO (%L)', format('t_p%s', d + 8), date_trunc('day', now()) + d * interval '1 day', date_trunc('day', now()) + (d + 1) * interval '1 day'); END LOOP; END \$\$"
 partitioned_indexes="$day_partitions; CREATE UNIQUE INDEX ON t (\"timestamp\" DESC, id DESC); CREATE INDEX ON t (id); CREATE INDEX ON t (level, \"timestamp\" DESC, id DESC) WHERE level <> 'INFO'; CREATE INDEX ON t (source, \"timestamp\" DESC, id DESC); CREATE INDEX ON t (correlation_id, \"timestamp\" DESC, id DESC) WHERE correlation_id IS NOT NULL; CREATE INDEX ON t USING gin (search_vector)"
 
 # name | extra columns | DDL after CREATE TABLE (table is t) | what follows the column
@@ -112,10 +112,11 @@ END \$\$;
 -- so a bigger list is credited with what it saves, not with what it postpones.
 SELECT count(gin_clean_pending_list(indexrelid)) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
   JOIN pg_am a ON a.oid = c.relam
-  WHERE i.indrelid IN (SELECT relid FROM pg_partition_tree('t')) AND a.amname = 'gin' \gset
+  WHERE i.indrelid IN (SELECT relid FROM pg_partition_tree('t') UNION SELECT 't'::regclass) AND a.amname = 'gin' AND c.relkind = 'i' \gset
 SELECT round(extract(epoch FROM clock_timestamp() - t0) * 1e6 / $rows, 1) || '|' ||
        round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), l0) / $rows) || '|' ||
-       round((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('t')) / $rows::numeric)
+       round((SELECT coalesce(sum(pg_total_relation_size(relid)), pg_total_relation_size('t'))
+              FROM pg_partition_tree('t')) / $rows::numeric)
 FROM mark;
 SQL
 )
