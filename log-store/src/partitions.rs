@@ -117,6 +117,12 @@ impl Upkeep {
                 for table in DAY_PARTITIONED {
                     report.dropped.extend(drop_before(conn, table, oldest)?);
                 }
+                // The day rollups are a few thousand rows a day, not partitioned.
+                diesel::sql_query(
+                    "DELETE FROM log_rollup_day WHERE bucket < ($1::date)::timestamp AT TIME ZONE 'UTC'",
+                )
+                .bind::<Date, _>(oldest)
+                .execute(conn)?;
             }
             let memory = i64::from(self.id_memory_days.max(1)) - 1;
             report.dropped.extend(drop_before(

@@ -1,4 +1,4 @@
-//! Rollups (`log_rollup_minute`, `log_rollup_hour`): events per bucket by level and
+//! Rollups (`log_rollup_minute`, `log_rollup_hour`, `log_rollup_day`): events per bucket by level and
 //! source, and a sketch of `metadata.duration`, added to in the batch transaction
 //! from the rows the insert reports as new. So the rollups move exactly when the rows
 //! do: a replay inserts nothing and adds nothing; a batch that rolls back takes its
@@ -30,9 +30,10 @@ pub struct Counted {
 pub const ALL: &str = "";
 
 /// The rollup tables, finest first, with their bucket width.
-pub const GRAINS: [(&str, TimeDelta); 2] = [
+pub const GRAINS: [(&str, TimeDelta); 3] = [
     ("log_rollup_minute", TimeDelta::minutes(1)),
     ("log_rollup_hour", TimeDelta::hours(1)),
+    ("log_rollup_day", TimeDelta::days(1)),
 ];
 
 /// One rollup row's key: bucket, level, source, partition (the table's key leads with
@@ -118,7 +119,7 @@ fn sketch_literal(sketch: &DurationSketch) -> String {
 
 /// Folds the per-partition rows of settled buckets into one row a key (partition
 /// -1), so a long window reads one row per key instead of one per partition: minutes
-/// ten minutes old, hours that ended an hour ago. One transaction a table: the sums
+/// ten minutes old, hours and days that ended an hour ago. One transaction a table: the sums
 /// move, never change. Late events for a folded bucket add new per-partition rows,
 /// folded the next time.
 pub fn fold(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
@@ -131,6 +132,12 @@ pub fn fold(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
         (
             "log_rollup_hour",
             floor(TimeDelta::hours(1)) - TimeDelta::hours(1),
+        ),
+        (
+            "log_rollup_day",
+            (now - TimeDelta::hours(1))
+                .duration_trunc(TimeDelta::days(1))
+                .unwrap_or(now),
         ),
     ];
     let mut folded = 0;

@@ -154,6 +154,8 @@ async fn stats_counts_equal_the_rows_and_percentiles_are_within_two_percent() {
             now - Duration::minutes(50) - Duration::seconds(7),
             now - Duration::minutes(49),
         ),
+        // Every event, and at least one whole UTC day from the day rollup.
+        (now - Duration::hours(50), now),
     ];
     for (since, until) in windows {
         let (status, stats) = get_json(format!(

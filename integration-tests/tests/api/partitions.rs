@@ -313,6 +313,19 @@ fn retention_drops_whole_days_of_events_and_their_counts() {
         2,
         "and so do only their counts"
     );
+    // The day rollups (not partitioned) lose the same days.
+    #[derive(QueryableByName)]
+    struct Sum {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let per_day: Sum = diesel::sql_query(
+        "SELECT coalesce(sum(events), 0)::int8 AS n FROM log_rollup_day WHERE source = $1 AND level <> ''",
+    )
+    .bind::<Text, _>(&source)
+    .get_result(&mut conn)
+    .expect("day rollups");
+    assert_eq!(per_day.n, 2, "the day rollups of the dropped days are gone");
     // Partitions exist ahead of need.
     let ahead = partition_name("log_events", now + TimeDelta::days(2));
     let exists: Vec<Placed> = diesel::sql_query(

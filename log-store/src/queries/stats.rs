@@ -2,11 +2,11 @@
 //! and the sketch of `metadata.duration`, from the rollups, never from a scan of the
 //! window's rows.
 //!
-//! A window is covered exactly ([`cover`]): its whole hours from the hourly rollup,
-//! the whole minutes at its edges from the minute rollup, and only the partial minutes
-//! at its very edges from the rows. A window that ends now takes its last hour from
-//! the hourly rollup less the rows dated after its end (events from a clock a little
-//! ahead), which are few, instead of up to an hour of minutes.
+//! A window is covered exactly ([`cover`]): its whole days from the day rollup, the
+//! whole hours and then minutes at its edges from the hour and minute rollups, and
+//! only the partial minutes at its very edges from the rows. A window that ends now
+//! takes its last day from the day rollup less the rows dated after its end (events
+//! from a clock a little ahead), which are few, instead of hours and minutes.
 
 use crate::error::{InvalidRow, QueryError};
 use crate::rollups::ALL;
@@ -48,7 +48,9 @@ pub struct StatsRows {
 /// A part of a window and where its events are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Span {
-    /// Hourly rollup buckets from `.0` (inclusive) to `.1` (exclusive).
+    /// Daily rollup buckets from `.0` (inclusive) to `.1` (exclusive).
+    Days(DateTime<Utc>, DateTime<Utc>),
+    /// Hourly rollup buckets, likewise.
     Hours(DateTime<Utc>, DateTime<Utc>),
     /// Minute rollup buckets, likewise.
     Minutes(DateTime<Utc>, DateTime<Utc>),
@@ -71,43 +73,72 @@ fn ceil(t: DateTime<Utc>, width: TimeDelta) -> DateTime<Utc> {
     }
 }
 
-/// The spans that count `since <= timestamp < end` exactly, given the time `now`.
+/// Makes the span of one grain.
+type SpanOf = fn(DateTime<Utc>, DateTime<Utc>) -> Span;
+
+/// The rollup grains, coarsest first, and the span each makes.
+const GRAINS: [(TimeDelta, SpanOf); 3] = [
+    (TimeDelta::days(1), Span::Days),
+    (TimeDelta::hours(1), Span::Hours),
+    (TimeDelta::minutes(1), Span::Minutes),
+];
+
+/// The spans that count `since <= timestamp < end` exactly, given the time `now`: the
+/// whole days from the day rollup, the whole hours around them from the hourly one,
+/// the whole minutes around those from the minute one, and the rows of the partial
+/// minutes at the very edges.
 pub fn cover(since: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> Vec<Span> {
-    let (minute, hour) = (TimeDelta::minutes(1), TimeDelta::hours(1));
     let mut spans = Vec::new();
-    if end <= since {
-        return spans;
+    if since < end {
+        fill(since, end, now, 0, &mut spans);
     }
-    let (m0, m1) = (ceil(since, minute), floor(end, minute));
-    if m0 >= m1 {
-        spans.push(Span::Rows(since, end));
-        return spans;
-    }
-    if since < m0 {
-        spans.push(Span::Rows(since, m0));
-    }
-    let (h0, h1) = (ceil(m0, hour), floor(m1, hour));
-    if h0 >= h1 {
-        spans.push(Span::Minutes(m0, m1));
-    } else {
-        if m0 < h0 {
-            spans.push(Span::Minutes(m0, h0));
-        }
-        // Ends now, inside an hour: that hour's rollup, less what is dated after the end.
-        if end > h1 && end > now - minute {
-            spans.push(Span::Hours(h0, h1 + hour));
-            spans.push(Span::LessRows(end, h1 + hour));
-            return spans;
-        }
-        spans.push(Span::Hours(h0, h1));
-        if h1 < m1 {
-            spans.push(Span::Minutes(h1, m1));
+    // Adjacent spans of one grain become one (one statement instead of two).
+    let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
+    for span in spans {
+        match (merged.last_mut(), span) {
+            (Some(Span::Days(_, end)), Span::Days(from, to)) if *end == from => *end = to,
+            (Some(Span::Hours(_, end)), Span::Hours(from, to)) if *end == from => *end = to,
+            _ => merged.push(span),
         }
     }
-    if m1 < end {
-        spans.push(Span::Rows(m1, end));
+    merged
+}
+
+/// Covers `from..to` with grain `level` and finer.
+fn fill(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+    level: usize,
+    spans: &mut Vec<Span>,
+) {
+    let Some((width, span)) = GRAINS.get(level) else {
+        spans.push(Span::Rows(from, to));
+        return;
+    };
+    let (a, b) = (ceil(from, *width), floor(to, *width));
+    // Ends now, inside a bucket that starts within the window: that bucket's rollup,
+    // less what is dated after the end (events from a clock a little ahead: few).
+    if to > b && to > now - TimeDelta::minutes(1) && from <= b {
+        if from < b {
+            fill(from, b, now, level, spans);
+        }
+        spans.push(span(b, b + *width));
+        spans.push(Span::LessRows(to, b + *width));
+        return;
     }
-    spans
+    if a >= b {
+        // No whole bucket of this grain inside: finer ones.
+        fill(from, to, now, level + 1, spans);
+        return;
+    }
+    if from < a {
+        fill(from, a, now, level + 1, spans);
+    }
+    spans.push(span(a, b));
+    if b < to {
+        fill(b, to, now, level + 1, spans);
+    }
 }
 
 /// Sums of one window, filled span by span.
@@ -129,6 +160,7 @@ pub fn stats(
     // Timestamps are stored to the microsecond: `<= until` is `< until + 1 µs`.
     for span in cover(since, until + TimeDelta::microseconds(1), now) {
         match span {
+            Span::Days(from, to) => add_rollup(conn, &mut totals, "log_rollup_day", from, to)?,
             Span::Hours(from, to) => add_rollup(conn, &mut totals, "log_rollup_hour", from, to)?,
             Span::Minutes(from, to) => {
                 add_rollup(conn, &mut totals, "log_rollup_minute", from, to)?
@@ -296,15 +328,27 @@ mod tests {
     }
 
     #[test]
-    fn a_day_ending_now_is_hours_plus_edge_minutes_and_edge_rows() {
+    fn a_week_ending_now_is_days_plus_edge_hours_minutes_and_rows() {
         let now = at("2026-11-29T15:42:10.5Z");
-        let since = at("2026-11-28T15:42:10.5Z");
+        let since = at("2026-11-22T15:42:10.5Z");
         assert_eq!(
             cover(since, now, now),
             [
-                Rows(since, at("2026-11-28T15:43:00Z")),
-                Minutes(at("2026-11-28T15:43:00Z"), at("2026-11-28T16:00:00Z")),
-                Hours(at("2026-11-28T16:00:00Z"), at("2026-11-29T16:00:00Z")),
+                Rows(since, at("2026-11-22T15:43:00Z")),
+                Minutes(at("2026-11-22T15:43:00Z"), at("2026-11-22T16:00:00Z")),
+                Hours(at("2026-11-22T16:00:00Z"), at("2026-11-23T00:00:00Z")),
+                Days(at("2026-11-23T00:00:00Z"), at("2026-11-30T00:00:00Z")),
+                LessRows(now, at("2026-11-30T00:00:00Z")),
+            ]
+        );
+        // Within today: the hour ending now, less what follows.
+        let hour_ago = at("2026-11-29T14:42:10.5Z");
+        assert_eq!(
+            cover(hour_ago, now, now),
+            [
+                Rows(hour_ago, at("2026-11-29T14:43:00Z")),
+                Minutes(at("2026-11-29T14:43:00Z"), at("2026-11-29T15:00:00Z")),
+                Hours(at("2026-11-29T15:00:00Z"), at("2026-11-29T16:00:00Z")),
                 LessRows(now, at("2026-11-29T16:00:00Z")),
             ]
         );
@@ -331,11 +375,13 @@ mod tests {
     /// Where an instant is counted: +1 for each span holding it, -1 for each taking
     /// it away.
     fn weight(spans: &[Span], t: DateTime<Utc>) -> i64 {
+        let day = |t: DateTime<Utc>| floor(t, TimeDelta::days(1));
         let hour = |t: DateTime<Utc>| floor(t, TimeDelta::hours(1));
         let minute = |t: DateTime<Utc>| floor(t, TimeDelta::minutes(1));
         spans
             .iter()
             .map(|span| match *span {
+                Days(a, b) => i64::from(day(t) >= a && day(t) < b),
                 Hours(a, b) => i64::from(hour(t) >= a && hour(t) < b),
                 Minutes(a, b) => i64::from(minute(t) >= a && minute(t) < b),
                 Rows(a, b) => i64::from(t >= a && t < b),
