@@ -115,6 +115,9 @@ impl Store {
     }
 
     /// Creates the partitions of the days of `rows` this process has not seen yet.
+    /// (Rarely anything to do: the upkeep makes two days ahead. A CREATE … PARTITION OF
+    /// takes the parent table to itself for an instant, waiting for running queries,
+    /// which the gateway's statement timeout bounds.)
     fn ensure_partitions(
         &self,
         conn: &mut PgConnection,
