@@ -98,6 +98,7 @@ pub fn cover(since: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> Ve
         match (merged.last_mut(), span) {
             (Some(Span::Days(_, end)), Span::Days(from, to)) if *end == from => *end = to,
             (Some(Span::Hours(_, end)), Span::Hours(from, to)) if *end == from => *end = to,
+            (Some(Span::Minutes(_, end)), Span::Minutes(from, to)) if *end == from => *end = to,
             _ => merged.push(span),
         }
     }
@@ -350,6 +351,17 @@ mod tests {
                 Minutes(at("2026-11-29T14:43:00Z"), at("2026-11-29T15:00:00Z")),
                 Hours(at("2026-11-29T15:00:00Z"), at("2026-11-29T16:00:00Z")),
                 LessRows(now, at("2026-11-29T16:00:00Z")),
+            ]
+        );
+        // Within the hour: the minutes before this one and the minute ending now, in
+        // one span, less what follows.
+        let minutes_ago = at("2026-11-29T15:30:30Z");
+        assert_eq!(
+            cover(minutes_ago, now, now),
+            [
+                Rows(minutes_ago, at("2026-11-29T15:31:00Z")),
+                Minutes(at("2026-11-29T15:31:00Z"), at("2026-11-29T15:43:00Z")),
+                LessRows(now, at("2026-11-29T15:43:00Z")),
             ]
         );
     }
