@@ -15,6 +15,8 @@ pub struct GatewayMetrics {
     /// `log_store_invalid_rows_total{column}`: stored rows that are not valid events
     /// (a level outside the six, …); each one failed its query with a 500.
     pub invalid_rows: IntCounterVec,
+    /// `log_query_timeouts_total{class}`: queries stopped at their class's limit.
+    pub query_timeouts: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -52,6 +54,13 @@ impl GatewayMetrics {
                 ),
                 &["column"],
             )?,
+            query_timeouts: IntCounterVec::new(
+                Opts::new(
+                    "log_query_timeouts_total",
+                    "Queries stopped at their class's time limit (answered 503), by class",
+                ),
+                &["class"],
+            )?,
         };
         // Known label values start at 0, so the series exist before the first query.
         for endpoint in ["logs", "search", "stats", "histogram", "log_by_id"] {
@@ -67,7 +76,11 @@ impl GatewayMetrics {
         registry.register(Box::new(m.query_duration.clone()))?;
         registry.register(Box::new(m.cache_gets.clone()))?;
         registry.register(Box::new(m.breaker_state.clone()))?;
+        for class in ["lookup", "page", "search", "aggregate"] {
+            m.query_timeouts.with_label_values(&[class]);
+        }
         registry.register(Box::new(m.invalid_rows.clone()))?;
+        registry.register(Box::new(m.query_timeouts.clone()))?;
         Ok(m)
     }
 }

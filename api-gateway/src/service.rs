@@ -6,13 +6,14 @@ use crate::api::{Histogram, LogPage, Stats};
 use crate::cache::{AnswerSource, Cache};
 use crate::metrics::GatewayMetrics;
 use crate::params::{HistogramRequest, LogFilter, Paging, StatsWindow};
-use crate::settings::CacheSettings;
+use crate::settings::{CacheSettings, QueryLimits};
 use chrono::{DateTime, Duration, Utc};
 use diesel::PgConnection;
 use log_common::breaker::CircuitBreaker;
 use log_common::error::ApiError;
 use log_common::event::LogEvent;
 use log_store::error::QueryError;
+use log_store::pool::set_local_statement_timeout;
 use log_store::{queries, PgPool};
 use std::time::Instant;
 use uuid::Uuid;
@@ -21,9 +22,7 @@ use uuid::Uuid;
 pub struct QueryService {
     pub pool: PgPool,
     pub breaker: CircuitBreaker,
-    /// The pool's `statement_timeout`.
-    pub query_timeout: std::time::Duration,
-    /// Stats percentiles are sampled past this many events in the window.
+    pub limits: QueryLimits,
     pub cache: Cache,
     pub cache_settings: CacheSettings,
     pub metrics: GatewayMetrics,
@@ -39,7 +38,7 @@ impl QueryService {
     }
 
     pub async fn ping(&self) -> Result<(), ApiError> {
-        self.run(queries::ping).await
+        self.run(QueryClass::Lookup, queries::ping).await
     }
 
     /// A page of `/logs` or `/search` (`endpoint`), from the cache or PostgreSQL.
@@ -64,10 +63,14 @@ impl QueryService {
             "{endpoint}:{}",
             serde_json::to_string(&(&keyed, &paging)).unwrap_or_default()
         );
+        let count_budget = std::time::Duration::from_millis(self.limits.count_budget_ms);
         let load = async move {
             let query = filter.query;
+            let class = QueryClass::of(&query);
             let result = self
-                .run(move |conn| queries::page(conn, &query, paging))
+                .run(class, move |conn| {
+                    queries::page(conn, &query, paging, Utc::now(), count_budget)
+                })
                 .await?;
             Ok(LogPage::new(result, paging))
         };
@@ -108,7 +111,9 @@ impl QueryService {
         let ttl = std::time::Duration::from_secs(self.cache_settings.ttl_stats_secs);
         let load = async move {
             let rows = self
-                .run(move |conn| queries::stats(conn, since, until, now))
+                .run(QueryClass::Aggregate, move |conn| {
+                    queries::stats(conn, since, until, now)
+                })
                 .await?;
             Ok(Stats::assemble(since, until, rows))
         };
@@ -130,8 +135,12 @@ impl QueryService {
             let query = request.filter.query;
             let (start, end) = (query.start, query.end);
             let width = request.interval.1;
+            let class = match query.text {
+                Some(_) => QueryClass::Search,
+                None => QueryClass::Aggregate,
+            };
             let counts = self
-                .run(move |conn| queries::histogram(conn, &query, width))
+                .run(class, move |conn| queries::histogram(conn, &query, width))
                 .await?;
             Ok(Histogram::assemble(start, end, request.interval, counts))
         };
@@ -143,7 +152,9 @@ impl QueryService {
     /// One event by id (never cached: the primary key is already the fastest path).
     pub async fn find(&self, id: Uuid) -> Result<Option<LogEvent>, ApiError> {
         let started = Instant::now();
-        let event = self.run(move |conn| queries::find(conn, id)).await?;
+        let event = self
+            .run(QueryClass::Lookup, move |conn| queries::find(conn, id))
+            .await?;
         self.observe("log_by_id", AnswerSource::Database, started);
         Ok(event)
     }
@@ -168,8 +179,22 @@ impl QueryService {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Runs `work` on a pooled connection off the async threads, behind the breaker.
-    async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    /// How long a statement of `class` may run.
+    pub fn limit(&self, class: QueryClass) -> std::time::Duration {
+        let limits = &self.limits;
+        std::time::Duration::from_millis(match class {
+            QueryClass::Lookup => limits.lookup_ms,
+            QueryClass::Page => limits.page_ms,
+            QueryClass::Search => limits.search_ms,
+            QueryClass::Aggregate => limits.aggregate_ms,
+        })
+    }
+
+    /// Runs `work` on a pooled connection off the async threads, behind the breaker,
+    /// in one read-only `REPEATABLE READ` transaction (so a total assembled from
+    /// rollups and rows sees one snapshot) whose statements may each run for the
+    /// limit of `class`.
+    async fn run<T, F>(&self, class: QueryClass, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&mut PgConnection) -> Result<T, QueryError> + Send + 'static,
@@ -180,11 +205,18 @@ impl QueryService {
             );
         }
         let pool = self.pool.clone();
-        let timeout = self.query_timeout;
+        let timeout = self.limit(class);
         let result = tokio::task::spawn_blocking(move || {
             let mut conn = pool.get()?;
             let started = Instant::now();
-            work(&mut conn).map_err(|e| e.with_elapsed(started.elapsed(), Some(timeout)))
+            conn.build_transaction()
+                .repeatable_read()
+                .read_only()
+                .run(|conn| {
+                    set_local_statement_timeout(conn, timeout)?;
+                    work(conn)
+                })
+                .map_err(|e: QueryError| e.with_elapsed(started.elapsed(), Some(timeout)))
         })
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("query task failed: {e}")))?;
@@ -193,12 +225,7 @@ impl QueryService {
                 self.breaker.record_success();
                 Ok(value)
             }
-            Err(e) => Err(api_error(
-                e,
-                &self.breaker,
-                self.query_timeout,
-                &self.metrics,
-            )),
+            Err(e) => Err(api_error(e, &self.breaker, class, timeout, &self.metrics)),
         }
     }
 
@@ -210,13 +237,55 @@ impl QueryService {
     }
 }
 
+/// The classes of query, each with its own time limit (`QueryLimits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryClass {
+    Lookup,
+    Page,
+    Search,
+    Aggregate,
+}
+
+impl QueryClass {
+    /// The class of a page: full text is a search, a correlation id a lookup.
+    pub fn of(filter: &queries::EventFilter) -> QueryClass {
+        if filter.text.is_some() {
+            QueryClass::Search
+        } else if filter.correlation_id.is_some() {
+            QueryClass::Lookup
+        } else {
+            QueryClass::Page
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryClass::Lookup => "lookup",
+            QueryClass::Page => "page",
+            QueryClass::Search => "search",
+            QueryClass::Aggregate => "aggregate",
+        }
+    }
+
+    /// The setting that holds the limit.
+    pub fn setting(self) -> &'static str {
+        match self {
+            QueryClass::Lookup => "QUERY_TIMEOUT_LOOKUP_MS",
+            QueryClass::Page => "QUERY_TIMEOUT_PAGE_MS",
+            QueryClass::Search => "QUERY_TIMEOUT_SEARCH_MS",
+            QueryClass::Aggregate => "QUERY_TIMEOUT_AGGREGATE_MS",
+        }
+    }
+}
+
 /// The one conversion from the store's errors to the API's, with what each means for
 /// the breaker: only an unreachable database or a broken connection counts against
 /// it; a query that was too costly or failed says nothing about its health.
 fn api_error(
     error: QueryError,
     breaker: &CircuitBreaker,
-    query_timeout: std::time::Duration,
+    class: QueryClass,
+    limit: std::time::Duration,
     metrics: &GatewayMetrics,
 ) -> ApiError {
     match error {
@@ -227,13 +296,22 @@ fn api_error(
                 retry_after_secs: breaker.retry_after_secs(),
             }
         }
-        QueryError::TimedOut(_) => ApiError::Unavailable {
-            message: format!(
-                "the query ran past the {} ms limit; narrow the time window or add filters",
-                query_timeout.as_millis()
-            ),
-            retry_after_secs: 1,
-        },
+        QueryError::TimedOut(_) => {
+            metrics
+                .query_timeouts
+                .with_label_values(&[class.as_str()])
+                .inc();
+            ApiError::Unavailable {
+                message: format!(
+                    "the {} query ran past its {} ms limit ({}) and was stopped; \
+                     narrow the time window or add filters",
+                    class.as_str(),
+                    limit.as_millis(),
+                    class.setting()
+                ),
+                retry_after_secs: 1,
+            }
+        }
         QueryError::Failed(e) => {
             breaker.record_success();
             ApiError::Internal(anyhow::Error::new(e).context("query failed"))
@@ -278,7 +356,13 @@ mod tests {
     fn a_lost_connection_is_a_503_and_opens_the_breaker() {
         let (breaker, metrics) = fixture();
         let error = QueryError::from(database(DatabaseErrorKind::ClosedConnection));
-        let mapped = api_error(error, &breaker, Duration::from_millis(300), &metrics);
+        let mapped = api_error(
+            error,
+            &breaker,
+            QueryClass::Search,
+            Duration::from_millis(300),
+            &metrics,
+        );
         assert!(matches!(mapped, ApiError::Unavailable { .. }), "{mapped:?}");
         assert!(!breaker.permits(), "one failure opens this breaker");
     }
@@ -287,24 +371,42 @@ mod tests {
     fn a_timeout_is_a_503_naming_the_limit_and_leaves_the_breaker_closed() {
         let (breaker, metrics) = fixture();
         let error = QueryError::TimedOut(database(DatabaseErrorKind::Unknown));
-        match api_error(error, &breaker, Duration::from_millis(300), &metrics) {
+        match api_error(
+            error,
+            &breaker,
+            QueryClass::Search,
+            Duration::from_millis(300),
+            &metrics,
+        ) {
             ApiError::Unavailable {
                 message,
                 retry_after_secs,
             } => {
+                assert!(message.contains("search query"), "{message}");
                 assert!(message.contains("300 ms"), "{message}");
+                assert!(message.contains("QUERY_TIMEOUT_SEARCH_MS"), "{message}");
                 assert_eq!(retry_after_secs, 1);
             }
             other => panic!("expected a 503, got {other:?}"),
         }
         assert!(breaker.permits());
+        assert_eq!(
+            metrics.query_timeouts.with_label_values(&["search"]).get(),
+            1
+        );
     }
 
     #[test]
     fn a_failed_query_is_a_500_and_leaves_the_breaker_closed() {
         let (breaker, metrics) = fixture();
         let error = QueryError::Failed(database(DatabaseErrorKind::Unknown));
-        let mapped = api_error(error, &breaker, Duration::from_millis(300), &metrics);
+        let mapped = api_error(
+            error,
+            &breaker,
+            QueryClass::Search,
+            Duration::from_millis(300),
+            &metrics,
+        );
         assert!(matches!(mapped, ApiError::Internal(_)), "{mapped:?}");
         assert!(breaker.permits());
     }
@@ -317,7 +419,13 @@ mod tests {
             column: "level",
             reason: "unknown level 'LOUD'".to_owned(),
         });
-        let mapped = api_error(error, &breaker, Duration::from_millis(300), &metrics);
+        let mapped = api_error(
+            error,
+            &breaker,
+            QueryClass::Search,
+            Duration::from_millis(300),
+            &metrics,
+        );
         assert!(matches!(mapped, ApiError::Internal(_)), "{mapped:?}");
         assert_eq!(metrics.invalid_rows.with_label_values(&["level"]).get(), 1);
         assert!(breaker.permits());

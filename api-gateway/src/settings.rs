@@ -15,14 +15,8 @@ pub struct Settings {
     pub http: HttpSettings,
     #[command(flatten)]
     pub postgres: PostgresSettings,
-    /// Longest a single query may run (PostgreSQL `statement_timeout`); past it the
-    /// request gets a 503 instead of holding a connection and a worker indefinitely.
-    #[arg(
-        long = "query-timeout-ms",
-        env = "QUERY_TIMEOUT_MS",
-        default_value_t = 15_000
-    )]
-    pub query_timeout_ms: u64,
+    #[command(flatten)]
+    pub limits: QueryLimits,
     #[command(flatten)]
     pub redis: RedisSettings,
     #[command(flatten)]
@@ -40,6 +34,49 @@ impl Settings {
     pub fn defaults() -> Self {
         Settings::parse_from(["api-gateway"])
     }
+}
+
+/// How long each class of query may run (PostgreSQL `statement_timeout`, per
+/// statement). Past it PostgreSQL cancels the statement, the request gets a 503 naming
+/// the limit, and the connection and worker are free again at once.
+#[derive(clap::Args, Debug, Clone)]
+pub struct QueryLimits {
+    /// One event by id, a correlation id's events, the health probe.
+    #[arg(
+        long = "query-timeout-lookup-ms",
+        env = "QUERY_TIMEOUT_LOOKUP_MS",
+        default_value_t = 1_000
+    )]
+    pub lookup_ms: u64,
+    /// A page of `/logs` by time, level and source, with its exact total.
+    #[arg(
+        long = "query-timeout-page-ms",
+        env = "QUERY_TIMEOUT_PAGE_MS",
+        default_value_t = 2_000
+    )]
+    pub page_ms: u64,
+    /// Anything with full text: `/search`, `/histogram?query=`.
+    #[arg(
+        long = "query-timeout-search-ms",
+        env = "QUERY_TIMEOUT_SEARCH_MS",
+        default_value_t = 5_000
+    )]
+    pub search_ms: u64,
+    /// `/stats` and `/histogram` from the rollups.
+    #[arg(
+        long = "query-timeout-aggregate-ms",
+        env = "QUERY_TIMEOUT_AGGREGATE_MS",
+        default_value_t = 5_000
+    )]
+    pub aggregate_ms: u64,
+    /// Longest the count behind a full-text or correlation id total may run; past it
+    /// the total is the planner's estimate (`totalElementsExact: false`).
+    #[arg(
+        long = "count-budget-ms",
+        env = "COUNT_BUDGET_MS",
+        default_value_t = 50
+    )]
+    pub count_budget_ms: u64,
 }
 
 #[derive(clap::Args, Debug, Clone)]

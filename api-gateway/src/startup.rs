@@ -30,10 +30,21 @@ impl Application {
         let http_metrics = HttpMetrics::register(&registry)?;
         let metrics = GatewayMetrics::register(&registry)?;
 
-        let query_timeout = Duration::from_millis(settings.query_timeout_ms);
+        // Every query sets its class's limit in its transaction; this one is the
+        // ceiling for anything that would not.
+        let limits = &settings.limits;
+        let ceiling = [
+            limits.lookup_ms,
+            limits.page_ms,
+            limits.search_ms,
+            limits.aggregate_ms,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(limits.search_ms);
         let pg_pool = log_store::pool::build(
             &settings.postgres,
-            Some(Box::new(StatementTimeout(query_timeout))),
+            Some(Box::new(StatementTimeout(Duration::from_millis(ceiling)))),
         )?;
         let pg_breaker = CircuitBreaker::new(
             "postgres",
@@ -78,7 +89,7 @@ impl Application {
         let state = web::Data::new(QueryService {
             pool: pg_pool,
             breaker: pg_breaker,
-            query_timeout,
+            limits: settings.limits.clone(),
             cache,
             cache_settings: settings.cache.clone(),
             metrics,

@@ -38,3 +38,13 @@ impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for StatementTimeout
             .map_err(diesel::r2d2::Error::QueryError)
     }
 }
+
+/// `SET LOCAL statement_timeout` (as `set_config`, so the value is bound): the limit
+/// of each statement from here to the end of the current transaction or, when
+/// rolled back, of the savepoint.
+pub fn set_local_statement_timeout(conn: &mut PgConnection, limit: Duration) -> QueryResult<()> {
+    diesel::sql_query("SELECT set_config('statement_timeout', $1, true)")
+        .bind::<diesel::sql_types::Text, _>(format!("{}ms", limit.as_millis().max(1)))
+        .execute(conn)
+        .map(|_| ())
+}

@@ -545,26 +545,54 @@ async fn metadata_with_extreme_numbers_reads_back() {
     app.stop().await;
 }
 
-/// A query still running at `QUERY_TIMEOUT_MS` is cancelled by PostgreSQL and answered
-/// 503 with Retry-After; the breaker stays closed (the database is fine). A lock held
-/// on the table makes the query slow on purpose: without the limit it would wait for
-/// the lock and answer 200 once it is released.
+/// Each query class has its own limit: with a lock held on the table, a search is
+/// stopped at its 300 ms (503 naming the limit and its setting, counted in
+/// `log_query_timeouts_total`) while a page, whose limit is 20 s, waits and answers
+/// once the lock is gone. The breaker stays closed (the database is fine) and the
+/// search answers again at once.
 #[tokio::test]
-async fn a_query_past_the_time_limit_is_a_503_and_leaves_the_breaker_closed() {
-    let app = spawn_gateway(|s| s.query_timeout_ms = 300).await;
-    let url = format!(
-        "{}/gateway/api/query/logs?source={}",
-        app.base,
-        unique("gw-timeout")
+async fn each_query_class_is_stopped_at_its_own_limit() {
+    let app = spawn_gateway(|s| {
+        s.limits.search_ms = 300;
+        s.limits.page_ms = 20_000;
+        s.cache.enabled = false;
+    })
+    .await;
+    let source = unique("gw-timeout");
+    let search = format!(
+        "{}/gateway/api/query/search?query=anything&source={source}",
+        app.base
     );
+    let logs = format!("{}/gateway/api/query/logs?source={source}", app.base);
     let lock = crate::helpers::TableLock::hold();
-    let (status, body) = get_json(&url).await;
+    let page = tokio::spawn(get_json(logs));
+    let (status, body) = get_json(&search).await;
+    crate::helpers::assert_unavailable_because(
+        status,
+        &body,
+        "search query ran past its 300 ms limit (QUERY_TIMEOUT_SEARCH_MS)",
+    );
+    assert!(
+        !page.is_finished(),
+        "the page waits for the lock within its own limit"
+    );
     drop(lock);
+    let (status, page) = page.await.expect("page task");
+    assert_eq!(
+        status, 200,
+        "the page answers once the lock is gone: {page}"
+    );
 
-    crate::helpers::assert_unavailable_because(status, &body, "300 ms");
-    let (status, page) = get_json(&url).await;
-    assert_eq!(status, 200, "answers again at once: {page}");
+    let (status, found) = get_json(&search).await;
+    assert_eq!(status, 200, "answers again at once: {found}");
     let (_, health) = get_json(format!("{}/gateway/actuator/health", app.base)).await;
     assert_eq!(health["components"]["postgres"]["status"], "UP", "{health}");
+    let metrics =
+        crate::helpers::metrics_text(&format!("{}/gateway/actuator/prometheus", app.base)).await;
+    assert!(
+        metrics.contains("log_query_timeouts_total{class=\"search\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("log_query_timeouts_total{class=\"page\"} 0"));
     app.stop().await;
 }

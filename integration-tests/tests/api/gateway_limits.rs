@@ -40,14 +40,20 @@ fn rfc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// 10,001 matches: `totalElements` stops at 10,000 and says it is not exact, and the
-/// page cannot claim to be the last; exactly 10,000 matches are still counted exactly.
+/// 10,001 matches under one source: the total of a time, level and source filter is
+/// exact past 10,000 (from the rollups); a full-text total stops at 10,000 and says it
+/// is not exact, and the page cannot claim to be the last.
 #[tokio::test]
-async fn a_count_past_ten_thousand_stops_there_and_says_so() {
+async fn totals_are_exact_without_full_text_and_capped_with_it() {
     let newest = Utc::now() - Duration::minutes(1);
     let rows = Seeded::new("gw-capped", 10_000, newest);
-    // Cache off: each answer below must come from the count itself.
-    let app = spawn_gateway(|s| s.cache.enabled = false).await;
+    // Cache off: each answer below must come from the count itself. A budget no
+    // count here can exceed, so the capped count is what answers.
+    let app = spawn_gateway(|s| {
+        s.cache.enabled = false;
+        s.limits.count_budget_ms = 30_000;
+    })
+    .await;
     let base = format!("{}/gateway/api/query", app.base);
     let window = format!(
         "source={}&startTime={}&endTime={}&size=100",
@@ -56,29 +62,28 @@ async fn a_count_past_ten_thousand_stops_there_and_says_so() {
         rfc(newest)
     );
 
-    let (status, capped) = get_json(format!("{base}/logs?{window}")).await;
-    assert_eq!(status, 200, "{capped}");
-    assert_eq!(capped["totalElements"], 10_000, "stops at the cap");
-    assert_eq!(capped["totalElementsExact"], false, "and says so");
-    assert_eq!(capped["totalPages"], 100);
-    assert_eq!(capped["numberOfElements"], 100);
-    assert_eq!(capped["last"], false);
-    assert!(capped["nextCursor"].is_string(), "{capped}");
+    let (status, all) = get_json(format!("{base}/logs?{window}")).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["totalElements"], 10_001, "exact past 10,000");
+    assert_eq!(all["totalElementsExact"], true);
+    assert_eq!(all["totalPages"], 101);
+    assert_eq!(all["numberOfElements"], 100);
+    assert_eq!(all["last"], false);
+    assert!(all["nextCursor"].is_string(), "{all}");
 
     let (status, searched) = get_json(format!("{base}/search?{window}&query=capped")).await;
     assert_eq!(status, 200, "{searched}");
-    assert_eq!(searched["totalElements"], 10_000);
-    assert_eq!(
-        searched["totalElementsExact"], false,
-        "search counts the same way"
-    );
+    assert_eq!(searched["totalElements"], 10_000, "stops at the cap");
+    assert_eq!(searched["totalElementsExact"], false, "and says so");
+    assert_eq!(searched["last"], false);
 
-    let (status, exact) = get_json(format!("{base}/logs?{window}&level=INFO")).await;
+    let (status, exact) = get_json(format!("{base}/search?{window}&query=capped&level=INFO")).await;
     assert_eq!(status, 200, "{exact}");
     assert_eq!(exact["totalElements"], 10_000);
     assert_eq!(exact["totalElementsExact"], true, "10,000 is still exact");
     let (_, last) = get_json(format!("{base}/logs?{window}&level=INFO&page=99")).await;
     assert_eq!(last["last"], true, "{last}");
+    assert_eq!(last["totalElements"], 10_000);
     assert_eq!(last["numberOfElements"], 100);
 
     let (_, errors) = get_json(format!("{base}/logs?{window}&level=ERROR")).await;
@@ -87,13 +92,42 @@ async fn a_count_past_ten_thousand_stops_there_and_says_so() {
     app.stop().await;
 }
 
-/// `/stats` from the rollups, in a database of its own so that every event in it is
-/// known: the counts equal `COUNT(*)` over the rows for windows that start and end
-/// inside minutes (edges counted from rows, the rest from minute and hour rollups,
-/// folded and not), replays add nothing, and each percentile is within 2% of the
-/// exact one.
+/// A full-text count that runs past `COUNT_BUDGET_MS` is abandoned: the page still
+/// answers, with the planner's estimate as the total (at least what the page shows,
+/// at most the cap), marked not exact.
 #[tokio::test]
-async fn stats_counts_equal_the_rows_and_percentiles_are_within_two_percent() {
+async fn a_count_past_its_budget_answers_an_estimate_marked_as_such() {
+    let newest = Utc::now() - Duration::minutes(1);
+    let rows = Seeded::new("gw-budget", 10_000, newest);
+    let app = spawn_gateway(|s| {
+        s.cache.enabled = false;
+        s.limits.count_budget_ms = 1;
+    })
+    .await;
+    let (status, page) = get_json(format!(
+        "{}/gateway/api/query/search?query=capped&source={}&startTime={}&endTime={}&size=100",
+        app.base,
+        rows.source,
+        rfc(newest - Duration::hours(4)),
+        rfc(newest)
+    ))
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["numberOfElements"], 100, "the page itself is whole");
+    assert_eq!(page["totalElementsExact"], false, "{page}");
+    let total = page["totalElements"].as_i64().expect("total");
+    assert!((100..=10_000).contains(&total), "{page}");
+    assert_eq!(page["last"], false, "{page}");
+    app.stop().await;
+}
+
+/// `/stats` and the totals of `/logs` from the rollups, in a database of its own so
+/// that every event in it is known: the counts equal `COUNT(*)` over the rows for
+/// windows that start and end inside minutes (edges counted from rows, the rest from
+/// minute, hour and day rollups, folded and not), replays add nothing, and each
+/// percentile is within 2% of the exact one.
+#[tokio::test]
+async fn stats_and_page_totals_equal_the_rows_and_percentiles_are_within_two_percent() {
     let url = new_migrated_database();
     let now = Utc::now();
     let levels = [
@@ -181,6 +215,32 @@ async fn stats_counts_equal_the_rows_and_percentiles_are_within_two_percent() {
         }
         let total: i64 = count_by(&mut conn, "level", since, until).values().sum();
         assert_eq!(stats["totalLogs"], total);
+        // The totals of `/logs` count the same way, for every kind of filter.
+        for (levels, source) in [
+            (vec![], None),
+            (vec!["INFO"], None),
+            (vec!["WARN", "ERROR"], None),
+            (vec![], Some("search")),
+            (vec!["INFO", "FATAL"], Some("search")),
+        ] {
+            let mut url = format!(
+                "{}/gateway/api/query/logs?size=1&startTime={}&endTime={}",
+                app.base,
+                rfc(since),
+                rfc(until)
+            );
+            if !levels.is_empty() {
+                url.push_str(&format!("&level={}", levels.join(",")));
+            }
+            if let Some(source) = source {
+                url.push_str(&format!("&source={source}"));
+            }
+            let (status, page) = get_json(&url).await;
+            assert_eq!(status, 200, "{page}");
+            let counted = count_where(&mut conn, since, until, &levels, source);
+            assert_eq!(page["totalElements"], counted, "{url}");
+            assert_eq!(page["totalElementsExact"], true, "{url}");
+        }
         let hourly: i64 = stats["hourly"]
             .as_array()
             .expect("hourly")
@@ -209,6 +269,35 @@ async fn stats_counts_equal_the_rows_and_percentiles_are_within_two_percent() {
         }
     }
     app.stop().await;
+}
+
+/// `COUNT(*)` of the rows in `since..=until` with any of `levels` (all when empty)
+/// and `source` (any when `None`).
+fn count_where(
+    conn: &mut PgConnection,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    levels: &[&str],
+    source: Option<&str>,
+) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM log_events \
+         WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 \
+           AND (cardinality($3::text[]) = 0 OR level::text = ANY($3)) \
+           AND ($4::text IS NULL OR source = $4)",
+    )
+    .bind::<Timestamptz, _>(since)
+    .bind::<Timestamptz, _>(until)
+    .bind::<diesel::sql_types::Array<Text>, _>(levels)
+    .bind::<diesel::sql_types::Nullable<Text>, _>(source)
+    .get_result::<Count>(conn)
+    .expect("count")
+    .n
 }
 
 /// `COUNT(*)` of the rows in `since..=until`, grouped by `column`.

@@ -2,6 +2,7 @@
 //! returns [`QueryError`](crate::error::QueryError); the caller owns the pool, the
 //! blocking thread and the circuit breaker.
 //!
+//! - [`cover`]: how a window is counted from rollups and edge rows, exactly.
 //! - [`filter`]: the filter every page shares, as one boxed diesel predicate.
 //! - [`search`]: the full-text condition over the generated `search_vector`.
 //! - [`page`]: a page newest first (offset or keyset) and its capped count.
@@ -12,6 +13,7 @@
 //! - [`by_id`]: one event, and the health probe.
 
 pub mod by_id;
+pub mod cover;
 pub mod filter;
 pub mod histogram;
 pub mod page;

@@ -2,16 +2,14 @@
 //! and the sketch of `metadata.duration`, from the rollups, never from a scan of the
 //! window's rows.
 //!
-//! A window is covered exactly ([`cover`]): its whole days from the day rollup, the
-//! whole hours and then minutes at its edges from the hour and minute rollups, and
-//! only the partial minutes at its very edges from the rows. A window that ends now
-//! takes its last day from the day rollup less the rows dated after its end (events
-//! from a clock a little ahead), which are few, instead of hours and minutes.
+//! A window is covered exactly by [`cover`]: whole days, hours and minutes from the
+//! rollups, only the partial minutes at its edges from the rows.
 
 use crate::error::{InvalidRow, QueryError};
+use crate::queries::cover::{cover, floor, Span};
 use crate::rollups::ALL;
 use crate::sketch::DurationSketch;
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Double, Nullable, Text, Timestamptz};
 use log_common::event::Level;
@@ -43,103 +41,6 @@ pub struct StatsRows {
     pub by_source: Vec<SourceCount>,
     /// Every numeric `metadata.duration` of the window.
     pub durations: DurationSketch,
-}
-
-/// A part of a window and where its events are counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Span {
-    /// Daily rollup buckets from `.0` (inclusive) to `.1` (exclusive).
-    Days(DateTime<Utc>, DateTime<Utc>),
-    /// Hourly rollup buckets, likewise.
-    Hours(DateTime<Utc>, DateTime<Utc>),
-    /// Minute rollup buckets, likewise.
-    Minutes(DateTime<Utc>, DateTime<Utc>),
-    /// Rows with `.0 <= timestamp < .1`.
-    Rows(DateTime<Utc>, DateTime<Utc>),
-    /// Rows with `.0 <= timestamp < .1`, taken away.
-    LessRows(DateTime<Utc>, DateTime<Utc>),
-}
-
-fn floor(t: DateTime<Utc>, width: TimeDelta) -> DateTime<Utc> {
-    t.duration_trunc(width).unwrap_or(t)
-}
-
-fn ceil(t: DateTime<Utc>, width: TimeDelta) -> DateTime<Utc> {
-    let down = floor(t, width);
-    if down == t {
-        t
-    } else {
-        down + width
-    }
-}
-
-/// Makes the span of one grain.
-type SpanOf = fn(DateTime<Utc>, DateTime<Utc>) -> Span;
-
-/// The rollup grains, coarsest first, and the span each makes.
-const GRAINS: [(TimeDelta, SpanOf); 3] = [
-    (TimeDelta::days(1), Span::Days),
-    (TimeDelta::hours(1), Span::Hours),
-    (TimeDelta::minutes(1), Span::Minutes),
-];
-
-/// The spans that count `since <= timestamp < end` exactly, given the time `now`: the
-/// whole days from the day rollup, the whole hours around them from the hourly one,
-/// the whole minutes around those from the minute one, and the rows of the partial
-/// minutes at the very edges.
-pub fn cover(since: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> Vec<Span> {
-    let mut spans = Vec::new();
-    if since < end {
-        fill(since, end, now, 0, &mut spans);
-    }
-    // Adjacent spans of one grain become one (one statement instead of two).
-    let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
-    for span in spans {
-        match (merged.last_mut(), span) {
-            (Some(Span::Days(_, end)), Span::Days(from, to)) if *end == from => *end = to,
-            (Some(Span::Hours(_, end)), Span::Hours(from, to)) if *end == from => *end = to,
-            (Some(Span::Minutes(_, end)), Span::Minutes(from, to)) if *end == from => *end = to,
-            _ => merged.push(span),
-        }
-    }
-    merged
-}
-
-/// Covers `from..to` with grain `level` and finer.
-fn fill(
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    now: DateTime<Utc>,
-    level: usize,
-    spans: &mut Vec<Span>,
-) {
-    let Some((width, span)) = GRAINS.get(level) else {
-        spans.push(Span::Rows(from, to));
-        return;
-    };
-    let (a, b) = (ceil(from, *width), floor(to, *width));
-    // Ends now, inside a bucket that starts within the window: that bucket's rollup,
-    // less what is dated after the end (events from a clock a little ahead: few).
-    if to > b && to > now - TimeDelta::minutes(1) && from <= b {
-        if from < b {
-            fill(from, b, now, level, spans);
-        }
-        spans.push(span(b, b + *width));
-        spans.push(Span::LessRows(to, b + *width));
-        return;
-    }
-    if a >= b {
-        // No whole bucket of this grain inside: finer ones.
-        fill(from, to, now, level + 1, spans);
-        return;
-    }
-    if from < a {
-        fill(from, a, now, level + 1, spans);
-    }
-    spans.push(span(a, b));
-    if b < to {
-        fill(b, to, now, level + 1, spans);
-    }
 }
 
 /// Sums of one window, filled span by span.
@@ -316,114 +217,4 @@ fn add_rows(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use Span::*;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        s.parse().expect("timestamp")
-    }
-
-    #[test]
-    fn a_week_ending_now_is_days_plus_edge_hours_minutes_and_rows() {
-        let now = at("2026-11-29T15:42:10.5Z");
-        let since = at("2026-11-22T15:42:10.5Z");
-        assert_eq!(
-            cover(since, now, now),
-            [
-                Rows(since, at("2026-11-22T15:43:00Z")),
-                Minutes(at("2026-11-22T15:43:00Z"), at("2026-11-22T16:00:00Z")),
-                Hours(at("2026-11-22T16:00:00Z"), at("2026-11-23T00:00:00Z")),
-                Days(at("2026-11-23T00:00:00Z"), at("2026-11-30T00:00:00Z")),
-                LessRows(now, at("2026-11-30T00:00:00Z")),
-            ]
-        );
-        // Within today: the hour ending now, less what follows.
-        let hour_ago = at("2026-11-29T14:42:10.5Z");
-        assert_eq!(
-            cover(hour_ago, now, now),
-            [
-                Rows(hour_ago, at("2026-11-29T14:43:00Z")),
-                Minutes(at("2026-11-29T14:43:00Z"), at("2026-11-29T15:00:00Z")),
-                Hours(at("2026-11-29T15:00:00Z"), at("2026-11-29T16:00:00Z")),
-                LessRows(now, at("2026-11-29T16:00:00Z")),
-            ]
-        );
-        // Within the hour: the minutes before this one and the minute ending now, in
-        // one span, less what follows.
-        let minutes_ago = at("2026-11-29T15:30:30Z");
-        assert_eq!(
-            cover(minutes_ago, now, now),
-            [
-                Rows(minutes_ago, at("2026-11-29T15:31:00Z")),
-                Minutes(at("2026-11-29T15:31:00Z"), at("2026-11-29T15:43:00Z")),
-                LessRows(now, at("2026-11-29T15:43:00Z")),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_closed_window_takes_its_tail_from_minutes_and_rows() {
-        let now = at("2026-11-29T15:42:10Z");
-        let (since, end) = (at("2026-11-29T08:00:00Z"), at("2026-11-29T10:30:30Z"));
-        assert_eq!(
-            cover(since, end, now),
-            [
-                Hours(since, at("2026-11-29T10:00:00Z")),
-                Minutes(at("2026-11-29T10:00:00Z"), at("2026-11-29T10:30:00Z")),
-                Rows(at("2026-11-29T10:30:00Z"), end),
-            ]
-        );
-        // Inside one minute: only rows.
-        let short = (at("2026-11-29T10:00:10Z"), at("2026-11-29T10:00:50Z"));
-        assert_eq!(cover(short.0, short.1, now), [Rows(short.0, short.1)]);
-        assert_eq!(cover(short.1, short.0, now), []);
-    }
-
-    /// Where an instant is counted: +1 for each span holding it, -1 for each taking
-    /// it away.
-    fn weight(spans: &[Span], t: DateTime<Utc>) -> i64 {
-        let day = |t: DateTime<Utc>| floor(t, TimeDelta::days(1));
-        let hour = |t: DateTime<Utc>| floor(t, TimeDelta::hours(1));
-        let minute = |t: DateTime<Utc>| floor(t, TimeDelta::minutes(1));
-        spans
-            .iter()
-            .map(|span| match *span {
-                Days(a, b) => i64::from(day(t) >= a && day(t) < b),
-                Hours(a, b) => i64::from(hour(t) >= a && hour(t) < b),
-                Minutes(a, b) => i64::from(minute(t) >= a && minute(t) < b),
-                Rows(a, b) => i64::from(t >= a && t < b),
-                LessRows(a, b) => -i64::from(t >= a && t < b),
-            })
-            .sum()
-    }
-
-    proptest! {
-        #[test]
-        fn every_instant_is_counted_once_inside_the_window_and_never_outside(
-            start in 0i64..400_000_000,
-            length in 0i64..700_000_000,
-            now_after_end in prop_oneof![Just(0i64), 0i64..100_000_000],
-            probe in -100_000_000i64..1_300_000_000,
-        ) {
-            let base = at("2026-11-20T00:00:00Z");
-            let since = base + TimeDelta::milliseconds(start);
-            let end = since + TimeDelta::milliseconds(length);
-            let now = end + TimeDelta::milliseconds(now_after_end);
-            let spans = cover(since, end, now);
-            let t = base + TimeDelta::milliseconds(probe);
-            prop_assert_eq!(weight(&spans, t), i64::from(t >= since && t < end), "{:?} at {}", spans, t);
-            // Rows are read only at the edges: at most a minute each, plus what lies
-            // after a window that ends now.
-            for span in &spans {
-                if let Rows(a, b) = span {
-                    prop_assert!(*b - *a <= TimeDelta::minutes(1), "{:?}", span);
-                }
-            }
-        }
-    }
 }
