@@ -28,8 +28,32 @@ pub enum QueryKind {
     Page,
     /// `/logs?level=ERROR`.
     Filtered,
+    /// `/logs?source=service-000` (the busiest source of seed-skewed's data).
+    Source,
+    /// `/logs?source=service-199` (its rarest).
+    #[value(name = "rare-source")]
+    RareSource,
+    /// `/logs?level=ERROR&source=service-000`.
+    #[value(name = "level-source")]
+    LevelSource,
+    /// `/logs?correlationId=…`, an id found on the newest page before the load.
+    Correlation,
+    /// `/logs?cursor=…`: the page after the newest one, by keyset.
+    Keyset,
     /// `/search?query=database query`.
     Search,
+    /// `/search?query=rare-7` (about one event in 10 million).
+    #[value(name = "search-rare")]
+    SearchRare,
+    /// `/search?query=database` (in about one event in five).
+    #[value(name = "search-common")]
+    SearchCommon,
+    /// `/search?query=rare-7&level=ERROR,FATAL`.
+    #[value(name = "search-rare-filtered")]
+    SearchRareFiltered,
+    /// `/search?query=database&level=ERROR&source=service-000`.
+    #[value(name = "search-common-filtered")]
+    SearchCommonFiltered,
     /// `/stats?hoursBack=24`.
     Stats,
     /// `/logs` page 5 of WARN and ERROR.

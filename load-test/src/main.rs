@@ -59,6 +59,11 @@ async fn main() -> anyhow::Result<()> {
         args.mode, args.endpoint, args.duration, args.rate, args.concurrency, args.batch_size
     );
     let prebuilt = Arc::new(workload::PrebuiltBodies::build(&args, &run_id)?);
+    // Before the load window, so the look-up is not measured.
+    let found = Arc::new(match args.mode {
+        cli::Mode::Query | cli::Mode::Mixed => workload::Found::look_up(&args, &client).await?,
+        _ => workload::Found::default(),
+    });
     let tracker = visibility::Tracker::new();
     let load_done = Arc::new(AtomicBool::new(false));
     let sampler = (args.mode == cli::Mode::E2e)
@@ -67,13 +72,14 @@ async fn main() -> anyhow::Result<()> {
     let progress = tokio::spawn(report::progress_line(stats.clone(), stop.clone(), started));
     let workers: Vec<_> = (0..args.concurrency)
         .map(|index| {
-            let (args, client, stats, run_id, prebuilt, tracker) = (
+            let (args, client, stats, run_id, prebuilt, tracker, found) = (
                 args.clone(),
                 client.clone(),
                 stats.clone(),
                 run_id.clone(),
                 prebuilt.clone(),
                 tracker.clone(),
+                found.clone(),
             );
             tokio::spawn(async move {
                 let worker = scheduler::Worker {
@@ -83,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
                     run_id: &run_id,
                     prebuilt: prebuilt.as_ref().as_ref(),
                     tracker: &tracker,
+                    found: &found,
                 };
                 worker.run(stats, started).await
             })

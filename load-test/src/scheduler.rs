@@ -109,6 +109,7 @@ pub struct Worker<'a> {
     pub run_id: &'a str,
     pub prebuilt: Option<&'a PrebuiltBodies>,
     pub tracker: &'a visibility::Tracker,
+    pub found: &'a workload::Found,
 }
 
 impl Worker<'_> {
@@ -128,7 +129,9 @@ impl Worker<'_> {
                 Mode::Ingest | Mode::E2e | Mode::Mixed => {
                     self.ingest(&stats, &role, sequence, due).await?
                 }
-                Mode::Query => workload::send_query(args, self.client, &stats, sequence, due).await,
+                Mode::Query => {
+                    workload::send_query(args, self.client, &stats, sequence, due, self.found).await
+                }
             }
         }
         Ok(())

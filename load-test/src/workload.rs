@@ -21,34 +21,124 @@ pub fn is_sampled(sequence: u64, sample_every: usize, events_per_request: usize)
     (sequence as usize).is_multiple_of((sample_every / events_per_request).max(1))
 }
 
+/// Every query kind: its name in the report and its path and query string under
+/// `/gateway/api/query`. `{correlation}` and `{cursor}` stand for values of the data
+/// ([`Found`]). The sources and words are those of seed-skewed's data set.
+const QUERIES: [(QueryKind, &str, &str); 17] = [
+    (QueryKind::Page, "logs_24h", "logs?size=50"),
+    (
+        QueryKind::Filtered,
+        "logs_filtered",
+        "logs?level=ERROR&size=50",
+    ),
+    (
+        QueryKind::Source,
+        "logs_source",
+        "logs?source=service-000&size=50",
+    ),
+    (
+        QueryKind::RareSource,
+        "logs_rare_source",
+        "logs?source=service-199&size=50",
+    ),
+    (
+        QueryKind::LevelSource,
+        "logs_level_source",
+        "logs?level=ERROR&source=service-000&size=50",
+    ),
+    (
+        QueryKind::Correlation,
+        "logs_correlation",
+        "logs?correlationId={correlation}&size=50",
+    ),
+    (
+        QueryKind::Keyset,
+        "logs_keyset",
+        "logs?size=50&cursor={cursor}",
+    ),
+    (
+        QueryKind::Deep,
+        "logs_page_5",
+        "logs?size=50&page=5&level=WARN,ERROR",
+    ),
+    (
+        QueryKind::Search,
+        "search",
+        "search?query=database%20query&size=50",
+    ),
+    (
+        QueryKind::SearchRare,
+        "search_rare",
+        "search?query=rare-7&size=50",
+    ),
+    (
+        QueryKind::SearchCommon,
+        "search_common",
+        "search?query=database&size=50",
+    ),
+    (
+        QueryKind::SearchRareFiltered,
+        "search_rare_filtered",
+        "search?query=rare-7&level=ERROR,FATAL&size=50",
+    ),
+    (
+        QueryKind::SearchCommonFiltered,
+        "search_common_filtered",
+        "search?query=database&level=ERROR&source=service-000&size=50",
+    ),
+    (QueryKind::Stats, "stats", "stats?hoursBack=24"),
+    (QueryKind::Stats168, "stats_168h", "stats?hoursBack=168"),
+    (QueryKind::Histogram, "histogram_24h", "histogram"),
+    (
+        QueryKind::HistogramSource,
+        "histogram_24h_source",
+        "histogram?source=service-000&level=ERROR,FATAL",
+    ),
+];
+
+/// Values some queries need from the stored data, looked up once before the load: a
+/// correlation id and the cursor of the newest page, as a person would click them.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    pub correlation_id: String,
+    pub cursor: String,
+}
+
+impl Found {
+    pub async fn look_up(args: &Args, client: &reqwest::Client) -> anyhow::Result<Found> {
+        let url = format!("{}/gateway/api/query/logs?size=1000", args.gateway_url);
+        let page: serde_json::Value = client.get(url).send().await?.json().await?;
+        let correlation_id = page["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|e| e["correlationId"].as_str())
+            .unwrap_or("none")
+            .to_owned();
+        let url = format!("{}/gateway/api/query/logs?size=50", args.gateway_url);
+        let page: serde_json::Value = client.get(url).send().await?.json().await?;
+        let cursor = page["nextCursor"].as_str().unwrap_or_default().to_owned();
+        Ok(Found {
+            correlation_id,
+            cursor,
+        })
+    }
+}
+
 /// The gateway query sent as request `sequence` of a query worker: its name in the
 /// report and its path and query string under `/gateway/api/query`.
-pub fn query(kind: QueryKind, sequence: u64) -> (&'static str, &'static str) {
-    let pick = match kind {
-        QueryKind::Mix => sequence % 5,
-        QueryKind::Page => 0,
-        QueryKind::Filtered => 1,
-        QueryKind::Search => 2,
-        QueryKind::Stats => 3,
-        QueryKind::Deep => 4,
-        QueryKind::Stats168 => 5,
-        QueryKind::Histogram => 6,
-        QueryKind::HistogramSource => 7,
+pub fn query(kind: QueryKind, sequence: u64, found: &Found) -> (&'static str, String) {
+    let (_, name, path) = match kind {
+        QueryKind::Mix => QUERIES[sequence as usize % QUERIES.len()],
+        _ => *QUERIES
+            .iter()
+            .find(|(k, _, _)| *k == kind)
+            .unwrap_or(&QUERIES[0]),
     };
-    match pick {
-        0 => ("logs_24h", "logs?size=50"),
-        1 => ("logs_filtered", "logs?level=ERROR&size=50"),
-        2 => ("search", "search?query=database%20query&size=50"),
-        3 => ("stats", "stats?hoursBack=24"),
-        4 => ("logs_page_5", "logs?size=50&page=5&level=WARN,ERROR"),
-        5 => ("stats_168h", "stats?hoursBack=168"),
-        6 => ("histogram_24h", "histogram"),
-        // The busiest source of the skewed data set (seed-skewed).
-        _ => (
-            "histogram_24h_source",
-            "histogram?source=service-000&level=ERROR,FATAL",
-        ),
-    }
+    let path = path
+        .replace("{correlation}", &found.correlation_id)
+        .replace("{cursor}", &found.cursor);
+    (name, path)
 }
 
 /// One generated event, serialized straight from borrowed parts: building a
@@ -229,8 +319,9 @@ pub async fn send_query(
     stats: &Stats,
     sequence: u64,
     due: Instant,
+    found: &Found,
 ) {
-    let (what, path) = query(args.query_kind, sequence);
+    let (what, path) = query(args.query_kind, sequence, found);
     let url = format!("{}/gateway/api/query/{path}", args.gateway_url);
     let result = client.get(url).send().await;
     let latency = due.elapsed();
@@ -362,22 +453,22 @@ mod tests {
 
     #[test]
     fn the_mix_cycles_through_every_query() {
-        let names: Vec<&str> = (0..10).map(|n| query(QueryKind::Mix, n).0).collect();
-        assert_eq!(
-            names[..5],
-            [
-                "logs_24h",
-                "logs_filtered",
-                "search",
-                "stats",
-                "logs_page_5"
-            ]
-        );
-        assert_eq!(names[..5], names[5..]);
+        let found = Found::default();
+        let names: Vec<&str> = (0..34)
+            .map(|n| query(QueryKind::Mix, n, &found).0)
+            .collect();
+        assert_eq!(names[..3], ["logs_24h", "logs_filtered", "logs_source"]);
+        assert_eq!(names[..17], names[17..]);
+        let distinct: std::collections::BTreeSet<_> = names.iter().collect();
+        assert_eq!(distinct.len(), QUERIES.len());
     }
 
     #[test]
     fn each_query_kind_sends_its_query() {
+        let found = Found {
+            correlation_id: "corr-1".to_owned(),
+            cursor: "123_abc".to_owned(),
+        };
         for (kind, expected) in [
             (QueryKind::Page, ("logs_24h", "logs?size=50")),
             (
@@ -385,18 +476,27 @@ mod tests {
                 ("logs_filtered", "logs?level=ERROR&size=50"),
             ),
             (
-                QueryKind::Search,
-                ("search", "search?query=database%20query&size=50"),
+                QueryKind::Correlation,
+                ("logs_correlation", "logs?correlationId=corr-1&size=50"),
+            ),
+            (
+                QueryKind::Keyset,
+                ("logs_keyset", "logs?size=50&cursor=123_abc"),
+            ),
+            (
+                QueryKind::SearchRare,
+                ("search_rare", "search?query=rare-7&size=50"),
             ),
             (QueryKind::Stats, ("stats", "stats?hoursBack=24")),
-            (
-                QueryKind::Deep,
-                ("logs_page_5", "logs?size=50&page=5&level=WARN,ERROR"),
-            ),
         ] {
             for sequence in [1, 2, 3] {
-                assert_eq!(query(kind, sequence), expected, "{kind:?}");
+                let (name, path) = query(kind, sequence, &found);
+                assert_eq!((name, path.as_str()), expected, "{kind:?}");
             }
+        }
+        // Every kind but the mix has exactly one entry.
+        for (kind, _, _) in QUERIES {
+            assert_eq!(QUERIES.iter().filter(|(k, _, _)| *k == kind).count(), 1);
         }
     }
 

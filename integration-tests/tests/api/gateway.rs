@@ -138,67 +138,80 @@ async fn every_filter_combination_agrees_with_sql() {
     app.stop().await;
 }
 
+/// Walking every page, by offset and by cursor, gives each event once, newest first,
+/// in the same order; for one source, and for two levels of it (read level by level
+/// and merged).
 #[tokio::test]
 async fn paging_by_offset_and_by_cursor_covers_each_event_exactly_once() {
     let s = seed();
     let app = spawn_gateway(|s| s.cache.enabled = false).await;
-    let expected = sql_count(
-        &format!("source = '{}'", s.source),
-        (&s.source, &s.other_source),
-    ) as usize;
     let window = format!("startTime={}&endTime={}", rfc(s.start), rfc(s.end));
+    for (filter, predicate) in [
+        (
+            format!("source={}", s.source),
+            format!("source = '{}'", s.source),
+        ),
+        (
+            format!("source={}&level=WARN,ERROR", s.source),
+            format!("source = '{}' AND level IN ('WARN', 'ERROR')", s.source),
+        ),
+    ] {
+        let expected = sql_count(&predicate, (&s.source, &s.other_source)) as usize;
+        let mut seen = Vec::new();
+        for page_no in 0.. {
+            let (_, page) = get_json(&format!(
+                "{}/gateway/api/query/logs?{window}&{filter}&size=7&page={page_no}",
+                app.base
+            ))
+            .await;
+            assert_eq!(page["first"], page_no == 0);
+            seen.extend(
+                page["content"]
+                    .as_array()
+                    .expect("content")
+                    .iter()
+                    .map(|e| e["id"].to_string()),
+            );
+            if page["last"] == true {
+                assert_eq!(page["totalPages"], page_no + 1);
+                break;
+            }
+        }
+        assert_eq!(seen.len(), expected, "{filter}");
+        assert_eq!(
+            seen.iter().collect::<HashSet<_>>().len(),
+            expected,
+            "no repeats: {filter}"
+        );
 
-    let mut seen = Vec::new();
-    for page_no in 0.. {
-        let (_, page) = get_json(&format!(
-            "{}/gateway/api/query/logs?{window}&source={}&size=7&page={page_no}",
-            app.base, s.source
-        ))
-        .await;
-        assert_eq!(page["first"], page_no == 0);
-        seen.extend(
-            page["content"]
-                .as_array()
-                .expect("content")
+        let mut by_cursor = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (_, page) = get_json(&format!(
+                "{}/gateway/api/query/logs?{window}&{filter}&size=7&cursor={cursor}",
+                app.base
+            ))
+            .await;
+            let content = page["content"].as_array().expect("content");
+            let timestamps: Vec<&str> = content
                 .iter()
-                .map(|e| e["id"].to_string()),
-        );
-        if page["last"] == true {
-            assert_eq!(page["totalPages"], page_no + 1);
-            break;
+                .map(|e| e["timestamp"].as_str().expect("ts"))
+                .collect();
+            assert!(
+                timestamps.windows(2).all(|w| w[0] >= w[1]),
+                "newest first: {timestamps:?}"
+            );
+            by_cursor.extend(content.iter().map(|e| e["id"].to_string()));
+            match page["nextCursor"].as_str() {
+                Some(next) => cursor = next.to_owned(),
+                None => break,
+            }
         }
-    }
-    assert_eq!(seen.len(), expected);
-    assert_eq!(
-        seen.iter().collect::<HashSet<_>>().len(),
-        expected,
-        "no repeats"
-    );
-
-    let mut by_cursor = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let (_, page) = get_json(&format!(
-            "{}/gateway/api/query/logs?{window}&source={}&size=7&cursor={cursor}",
-            app.base, s.source
-        ))
-        .await;
-        let content = page["content"].as_array().expect("content");
-        let timestamps: Vec<&str> = content
-            .iter()
-            .map(|e| e["timestamp"].as_str().expect("ts"))
-            .collect();
-        assert!(
-            timestamps.windows(2).all(|w| w[0] >= w[1]),
-            "newest first: {timestamps:?}"
+        assert_eq!(
+            by_cursor, seen,
+            "cursor paging walks the same order: {filter}"
         );
-        by_cursor.extend(content.iter().map(|e| e["id"].to_string()));
-        match page["nextCursor"].as_str() {
-            Some(next) => cursor = next.to_owned(),
-            None => break,
-        }
     }
-    assert_eq!(by_cursor, seen, "cursor paging walks the same order");
     app.stop().await;
 }
 

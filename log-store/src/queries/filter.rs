@@ -35,10 +35,17 @@ impl EventFilter {
         use log_events::dsl as e;
         let mut predicate: Predicate =
             Box::new(e::timestamp.ge(self.start).and(e::timestamp.le(self.end)));
-        if !self.levels.is_empty() {
-            let levels: Vec<&'static str> = self.levels.iter().map(|l| l.as_str()).collect();
-            // `level = ANY($n)`, one array parameter.
-            predicate = Box::new(predicate.and(e::level.eq_any(levels)));
+        match self.levels.as_slice() {
+            [] => {}
+            // `level = $n`: only an equality lets the planner walk the partial
+            // `(level, timestamp, id)` index (it cannot prove `= ANY($n)` leaves out
+            // INFO, the level that index omits).
+            [level] => predicate = Box::new(predicate.and(e::level.eq(level.as_str()))),
+            levels => {
+                let levels: Vec<&'static str> = levels.iter().map(|l| l.as_str()).collect();
+                // `level = ANY($n)`, one array parameter.
+                predicate = Box::new(predicate.and(e::level.eq_any(levels)));
+            }
         }
         if let Some(source) = &self.source {
             predicate = Box::new(predicate.and(e::source.eq(source.clone())));
@@ -114,5 +121,15 @@ mod tests {
         let statement = sql.split("-- binds").next().unwrap_or_default();
         assert!(!statement.contains("DROP"), "{sql}");
         assert!(!statement.contains("it's"), "{sql}");
+    }
+
+    #[test]
+    fn one_level_is_an_equality() {
+        let filter = EventFilter {
+            levels: vec![Level::Error],
+            ..window()
+        };
+        let sql = sql_of(&filter);
+        assert!(sql.contains("\"log_events\".\"level\" = $3"), "{sql}");
     }
 }

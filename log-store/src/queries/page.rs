@@ -24,6 +24,11 @@ use uuid::Uuid;
 /// many matches; past it the count stops and the total is not exact.
 pub const COUNT_CAP: i64 = 10_000;
 
+/// A page of several levels is read level by level and merged while it lies within
+/// this many rows of the newest match; deeper offsets are one statement (`OFFSET`),
+/// so memory stays bounded.
+const PER_LEVEL_MERGE_MAX: i64 = 10_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Paging {
     Offset { page: i64, size: i64 },
@@ -79,31 +84,37 @@ pub fn page(
     now: DateTime<Utc>,
     count_budget: Duration,
 ) -> Result<PageResult, QueryError> {
-    use log_events::dsl as e;
-    let mut query = e::log_events
-        .select(EventRow::as_select())
-        .filter(filter.predicate())
-        .into_boxed();
-    let (limit, offset) = match paging {
+    let (size, offset) = match paging {
         Paging::Offset { page, size } => (size, page * size),
-        Paging::After { cursor, size } => {
-            // A row comparison, which diesel's DSL lacks: as one range condition it
-            // walks the index from the cursor, where the OR of two would not.
-            query = query.filter(
-                sql::<Bool>("(\"timestamp\", id) < (")
-                    .bind::<Timestamptz, _>(cursor.timestamp)
-                    .sql(", ")
-                    .bind::<SqlUuid, _>(cursor.id)
-                    .sql(")"),
-            );
-            (size, 0)
-        }
+        Paging::After { size, .. } => (size, 0),
     };
-    let events = query
-        .order((e::timestamp.desc(), e::id.desc()))
-        .limit(limit)
-        .offset(offset)
-        .load::<EventRow>(conn)?
+    let cursor = match paging {
+        Paging::After { cursor, .. } => Some(cursor),
+        Paging::Offset { .. } => None,
+    };
+    let rows = if filter.levels.len() > 1 && offset + size <= PER_LEVEL_MERGE_MAX {
+        // One index-ordered read per level, merged here: `level = ANY(…)` of several
+        // levels cannot walk the `(level, timestamp, id)` index in order, and the plan
+        // that walks time instead filters its way through every other level (an INFO
+        // flood before the first ERROR).
+        let mut merged = Vec::new();
+        for level in &filter.levels {
+            let one = EventFilter {
+                levels: vec![*level],
+                ..filter.clone()
+            };
+            merged.extend(newest_first(conn, &one, cursor, offset + size, 0)?);
+        }
+        merged.sort_by(|a: &EventRow, b: &EventRow| (b.timestamp, b.id).cmp(&(a.timestamp, a.id)));
+        merged
+            .into_iter()
+            .skip(offset as usize)
+            .take(size as usize)
+            .collect()
+    } else {
+        newest_first(conn, filter, cursor, size, offset)?
+    };
+    let events = rows
         .into_iter()
         .map(LogEvent::try_from)
         .collect::<Result<Vec<_>, _>>()?;
@@ -261,6 +272,38 @@ impl<Q> Query for Explain<Q> {
 }
 
 impl<Q> RunQueryDsl<PgConnection> for Explain<Q> {}
+
+/// `filter`'s events after `cursor` (if any), newest first, `offset` skipped, at most
+/// `limit`. Shaped for the `(timestamp DESC, id DESC)` indexes of `migrations/`.
+fn newest_first(
+    conn: &mut PgConnection,
+    filter: &EventFilter,
+    cursor: Option<Cursor>,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<EventRow>> {
+    use log_events::dsl as e;
+    let mut query = e::log_events
+        .select(EventRow::as_select())
+        .filter(filter.predicate())
+        .into_boxed();
+    if let Some(cursor) = cursor {
+        // A row comparison, which diesel's DSL lacks: as one range condition it walks
+        // the index from the cursor, where the OR of two would not.
+        query = query.filter(
+            sql::<Bool>("(\"timestamp\", id) < (")
+                .bind::<Timestamptz, _>(cursor.timestamp)
+                .sql(", ")
+                .bind::<SqlUuid, _>(cursor.id)
+                .sql(")"),
+        );
+    }
+    query
+        .order((e::timestamp.desc(), e::id.desc()))
+        .limit(limit)
+        .offset(offset)
+        .load::<EventRow>(conn)
+}
 
 /// `SELECT count(*) FROM (<inner>) AS capped`: counts the rows of a LIMITed query,
 /// so the count stops at the limit. diesel has no subquery in FROM; this is its
