@@ -18,7 +18,7 @@
 //!   - [`rollups`]: events per minute and hour by level and source, and the duration
 //!     [`sketch`], added in the same transaction as the rows; folded when settled.
 //! - Reading (the gateway), one module per query family under [`queries`]: filters,
-//!   pages with capped counts, full-text search, stats, one event by id.
+//!   pages with their totals, full-text search, stats, one event by id.
 
 pub mod error;
 pub mod insert;

@@ -17,9 +17,13 @@ use diesel::sql_types::{Date, Text};
 pub const DAY_PARTITIONED: [&str; 3] = ["log_events", "log_rollup_minute", "log_rollup_hour"];
 
 /// Advisory lock key ("logids"): every batch transaction holds it shared from reading
-/// the id generation to its commit; moving the generation holds it exclusive. So no
-/// two transactions in flight can write the same id into two different generations.
-pub const ID_GENERATION_LOCK: i64 = 0x6c6f_6769_6473;
+/// the id generation to its commit; what must not interleave with a batch holds it
+/// exclusive, for an instant:
+/// - moving the id generation, so no two transactions in flight write the same id
+///   into two different generations;
+/// - folding the rollups, which deletes and rewrites rows a batch of late events may
+///   be adding to; in two orders of locking rows that would deadlock.
+pub const BATCH_LOCK: i64 = 0x6c6f_6769_6473;
 
 /// How far ahead of today partitions exist before anything needs them.
 pub const DAYS_AHEAD: i64 = 2;
@@ -146,9 +150,7 @@ fn move_id_generation(conn: &mut PgConnection, today: NaiveDate) -> QueryResult<
         day: NaiveDate,
     }
     conn.transaction(|conn| {
-        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-            .bind::<diesel::sql_types::BigInt, _>(ID_GENERATION_LOCK)
-            .execute(conn)?;
+        hold_batches_off(conn)?;
         let generation: Generation = diesel::sql_query(
             "UPDATE log_event_id_generation \
              SET stored_on = greatest(stored_on, ($1::date)::timestamp AT TIME ZONE 'UTC') \
@@ -160,11 +162,20 @@ fn move_id_generation(conn: &mut PgConnection, today: NaiveDate) -> QueryResult<
     })
 }
 
+/// Waits for the batch transactions in flight to end and holds new ones off until the
+/// current transaction ends ([`BATCH_LOCK`], exclusive).
+pub fn hold_batches_off(conn: &mut PgConnection) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(BATCH_LOCK)
+        .execute(conn)
+        .map(|_| ())
+}
+
 /// Inside a batch transaction, before its ids are written: waits out a generation
-/// move in progress and holds it off until commit.
+/// move or a fold in progress and holds both off until commit.
 pub fn hold_id_generation(conn: &mut PgConnection) -> QueryResult<()> {
     diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1)")
-        .bind::<diesel::sql_types::BigInt, _>(ID_GENERATION_LOCK)
+        .bind::<diesel::sql_types::BigInt, _>(BATCH_LOCK)
         .execute(conn)
         .map(|_| ())
 }

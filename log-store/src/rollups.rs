@@ -121,7 +121,8 @@ fn sketch_literal(sketch: &DurationSketch) -> String {
 /// -1), so a long window reads one row per key instead of one per partition: minutes
 /// ten minutes old, hours and days that ended an hour ago. One transaction a table: the sums
 /// move, never change. Late events for a folded bucket add new per-partition rows,
-/// folded the next time.
+/// folded the next time. Each transaction holds the batches off while it runs (they
+/// would lock the same rows in another order: a deadlock under a backfill).
 pub fn fold(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
     let floor = |width: TimeDelta| now.duration_trunc(width).unwrap_or(now);
     let settled = [
@@ -143,6 +144,7 @@ pub fn fold(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
     let mut folded = 0;
     for (table, before) in settled {
         folded += conn.transaction(|conn| {
+            crate::partitions::hold_batches_off(conn)?;
             diesel::sql_query(format!(
                 "WITH moved AS ( \
                      DELETE FROM {table} WHERE kafka_partition >= 0 AND bucket < $1 RETURNING * \

@@ -336,3 +336,59 @@ fn retention_drops_whole_days_of_events_and_their_counts() {
     .expect("catalog");
     assert_eq!(exists.len(), 1, "{ahead}");
 }
+
+/// The fold rewrites rollup rows that a batch of late events may be adding to; run
+/// side by side they would lock those rows in two orders and deadlock. So the fold
+/// waits for the batches in flight (a transaction holding the batch lock shared, as
+/// each batch does) and runs once they are done; what it folded still adds up.
+#[test]
+fn the_fold_waits_for_batches_in_flight_instead_of_deadlocking_with_them() {
+    let url = new_migrated_database();
+    let store = store(&url);
+    let source = unique("fold-wait");
+    let now = Utc::now();
+    // Late events: two days old, in buckets the fold settles.
+    let rows: Vec<NewLogEvent> = (0..20)
+        .map(|i| row(Uuid::now_v7(), &source, now - TimeDelta::days(2), i))
+        .collect();
+    assert_eq!(write(&store, &rows), 20);
+
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let batch_url = url.clone();
+    let batch = std::thread::spawn(move || {
+        let mut conn = PgConnection::establish(&batch_url).expect("connect");
+        conn.transaction(|conn| {
+            log_store::partitions::hold_id_generation(conn)?;
+            held_tx.send(()).expect("signal");
+            let _ = release_rx.recv_timeout(std::time::Duration::from_secs(30));
+            Ok::<_, diesel::result::Error>(())
+        })
+        .expect("batch transaction");
+    });
+    held.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("batch lock held");
+
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let fold_url = url.clone();
+    let fold = std::thread::spawn(move || {
+        let mut conn = PgConnection::establish(&fold_url).expect("connect");
+        // The fold alone (upkeep also moves the id generation, which waits anyway).
+        let folded = log_store::rollups::fold(&mut conn, now).expect("fold");
+        done_tx.send(folded).expect("signal");
+    });
+    assert!(
+        done.recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "the fold waits while a batch is in flight"
+    );
+    release.send(()).expect("release");
+    batch.join().expect("batch thread");
+    let folded = done
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the fold runs once the batch is done");
+    fold.join().expect("fold thread");
+    assert!(folded > 0, "it folded the late events' rows");
+    let mut conn = PgConnection::establish(&url).expect("connect");
+    assert_eq!(counted(&mut conn, &source), 20, "and the counts add up");
+}

@@ -18,6 +18,7 @@ use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
 use log_common::settings::PostgresSettings;
+use log_store::error::StoreError;
 use log_store::{JsonText, NewLogEvent, Store};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -204,6 +205,23 @@ impl Shape {
     }
 }
 
+/// One batch, retried (as the consumer does) while the failure is transient: a
+/// deadlock, a dropped connection.
+fn write_with_retries(store: &Store, rows: &[NewLogEvent]) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match store.write_batch(rows, &BTreeMap::new()) {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Transient(e)) if attempt < 5 => {
+                attempt += 1;
+                eprintln!("batch failed ({e}); retry {attempt} of 5");
+                std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
+            }
+            Err(e) => return Err(e).context("batch write"),
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let shape = Arc::new(Shape::new(&args, Utc::now()));
@@ -230,9 +248,7 @@ fn main() -> anyhow::Result<()> {
                     rows_of_batch.push(shape.row(i, w as i32, &mut rng, &mut correlation));
                     i += writers;
                     if rows_of_batch.len() == batch || i >= rows {
-                        store
-                            .write_batch(&rows_of_batch, &BTreeMap::new())
-                            .context("batch write")?;
+                        write_with_retries(&store, &rows_of_batch)?;
                         let before =
                             written.fetch_add(rows_of_batch.len() as u64, Ordering::Relaxed);
                         let after = before + rows_of_batch.len() as u64;
