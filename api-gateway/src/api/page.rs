@@ -14,8 +14,9 @@ pub struct LogPage {
     /// 0-based page number (0 when paging by cursor).
     pub number: i64,
     pub size: i64,
-    /// Matches of the whole filter: exact up to 10,000, then 10,000 with
-    /// `totalElementsExact: false` (counting further would cost more than the page).
+    /// Matches of the whole filter. Exact for time, level and source filters (from the
+    /// rollups). With `query` or `correlationId`: exact up to 10,000; past that 10,000,
+    /// and past the count's time budget an estimate, both with `totalElementsExact: false`.
     pub total_elements: i64,
     pub total_elements_exact: bool,
     pub total_pages: i64,
