@@ -352,17 +352,22 @@ mod tests {
         DieselError::DatabaseError(kind, Box::new("from the server".to_owned()))
     }
 
+    /// `error` as a search query with a 300 ms limit answers it.
+    fn mapped(error: QueryError, breaker: &CircuitBreaker, metrics: &GatewayMetrics) -> ApiError {
+        api_error(
+            error,
+            breaker,
+            QueryClass::Search,
+            Duration::from_millis(300),
+            metrics,
+        )
+    }
+
     #[test]
     fn a_lost_connection_is_a_503_and_opens_the_breaker() {
         let (breaker, metrics) = fixture();
         let error = QueryError::from(database(DatabaseErrorKind::ClosedConnection));
-        let mapped = api_error(
-            error,
-            &breaker,
-            QueryClass::Search,
-            Duration::from_millis(300),
-            &metrics,
-        );
+        let mapped = mapped(error, &breaker, &metrics);
         assert!(matches!(mapped, ApiError::Unavailable { .. }), "{mapped:?}");
         assert!(!breaker.permits(), "one failure opens this breaker");
     }
@@ -371,13 +376,7 @@ mod tests {
     fn a_timeout_is_a_503_naming_the_limit_and_leaves_the_breaker_closed() {
         let (breaker, metrics) = fixture();
         let error = QueryError::TimedOut(database(DatabaseErrorKind::Unknown));
-        match api_error(
-            error,
-            &breaker,
-            QueryClass::Search,
-            Duration::from_millis(300),
-            &metrics,
-        ) {
+        match mapped(error, &breaker, &metrics) {
             ApiError::Unavailable {
                 message,
                 retry_after_secs,
@@ -400,13 +399,7 @@ mod tests {
     fn a_failed_query_is_a_500_and_leaves_the_breaker_closed() {
         let (breaker, metrics) = fixture();
         let error = QueryError::Failed(database(DatabaseErrorKind::Unknown));
-        let mapped = api_error(
-            error,
-            &breaker,
-            QueryClass::Search,
-            Duration::from_millis(300),
-            &metrics,
-        );
+        let mapped = mapped(error, &breaker, &metrics);
         assert!(matches!(mapped, ApiError::Internal(_)), "{mapped:?}");
         assert!(breaker.permits());
     }
@@ -419,13 +412,7 @@ mod tests {
             column: "level",
             reason: "unknown level 'LOUD'".to_owned(),
         });
-        let mapped = api_error(
-            error,
-            &breaker,
-            QueryClass::Search,
-            Duration::from_millis(300),
-            &metrics,
-        );
+        let mapped = mapped(error, &breaker, &metrics);
         assert!(matches!(mapped, ApiError::Internal(_)), "{mapped:?}");
         assert_eq!(metrics.invalid_rows.with_label_values(&["level"]).get(), 1);
         assert!(breaker.permits());

@@ -5,7 +5,8 @@
 //! - [`cover`]: how a window is counted from rollups and edge rows, exactly.
 //! - [`filter`]: the filter every page shares, as one boxed diesel predicate.
 //! - [`search`]: the full-text condition over the generated `search_vector`.
-//! - [`page`]: a page newest first (offset or keyset) and its capped count.
+//! - [`page`]: a page newest first (offset or keyset), several levels merged.
+//! - [`total`]: the total of a page's filter, exact or bounded.
 //! - [`stats`]: the window's hourly counts, busiest sources and duration sketch, from
 //!   the rollups (and the rows of the partial minutes at its edges).
 //! - [`histogram`]: events per bucket and level, from the rollups (or, with full text,
@@ -19,9 +20,11 @@ pub mod histogram;
 pub mod page;
 pub mod search;
 pub mod stats;
+pub mod total;
 
 pub use by_id::{find, ping};
 pub use filter::EventFilter;
 pub use histogram::{histogram, BucketCounts, TEXT_MATCH_CAP};
-pub use page::{page, Cursor, PageResult, Paging, COUNT_CAP};
+pub use page::{page, Cursor, PageResult, Paging};
 pub use stats::{stats, HourLevelCount, SourceCount, StatsRows};
+pub use total::COUNT_CAP;
