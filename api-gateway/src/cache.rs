@@ -5,6 +5,11 @@
 //!   read from, so two gateways over two databases never answer from each other's.
 //! - Concurrent misses on one key run the query once (single flight, moka's
 //!   coalescing loader); the others wait for its answer.
+//! - Stale while revalidate: an entry lives its whole TTL in Redis but is fresh only
+//!   for the first half. A read in the second half gets it at once and reloads it in
+//!   the background (once, however many read it), so a key in steady use is renewed
+//!   before it expires and no reader waits for PostgreSQL; no answer is ever older
+//!   than the TTL.
 //! - Redis slow, down or broken never fails a request: after a timeout or an error
 //!   the answer comes from PostgreSQL, and a breaker stops asking Redis for a while.
 
@@ -20,11 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Bump when a cached value's shape changes, so old entries are never misread.
-const KEY_PREFIX: &str = "gateway:v1:";
+const KEY_PREFIX: &str = "gateway:v2:";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnswerSource {
     Cache,
+    /// From the cache, past its fresh half; a reload is under way.
+    Stale,
     Database,
 }
 
@@ -32,11 +39,35 @@ impl AnswerSource {
     pub fn as_str(self) -> &'static str {
         match self {
             AnswerSource::Cache => "cache",
+            AnswerSource::Stale => "stale",
             AnswerSource::Database => "db",
         }
     }
 }
 
+/// What a key holds in Redis: the answer, and until when (ms since the epoch) it is
+/// fresh.
+#[derive(Serialize, serde::Deserialize)]
+struct Stored<T> {
+    fresh_until_ms: i64,
+    value: T,
+}
+
+impl<T: Serialize> Stored<T> {
+    fn json(value: &T, ttl: Duration) -> Result<String, ApiError> {
+        let fresh_for = i64::try_from(ttl.as_millis() / 2).unwrap_or(i64::MAX);
+        serde_json::to_string(&Stored {
+            fresh_until_ms: chrono::Utc::now()
+                .timestamp_millis()
+                .saturating_add(fresh_for),
+            value,
+        })
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))
+    }
+}
+
+/// Cheap to clone (every part is shared), so a reload can run on its own task.
+#[derive(Clone)]
 pub struct Cache {
     pool: Option<Pool>,
     breaker: CircuitBreaker,
@@ -101,7 +132,9 @@ impl Cache {
         }
     }
 
-    /// The cached answer for `key`, or `load`'s (stored for `ttl`).
+    /// The cached answer for `key`, or `load`'s (kept for `ttl`, fresh for half of
+    /// it). `load` is only run when the entry is missing or past its fresh half; in
+    /// the second case on a task of its own while the reader gets the entry.
     pub async fn get_or_load<T, F>(
         &self,
         key: &str,
@@ -109,19 +142,25 @@ impl Cache {
         load: F,
     ) -> Result<(T, AnswerSource), ApiError>
     where
-        T: Serialize + DeserializeOwned,
-        F: Future<Output = Result<T, ApiError>>,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: Future<Output = Result<T, ApiError>> + Send + 'static,
     {
         if self.pool.is_none() {
             return Ok((load.await?, AnswerSource::Database));
         }
         let key = format!("{}{key}", self.prefix);
-        if let Some(value) = self
+        if let Some(stored) = self
             .get(&key)
             .await
-            .and_then(|json| serde_json::from_str(&json).ok())
+            .and_then(|json| serde_json::from_str::<Stored<T>>(&json).ok())
         {
-            return Ok((value, AnswerSource::Cache));
+            if chrono::Utc::now().timestamp_millis() < stored.fresh_until_ms {
+                self.metrics.cache_gets.with_label_values(&["hit"]).inc();
+                return Ok((stored.value, AnswerSource::Cache));
+            }
+            self.metrics.cache_gets.with_label_values(&["stale"]).inc();
+            self.reload_in_background(key, ttl, load);
+            return Ok((stored.value, AnswerSource::Stale));
         }
 
         // Single flight: the first miss runs `load` and stores its answer in Redis;
@@ -132,8 +171,7 @@ impl Cache {
             .entry_by_ref(&key)
             .or_try_insert_with(async {
                 let value = load.await?;
-                let json = serde_json::to_string(&value)
-                    .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
+                let json = Stored::json(&value, ttl)?;
                 self.set(&key, &json, ttl).await;
                 loaded = Some(value);
                 Ok::<_, ApiError>(json)
@@ -147,12 +185,49 @@ impl Cache {
                     None => Err(ApiError::Internal(anyhow::anyhow!("loaded value missing"))),
                 }
             }
-            Ok(entry) => serde_json::from_str(entry.value())
-                .map(|value| (value, AnswerSource::Cache))
+            Ok(entry) => serde_json::from_str::<Stored<T>>(entry.value())
+                .map(|stored| (stored.value, AnswerSource::Cache))
                 .map_err(|e| ApiError::Internal(anyhow::Error::new(e))),
             // Every request that waited on a failed load gets its error.
             Err(shared) => Err(Arc::try_unwrap(shared).unwrap_or_else(|shared| shared.replay())),
         }
+    }
+
+    /// Runs `load` and stores its answer, on a task of its own, unless a load of
+    /// `key` is in flight already (then that one's answer is what gets stored). A
+    /// failed reload leaves the entry to expire; the next reader then loads it.
+    fn reload_in_background<T, F>(&self, key: String, ttl: Duration, load: F)
+    where
+        T: Serialize + Send + 'static,
+        F: Future<Output = Result<T, ApiError>> + Send + 'static,
+    {
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let flight = cache
+                .in_flight
+                .entry_by_ref(&key)
+                .or_try_insert_with(async {
+                    let json = Stored::json(&load.await?, ttl)?;
+                    cache.set(&key, &json, ttl).await;
+                    Ok::<_, ApiError>(json)
+                })
+                .await;
+            match flight {
+                Ok(entry) if entry.is_fresh() => {
+                    cache.in_flight.invalidate(&key).await;
+                    cache.metrics.cache_reloads.with_label_values(&["ok"]).inc();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    cache
+                        .metrics
+                        .cache_reloads
+                        .with_label_values(&["failed"])
+                        .inc();
+                    tracing::warn!(error = %e, "reloading a stale cache entry failed");
+                }
+            }
+        });
     }
 
     async fn get(&self, key: &str) -> Option<String> {
@@ -172,8 +247,10 @@ impl Cache {
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(value)) => {
                 self.breaker.record_success();
-                let result = if value.is_some() { "hit" } else { "miss" };
-                self.metrics.cache_gets.with_label_values(&[result]).inc();
+                // A hit is counted by the caller, which knows whether it is fresh.
+                if value.is_none() {
+                    self.metrics.cache_gets.with_label_values(&["miss"]).inc();
+                }
                 value
             }
             Ok(Err(e)) => self.failed(&e),

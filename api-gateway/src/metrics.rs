@@ -6,10 +6,13 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, 
 pub struct GatewayMetrics {
     /// `log_queries_total{endpoint}`.
     pub queries: IntCounterVec,
-    /// `log_query_duration_seconds{endpoint,source="cache"|"db"}`.
+    /// `log_query_duration_seconds{endpoint,source="cache"|"stale"|"db"}`.
     pub query_duration: HistogramVec,
-    /// `cache_gets_total{result="hit"|"miss"|"error"}`.
+    /// `cache_gets_total{result="hit"|"stale"|"miss"|"error"}`.
     pub cache_gets: IntCounterVec,
+    /// `cache_reloads_total{result="ok"|"failed"}`: stale entries reloaded in the
+    /// background.
+    pub cache_reloads: IntCounterVec,
     /// `circuit_breaker_state{name,state}`: 1 marks the current state.
     pub breaker_state: IntGaugeVec,
     /// `log_store_invalid_rows_total{column}`: stored rows that are not valid events
@@ -40,6 +43,13 @@ impl GatewayMetrics {
                 Opts::new("cache_gets_total", "Cache lookups, by result"),
                 &["result"],
             )?,
+            cache_reloads: IntCounterVec::new(
+                Opts::new(
+                    "cache_reloads_total",
+                    "Cache entries past their fresh half reloaded in the background, by result",
+                ),
+                &["result"],
+            )?,
             breaker_state: IntGaugeVec::new(
                 Opts::new(
                     "circuit_breaker_state",
@@ -66,8 +76,11 @@ impl GatewayMetrics {
         for endpoint in ["logs", "search", "stats", "histogram", "log_by_id"] {
             m.queries.with_label_values(&[endpoint]);
         }
-        for result in ["hit", "miss", "error"] {
+        for result in ["hit", "stale", "miss", "error"] {
             m.cache_gets.with_label_values(&[result]);
+        }
+        for result in ["ok", "failed"] {
+            m.cache_reloads.with_label_values(&[result]);
         }
         for column in ["level", "message", "source"] {
             m.invalid_rows.with_label_values(&[column]);
@@ -75,6 +88,7 @@ impl GatewayMetrics {
         registry.register(Box::new(m.queries.clone()))?;
         registry.register(Box::new(m.query_duration.clone()))?;
         registry.register(Box::new(m.cache_gets.clone()))?;
+        registry.register(Box::new(m.cache_reloads.clone()))?;
         registry.register(Box::new(m.breaker_state.clone()))?;
         for class in ["lookup", "page", "search", "aggregate"] {
             m.query_timeouts.with_label_values(&[class]);

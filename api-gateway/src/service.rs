@@ -19,6 +19,8 @@ use std::time::Instant;
 use uuid::Uuid;
 
 /// Built by `startup` field by field (named, so no argument can land in the wrong slot).
+/// Cheap to clone (pools, breaker and cache are shared), so a cache reload can own one.
+#[derive(Clone)]
 pub struct QueryService {
     pub pool: PgPool,
     pub breaker: CircuitBreaker,
@@ -64,10 +66,11 @@ impl QueryService {
             serde_json::to_string(&(&keyed, &paging)).unwrap_or_default()
         );
         let count_budget = std::time::Duration::from_millis(self.limits.count_budget_ms);
+        let service = self.clone();
         let load = async move {
             let query = filter.query;
             let class = QueryClass::of(&query);
-            let result = self
+            let result = service
                 .run(class, move |conn| {
                     queries::page(conn, &query, paging, Utc::now(), count_budget)
                 })
@@ -109,8 +112,9 @@ impl QueryService {
             ),
         };
         let ttl = std::time::Duration::from_secs(self.cache_settings.ttl_stats_secs);
+        let service = self.clone();
         let load = async move {
-            let rows = self
+            let rows = service
                 .run(QueryClass::Aggregate, move |conn| {
                     queries::stats(conn, since, until, now)
                 })
@@ -131,6 +135,7 @@ impl QueryService {
             request.interval.0,
             serde_json::to_string(&request.filter.query).unwrap_or_default()
         );
+        let service = self.clone();
         let load = async move {
             let query = request.filter.query;
             let (start, end) = (query.start, query.end);
@@ -139,7 +144,7 @@ impl QueryService {
                 Some(_) => QueryClass::Search,
                 None => QueryClass::Aggregate,
             };
-            let counts = self
+            let counts = service
                 .run(class, move |conn| queries::histogram(conn, &query, width))
                 .await?;
             Ok(Histogram::assemble(start, end, request.interval, counts))

@@ -46,14 +46,20 @@ impl Stats {
     /// Counts one request of kind `what` that ended with `status`, `latency` after it was due.
     pub fn record(&self, what: &str, latency: Duration, status: &str) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.record_latency(what, latency);
+        if let Ok(mut map) = self.by_status.lock() {
+            *map.entry(status.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Adds `latency` to the histogram named `what`, and to nothing else (a second
+    /// view of a request already recorded).
+    pub fn record_latency(&self, what: &str, latency: Duration) {
         if let Ok(mut map) = self.latency_us.lock() {
             let h = map.entry(what.to_owned()).or_insert_with(|| {
                 Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid bounds")
             });
             let _ = h.record(latency.as_micros().clamp(1, MAX_LATENCY_US as u128) as u64);
-        }
-        if let Ok(mut map) = self.by_status.lock() {
-            *map.entry(status.to_owned()).or_default() += 1;
         }
     }
 

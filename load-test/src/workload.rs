@@ -96,6 +96,9 @@ const QUERIES: [(QueryKind, &str, &str); 17] = [
     ),
 ];
 
+/// The report's line for every query of a run, whatever its kind.
+pub const ALL_QUERIES: &str = "queries_all_kinds";
+
 /// Values some queries need from the stored data, looked up once before the load: a
 /// correlation id and the cursor of the newest page, as a person would click them.
 #[derive(Debug, Clone, Default)]
@@ -325,6 +328,7 @@ pub async fn send_query(
     let url = format!("{}/gateway/api/query/{path}", args.gateway_url);
     let result = client.get(url).send().await;
     let latency = due.elapsed();
+    stats.record_latency(ALL_QUERIES, latency);
     match result {
         Ok(response) => {
             let status = response.status();

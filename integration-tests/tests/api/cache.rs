@@ -119,3 +119,66 @@ async fn a_gateway_with_its_cache_turned_off_is_ready_and_not_degraded() {
     assert_eq!(status, 200, "answers from PostgreSQL: {page}");
     app.stop().await;
 }
+
+/// Stale while revalidate: within the first half of its TTL an entry is fresh; in the
+/// second half it is still answered at once, as it was, and reloaded in the
+/// background, so the next read has the new event without waiting for PostgreSQL.
+#[tokio::test]
+async fn an_entry_past_its_fresh_half_is_answered_at_once_and_reloaded_behind() {
+    // A window that ends now: cached 4 s, fresh for 2.
+    let app = spawn_gateway(|s| s.cache.ttl_recent_secs = 4).await;
+    let metrics_url = format!("{}/gateway/actuator/prometheus", app.base);
+    let source = unique("stale-while-revalidate");
+    let url = format!("{}/gateway/api/query/logs?source={source}", app.base);
+    let event = |n: i64| {
+        crate::helpers::new_row(
+            "INFO",
+            format!("event {n}"),
+            &source,
+            chrono::Utc::now() - chrono::Duration::seconds(30 + n),
+            None,
+            None,
+        )
+    };
+    assert_eq!(crate::helpers::store_rows(&[event(1)]), 1);
+    let (_, first) = get_json(&url).await;
+    assert_eq!(first["totalElements"], 1, "{first}");
+    assert_eq!(crate::helpers::store_rows(&[event(2)]), 1);
+    let (_, fresh) = get_json(&url).await;
+    assert_eq!(fresh["totalElements"], 1, "fresh: from the cache");
+
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    let (_, stale) = get_json(&url).await;
+    assert_eq!(
+        stale["totalElements"], 1,
+        "past the fresh half: as it was, at once"
+    );
+    let reloaded = eventually("the background reload", Duration::from_secs(10), || {
+        let metrics_url = metrics_url.clone();
+        async move {
+            let metrics = metrics_text(&metrics_url).await;
+            (sample(&metrics, "cache_reloads_total{result=\"ok\"} ") >= 1.0).then_some(metrics)
+        }
+    })
+    .await;
+    assert_eq!(
+        sample(&reloaded, "cache_gets_total{result=\"stale\"} "),
+        1.0,
+        "{reloaded}"
+    );
+    let (_, renewed) = get_json(&url).await;
+    assert_eq!(
+        renewed["totalElements"], 2,
+        "the reloaded answer: {renewed}"
+    );
+    let metrics = metrics_text(&metrics_url).await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "log_query_duration_seconds_count{endpoint=\"logs\",source=\"db\"} "
+        ),
+        1.0,
+        "only the first read waited for PostgreSQL: {metrics}"
+    );
+    app.stop().await;
+}
