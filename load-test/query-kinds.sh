@@ -33,6 +33,8 @@ import json, sys
 kind, path = sys.argv[1], sys.argv[2]
 report = json.load(open(path))
 for name, l in report["latency"].items():
+    if name == "queries_all_kinds":
+        continue
     failed = sum(n for status, n in report["by_status"].items() if not status.startswith("2"))
     note = f"  ({failed} not 2xx: {report['by_status']})" if failed else ""
     print(f"{kind:<24} {l['count']:>7} {l['p50_ms']:>9.1f} {l['p99_ms']:>9.1f} {l['max_ms']:>9.1f}{note}")

@@ -65,14 +65,17 @@ impl QueryService {
             "{endpoint}:{}",
             serde_json::to_string(&(&keyed, &paging)).unwrap_or_default()
         );
-        let count_budget = std::time::Duration::from_millis(self.limits.count_budget_ms);
+        let budgets = queries::Budgets {
+            search_walk: std::time::Duration::from_millis(self.limits.search_walk_budget_ms),
+            count: std::time::Duration::from_millis(self.limits.count_budget_ms),
+        };
         let service = self.clone();
         let load = async move {
             let query = filter.query;
             let class = QueryClass::of(&query);
             let result = service
                 .run(class, move |conn| {
-                    queries::page(conn, &query, paging, Utc::now(), count_budget)
+                    queries::page(conn, &query, paging, Utc::now(), budgets)
                 })
                 .await?;
             Ok(LogPage::new(result, paging))

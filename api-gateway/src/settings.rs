@@ -69,6 +69,17 @@ pub struct QueryLimits {
         default_value_t = 5_000
     )]
     pub aggregate_ms: u64,
+    /// Longest a full-text page may walk newest first checking each row; past it the
+    /// full-text index finds every match instead (rare words). 0: always the index.
+    /// The walk finds a page of a common word in milliseconds, and of a word that is
+    /// common only in older rows in a few hundred; a word no row has takes the budget
+    /// and then a few milliseconds from the index.
+    #[arg(
+        long = "search-walk-budget-ms",
+        env = "SEARCH_WALK_BUDGET_MS",
+        default_value_t = 300
+    )]
+    pub search_walk_budget_ms: u64,
     /// Longest the count behind a full-text or correlation id total may run; past it
     /// the total is the planner's estimate (`totalElementsExact: false`).
     #[arg(

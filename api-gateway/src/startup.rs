@@ -13,7 +13,7 @@ use log_common::auth::ApiKeys;
 use log_common::breaker::CircuitBreaker;
 use log_common::error::{not_found, path_config, query_config};
 use log_common::http::{observe, HttpMetrics};
-use log_store::StatementTimeout;
+use log_store::QuerySession;
 use std::future::Future;
 use std::time::Duration;
 
@@ -44,7 +44,9 @@ impl Application {
         .unwrap_or(limits.search_ms);
         let pg_pool = log_store::pool::build(
             &settings.postgres,
-            Some(Box::new(StatementTimeout(Duration::from_millis(ceiling)))),
+            Some(Box::new(QuerySession {
+                statement_timeout: Duration::from_millis(ceiling),
+            })),
         )?;
         let pg_breaker = CircuitBreaker::new(
             "postgres",

@@ -36,5 +36,5 @@ pub use error::StoreError;
 pub use models::{EventRow, JsonText, NewLogEvent};
 pub use offsets::{PartitionClaim, PartitionCommit};
 pub use partitions::{Upkeep, UpkeepReport};
-pub use pool::{PgPool, StatementTimeout};
+pub use pool::{PgPool, QuerySession};
 pub use store::{Store, MIGRATIONS};

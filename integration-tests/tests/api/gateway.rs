@@ -277,6 +277,58 @@ async fn search_finds_words_phrases_exclusions_and_alternatives() {
     app.stop().await;
 }
 
+/// A full-text page comes from a walk newest first, or, past the walk's budget (rare
+/// words), from the full-text index with the matches sorted: the same events in the
+/// same order either way. `SEARCH_WALK_BUDGET_MS=0` takes the index at once.
+#[tokio::test]
+async fn a_search_from_the_index_is_the_page_the_walk_gives() {
+    let s = seed();
+    let walk = spawn_gateway(|s| s.cache.enabled = false).await;
+    let index = spawn_gateway(|s| {
+        s.cache.enabled = false;
+        s.limits.search_walk_budget_ms = 0;
+    })
+    .await;
+    let window = format!(
+        "startTime={}&endTime={}&source={}",
+        rfc(s.start),
+        rfc(s.end),
+        s.source
+    );
+    for query in [
+        "query=database&size=7",
+        "query=database&size=7&page=2",
+        "query=database&size=5&level=WARN,ERROR",
+        "query=cache%20or%20logged&size=1000",
+        "query=nosuchword&size=7",
+    ] {
+        let ids = |base: String| {
+            let url = format!("{base}/gateway/api/query/search?{window}&{query}");
+            async move {
+                let (status, page) = get_json(&url).await;
+                assert_eq!(status, 200, "{page}");
+                let ids: Vec<String> = page["content"]
+                    .as_array()
+                    .expect("content")
+                    .iter()
+                    .map(|e| e["id"].to_string())
+                    .collect();
+                (ids, page["totalElements"].clone())
+            }
+        };
+        let (walked, walked_total) = ids(walk.base.clone()).await;
+        let (indexed, indexed_total) = ids(index.base.clone()).await;
+        assert_eq!(walked, indexed, "{query}");
+        assert_eq!(walked_total, indexed_total, "{query}");
+        assert!(
+            !walked.is_empty() || query.contains("nosuchword"),
+            "{query}"
+        );
+    }
+    walk.stop().await;
+    index.stop().await;
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {

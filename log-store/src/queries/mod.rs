@@ -2,6 +2,7 @@
 //! returns [`QueryError`](crate::error::QueryError); the caller owns the pool, the
 //! blocking thread and the circuit breaker.
 //!
+//! - [`budget`]: a statement with a time budget of its own, given up past it.
 //! - [`cover`]: how a window is counted from rollups and edge rows, exactly.
 //! - [`filter`]: the filter every page shares, as one boxed diesel predicate.
 //! - [`search`]: the full-text condition over the generated `search_vector`.
@@ -13,6 +14,7 @@
 //!   from the matching rows, capped).
 //! - [`by_id`]: one event, and the health probe.
 
+pub mod budget;
 pub mod by_id;
 pub mod cover;
 pub mod filter;
@@ -25,6 +27,6 @@ pub mod total;
 pub use by_id::{find, ping};
 pub use filter::EventFilter;
 pub use histogram::{histogram, BucketCounts, TEXT_MATCH_CAP};
-pub use page::{page, Cursor, PageResult, Paging};
+pub use page::{page, Budgets, Cursor, PageResult, Paging};
 pub use stats::{stats, HourLevelCount, SourceCount, StatsRows};
 pub use total::COUNT_CAP;

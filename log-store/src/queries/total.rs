@@ -3,7 +3,7 @@
 //! ids, else estimated.
 
 use crate::error::QueryError;
-use crate::pool::set_local_statement_timeout;
+use crate::queries::budget::within;
 use crate::queries::cover::{cover, Span};
 use crate::queries::filter::EventFilter;
 use crate::rollups::ALL;
@@ -56,29 +56,9 @@ pub fn total(
     }
 }
 
-/// Runs `work` in a savepoint under `statement_timeout = budget`: `None` when the
-/// budget ran out (the savepoint is rolled back, and with it the timeout). On success
-/// the timeout stays set until the transaction ends, so call this last.
-fn within<T>(
-    conn: &mut PgConnection,
-    budget: Duration,
-    work: impl FnOnce(&mut PgConnection) -> QueryResult<T>,
-) -> Result<Option<T>, QueryError> {
-    let started = std::time::Instant::now();
-    let attempt = conn.transaction(|conn| {
-        set_local_statement_timeout(conn, budget)?;
-        work(conn)
-    });
-    match attempt.map_err(|e| QueryError::from(e).with_elapsed(started.elapsed(), Some(budget))) {
-        Ok(value) => Ok(Some(value)),
-        Err(QueryError::TimedOut(_)) => Ok(None),
-        Err(other) => Err(other),
-    }
-}
-
 /// The planner's estimate of the rows `query` returns (`EXPLAIN`, nothing run): for
 /// full text it comes from the `search_vector` statistics.
-fn planner_estimate<Q: QueryFragment<Pg>>(
+pub(crate) fn planner_estimate<Q: QueryFragment<Pg>>(
     conn: &mut PgConnection,
     query: Q,
 ) -> Result<i64, QueryError> {
