@@ -24,7 +24,15 @@ cursor_ts=${cursor%,*}
 cursor_id=${cursor#*,}
 rows=$(psql_ -c "SELECT coalesce(sum(events), 0) FROM log_rollup_day WHERE level = '' AND source = ''")
 
-page() { echo "SELECT $columns FROM log_events WHERE $window AND $1 $newest LIMIT ${2:-50} OFFSET 0"; }
+# A page is its keys first (from the filter's own index), then the rows of those keys.
+page() { echo "SELECT \"timestamp\", id FROM log_events WHERE $window AND $1 $newest LIMIT ${2:-50} OFFSET 0"; }
+# The second statement of the unfiltered page: the rows of its keys.
+rows_of_keys() {
+    local keys low high ids
+    keys=$(psql_ -F, -c "SELECT min(\"timestamp\"), max(\"timestamp\"), string_agg(id::text, ',') FROM (SELECT \"timestamp\", id FROM log_events WHERE $window $newest LIMIT 50) AS page")
+    IFS=, read -r low high ids <<<"$keys"
+    echo "SELECT $columns FROM log_events WHERE \"timestamp\" >= '$low' AND \"timestamp\" <= '$high' AND id = ANY('{$ids}')"
+}
 capped() { echo "SELECT count(*) FROM (SELECT 1 FROM log_events WHERE $window AND $1 LIMIT 10001) AS capped"; }
 rollup_sum() { # table levels source from to
     echo "SELECT coalesce(sum(events), 0)::int8 AS n FROM $1 WHERE level = ANY('$2') AND bucket >= '$4' AND bucket < '$5' AND source = '$3'"
@@ -34,6 +42,7 @@ search() { echo "search_vector @@ websearch_to_tsquery('english', '$1')"; }
 
 declare -A statements=(
     [page]="$(page true)
+$(rows_of_keys)
 $(rollup_sum log_rollup_day '{""}' '' "${today}T00:00:00Z" "$(date -u -d "$today + 1 day" +%F)T00:00:00Z")
 $(rollup_sum log_rollup_hour '{""}' '' "$next_hour" "${today}T00:00:00Z")
 $(edge_rows true)"
@@ -76,7 +85,7 @@ for kind in "${kinds[@]}"; do
     while IFS= read -r statement; do
         [ -n "$statement" ] || continue
         echo
-        echo "$statement" | sed "s/$columns/…/" | cut -c1-240
+        echo "$statement" | sed "s/$columns/…/" | cut -c1-300
         psql_ -c "EXPLAIN (ANALYZE, BUFFERS) $statement"
     done <<<"${statements[$kind]}"
 done

@@ -29,10 +29,11 @@ pub fn build(
 /// - `statement_timeout`, so no query can hold a connection (and a blocking thread)
 ///   longer than the limit (each query sets its own, lower, in its transaction);
 /// - `plan_cache_mode = force_custom_plan`: a prepared statement is planned for its
-///   values every time. A generic plan (PostgreSQL's choice after five executions)
-///   cannot prune partitions at plan time nor prove that `level = $1` leaves out INFO,
-///   so it cannot use the partial level index: on skewed data `level=ERROR` walked the
-///   time index through an INFO burst (111 ms instead of 0.3). Planning costs ~1 ms.
+///   values every time. A generic plan (PostgreSQL may switch to one after five
+///   executions) prunes partitions only at run time, and cannot prove that
+///   `level = $1` leaves out INFO, so it could never use the partial level index;
+///   the values of a log query (which level, how wide a window) are what decide its
+///   plan. Planning costs about a millisecond.
 #[derive(Debug)]
 pub struct QuerySession {
     pub statement_timeout: Duration,
