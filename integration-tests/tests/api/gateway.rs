@@ -661,3 +661,32 @@ async fn each_query_class_is_stopped_at_its_own_limit() {
     assert!(metrics.contains("log_query_timeouts_total{class=\"page\"} 0"));
     app.stop().await;
 }
+
+/// The gateway's connections plan every statement for its values (a generic plan
+/// could not use the partial level index) and carry the ceiling of the class limits.
+#[test]
+fn the_gateways_connections_plan_for_the_values_and_carry_the_ceiling() {
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = Text)]
+        value: String,
+    }
+    let mut settings = api_gateway::settings::Settings::defaults();
+    crate::helpers::use_test_database(&mut settings.postgres);
+    let pool = log_store::pool::build(
+        &settings.postgres,
+        Some(Box::new(log_store::QuerySession {
+            statement_timeout: std::time::Duration::from_millis(4_000),
+        })),
+    )
+    .expect("pool");
+    let mut conn = pool.get().expect("connection");
+    let show = |conn: &mut PgConnection, name: &str| {
+        diesel::sql_query(format!("SELECT current_setting('{name}') AS value"))
+            .get_result::<Setting>(conn)
+            .expect("setting")
+            .value
+    };
+    assert_eq!(show(&mut conn, "plan_cache_mode"), "force_custom_plan");
+    assert_eq!(show(&mut conn, "statement_timeout"), "4s");
+}
