@@ -27,7 +27,10 @@ printf '%-24s %7s %9s %9s %9s\n' kind requests p50_ms p99_ms max_ms
 for kind in "${kinds[@]}"; do
     ./load-test/run.sh --mode query --query-kind "$kind" --duration "$seconds" \
         --concurrency 1 >/dev/null 2>&1
-    result=$(ls -t load-test/results/*-query-*.json | head -1)
+    # The newest report (all names, then the first: `| head` would cut ls off, and
+    # pipefail would end the script).
+    result=$(ls -t load-test/results/*-query-*.json)
+    result=${result%%$'\n'*}
     python3 - "$kind" "$result" <<'PY'
 import json, sys
 kind, path = sys.argv[1], sys.argv[2]

@@ -117,12 +117,19 @@ fn sketch_literal(sketch: &DurationSketch) -> String {
     format!("{{{}}}", pairs.join(","))
 }
 
+/// Per-partition rollup rows moved by one fold transaction, at most.
+const FOLD_CHUNK_ROWS: i64 = 10_000;
+
 /// Folds the per-partition rows of settled buckets into one row a key (partition
 /// -1), so a long window reads one row per key instead of one per partition: minutes
-/// ten minutes old, hours and days that ended an hour ago. One transaction a table: the sums
-/// move, never change. Late events for a folded bucket add new per-partition rows,
-/// folded the next time. Each transaction holds the batches off while it runs (they
-/// would lock the same rows in another order: a deadlock under a backfill).
+/// ten minutes old, hours and days that ended an hour ago. The sums move, never
+/// change. Late events for a folded bucket add new per-partition rows, folded the
+/// next time.
+///
+/// Each transaction holds the batches off while it runs (they would lock the same
+/// rows in another order: a deadlock under a backfill), so each moves at most
+/// [`FOLD_CHUNK_ROWS`] rows and the batches run between them: after a backfill of
+/// days, one transaction for all of it held the writers for seconds.
 pub fn fold(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
     let floor = |width: TimeDelta| now.duration_trunc(width).unwrap_or(now);
     let settled = [
@@ -143,24 +150,39 @@ pub fn fold(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
     ];
     let mut folded = 0;
     for (table, before) in settled {
-        folded += conn.transaction(|conn| {
-            crate::partitions::hold_batches_off(conn)?;
-            diesel::sql_query(format!(
-                "WITH moved AS ( \
-                     DELETE FROM {table} WHERE kafka_partition >= 0 AND bucket < $1 RETURNING * \
-                 ) \
-                 INSERT INTO {table} AS r (bucket, level, source, kafka_partition, events, sketch) \
-                 SELECT bucket, level, source, -1, sum(events), log_sketch_sum(sketch) \
-                 FROM moved GROUP BY bucket, level, source ORDER BY bucket, level, source \
-                 ON CONFLICT (bucket, level, source, kafka_partition) DO UPDATE \
-                 SET events = r.events + EXCLUDED.events, \
-                     sketch = log_sketch_add(r.sketch, EXCLUDED.sketch)"
-            ))
-            .bind::<diesel::sql_types::Timestamptz, _>(before)
-            .execute(conn)
-        })?;
+        loop {
+            let moved = conn.transaction(|conn| fold_chunk(conn, table, before))?;
+            folded += moved;
+            if moved == 0 {
+                break;
+            }
+        }
     }
     Ok(folded)
+}
+
+/// One transaction of [`fold`]: up to [`FOLD_CHUNK_ROWS`] per-partition rows of
+/// `table` before `before` moved into their keys' folded rows. Returns the folded
+/// rows written (0 when nothing was left).
+fn fold_chunk(conn: &mut PgConnection, table: &str, before: DateTime<Utc>) -> QueryResult<usize> {
+    crate::partitions::hold_batches_off(conn)?;
+    diesel::sql_query(format!(
+        "WITH moved AS ( \
+             DELETE FROM {table} WHERE (bucket, level, source, kafka_partition) IN ( \
+                 SELECT bucket, level, source, kafka_partition FROM {table} \
+                 WHERE kafka_partition >= 0 AND bucket < $1 LIMIT $2 \
+             ) RETURNING * \
+         ) \
+         INSERT INTO {table} AS r (bucket, level, source, kafka_partition, events, sketch) \
+         SELECT bucket, level, source, -1, sum(events), log_sketch_sum(sketch) \
+         FROM moved GROUP BY bucket, level, source ORDER BY bucket, level, source \
+         ON CONFLICT (bucket, level, source, kafka_partition) DO UPDATE \
+         SET events = r.events + EXCLUDED.events, \
+             sketch = log_sketch_add(r.sketch, EXCLUDED.sketch)"
+    ))
+    .bind::<diesel::sql_types::Timestamptz, _>(before)
+    .bind::<diesel::sql_types::BigInt, _>(FOLD_CHUNK_ROWS)
+    .execute(conn)
 }
 
 #[cfg(test)]
