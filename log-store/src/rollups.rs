@@ -151,9 +151,9 @@ pub fn fold(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
     let mut folded = 0;
     for (table, before) in settled {
         loop {
-            let moved = conn.transaction(|conn| fold_chunk(conn, table, before))?;
-            folded += moved;
-            if moved == 0 {
+            let (found, written) = conn.transaction(|conn| fold_chunk(conn, table, before))?;
+            folded += written;
+            if found == 0 {
                 break;
             }
         }
@@ -161,16 +161,44 @@ pub fn fold(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
     Ok(folded)
 }
 
+#[derive(QueryableByName)]
+struct RollupKey {
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    bucket: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    level: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    source: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    kafka_partition: i32,
+}
+
 /// One transaction of [`fold`]: up to [`FOLD_CHUNK_ROWS`] per-partition rows of
-/// `table` before `before` moved into their keys' folded rows. Returns the folded
-/// rows written (0 when nothing was left).
-fn fold_chunk(conn: &mut PgConnection, table: &str, before: DateTime<Utc>) -> QueryResult<usize> {
+/// `table` before `before` moved into their keys' folded rows. Returns the rows found
+/// (0: nothing left) and the folded rows written. The rows are found before the
+/// batches are held off (on a large table finding them takes a scan); the delete
+/// then takes them as they are by then.
+fn fold_chunk(
+    conn: &mut PgConnection,
+    table: &str,
+    before: DateTime<Utc>,
+) -> QueryResult<(usize, usize)> {
+    use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamptz};
+    let keys: Vec<RollupKey> = diesel::sql_query(format!(
+        "SELECT bucket, level, source, kafka_partition FROM {table} \
+         WHERE kafka_partition >= 0 AND bucket < $1 LIMIT $2"
+    ))
+    .bind::<Timestamptz, _>(before)
+    .bind::<BigInt, _>(FOLD_CHUNK_ROWS)
+    .load(conn)?;
+    if keys.is_empty() {
+        return Ok((0, 0));
+    }
     crate::partitions::hold_batches_off(conn)?;
-    diesel::sql_query(format!(
+    let written = diesel::sql_query(format!(
         "WITH moved AS ( \
              DELETE FROM {table} WHERE (bucket, level, source, kafka_partition) IN ( \
-                 SELECT bucket, level, source, kafka_partition FROM {table} \
-                 WHERE kafka_partition >= 0 AND bucket < $1 LIMIT $2 \
+                 SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::int4[]) \
              ) RETURNING * \
          ) \
          INSERT INTO {table} AS r (bucket, level, source, kafka_partition, events, sketch) \
@@ -180,9 +208,12 @@ fn fold_chunk(conn: &mut PgConnection, table: &str, before: DateTime<Utc>) -> Qu
          SET events = r.events + EXCLUDED.events, \
              sketch = log_sketch_add(r.sketch, EXCLUDED.sketch)"
     ))
-    .bind::<diesel::sql_types::Timestamptz, _>(before)
-    .bind::<diesel::sql_types::BigInt, _>(FOLD_CHUNK_ROWS)
-    .execute(conn)
+    .bind::<Array<Timestamptz>, _>(keys.iter().map(|k| k.bucket).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(keys.iter().map(|k| k.level.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(keys.iter().map(|k| k.source.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(keys.iter().map(|k| k.kafka_partition).collect::<Vec<_>>())
+    .execute(conn)?;
+    Ok((keys.len(), written))
 }
 
 #[cfg(test)]
