@@ -66,8 +66,10 @@ pub struct PageResult {
 }
 
 /// A full-text page past its walk budget is read from the index (all matches,
-/// sorted) only when the planner expects at most this many matches.
-const INDEX_SEARCH_MAX_MATCHES: i64 = 50_000;
+/// sorted) when the planner expects at most this share of the window's rows to match.
+/// For a word it has no statistics for (a typo, a word no row has) it expects 0.5%,
+/// PostgreSQL's default; for a word it knows, the share it has seen.
+const INDEX_SEARCH_MAX_SHARE: f64 = 0.01;
 
 /// Time budgets of the parts of a full-text page.
 #[derive(Debug, Clone, Copy)]
@@ -134,8 +136,8 @@ pub fn page(
     })
 }
 /// [`newest_first`], for full text first as a walk within `budgets.search_walk`. Past
-/// it, when the planner expects at most [`INDEX_SEARCH_MAX_MATCHES`] matches in the
-/// window (a rare word, or one it has no statistics for, such as a typo), from the GIN
+/// it, when the planner expects at most [`INDEX_SEARCH_MAX_SHARE`] of the window to
+/// match (a rare word, or one it has no statistics for, such as a typo), from the GIN
 /// index: plain index and sequential scans are turned off for that one statement,
 /// which leaves the bitmap scan of the index, then a sort of the matches. A word it
 /// knows to be common (but rare among the newest rows) walks on, within the class's
@@ -156,13 +158,20 @@ fn matching(
         if let Some(rows) = within(conn, budgets.search_walk, read)? {
             return Ok(rows);
         }
-        let expected = planner_estimate(
+        let one = || diesel::dsl::sql::<diesel::sql_types::Integer>("1");
+        let matches = planner_estimate(
             conn,
-            log_events::table
-                .select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"))
-                .filter(filter.predicate()),
+            log_events::table.select(one()).filter(filter.predicate()),
         )?;
-        if expected > INDEX_SEARCH_MAX_MATCHES {
+        let window = EventFilter {
+            text: None,
+            ..filter.clone()
+        };
+        let rows = planner_estimate(
+            conn,
+            log_events::table.select(one()).filter(window.predicate()),
+        )?;
+        if matches as f64 > INDEX_SEARCH_MAX_SHARE * rows.max(1) as f64 {
             return Ok(read(conn)?);
         }
     }
