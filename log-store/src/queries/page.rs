@@ -101,11 +101,12 @@ pub fn page(
         Paging::After { cursor, .. } => Some(cursor),
         Paging::Offset { .. } => None,
     };
-    let rows = if filter.levels.len() > 1 && offset + size <= PER_LEVEL_MERGE_MAX {
+    let keys = if filter.levels.len() > 1 && offset + size <= PER_LEVEL_MERGE_MAX {
         // One index-ordered read per level, merged here: `level = ANY(…)` of several
         // levels cannot walk the `(level, timestamp, id)` index in order, and the plan
         // that walks time instead filters its way through every other level (an INFO
-        // flood before the first ERROR).
+        // flood before the first ERROR). Only keys are merged; the page's rows are
+        // read once, below.
         let mut merged = Vec::new();
         for level in &filter.levels {
             let one = EventFilter {
@@ -114,7 +115,7 @@ pub fn page(
             };
             merged.extend(matching(conn, &one, cursor, offset + size, 0, budgets)?);
         }
-        merged.sort_by_key(|row: &EventRow| std::cmp::Reverse((row.timestamp, row.id)));
+        merged.sort_by_key(|key: &Key| std::cmp::Reverse(*key));
         merged
             .into_iter()
             .skip(offset as usize)
@@ -123,7 +124,7 @@ pub fn page(
     } else {
         matching(conn, filter, cursor, size, offset, budgets)?
     };
-    let events = rows
+    let events = rows_of(conn, &keys)?
         .into_iter()
         .map(LogEvent::try_from)
         .collect::<Result<Vec<_>, _>>()?;
@@ -135,7 +136,7 @@ pub fn page(
         total_exact,
     })
 }
-/// [`newest_first`], for full text first as a walk within `budgets.search_walk`. Past
+/// [`newest_keys`], for full text first as a walk within `budgets.search_walk`. Past
 /// it, when the planner expects at most [`INDEX_SEARCH_MAX_SHARE`] of the window to
 /// match (a rare word, or one it has no statistics for, such as a typo), from the GIN
 /// index: plain index and sequential scans are turned off for that one statement,
@@ -149,8 +150,8 @@ fn matching(
     limit: i64,
     offset: i64,
     budgets: Budgets,
-) -> Result<Vec<EventRow>, QueryError> {
-    let read = |conn: &mut PgConnection| newest_first(conn, filter, cursor, limit, offset);
+) -> Result<Vec<Key>, QueryError> {
+    let read = |conn: &mut PgConnection| newest_keys(conn, filter, cursor, limit, offset);
     if filter.text.is_none() {
         return Ok(read(conn)?);
     }
@@ -179,8 +180,11 @@ fn matching(
     Ok(with_planner_settings(conn, &from_index, read)?)
 }
 
-/// `filter`'s events after `cursor` (if any), newest first, `offset` skipped, at most
-/// `limit`: first their keys, then the rows of those keys.
+/// A row's place in "newest first, then id descending" order.
+type Key = (DateTime<Utc>, Uuid);
+
+/// The keys of `filter`'s events after `cursor` (if any), newest first, `offset`
+/// skipped, at most `limit`.
 ///
 /// The keys alone are in every index (`(level | source | correlation_id, timestamp,
 /// id)` and `(timestamp, id)`), so the index of the filter answers them by itself, in
@@ -188,13 +192,13 @@ fn matching(
 /// weigh heap reads and walk the time index, filtering: fine while matches are
 /// spread evenly, a scan of everything newer when they are not (an INFO burst with no
 /// ERROR in it: 231 ms instead of 0.3 for `level=ERROR`).
-fn newest_first(
+fn newest_keys(
     conn: &mut PgConnection,
     filter: &EventFilter,
     cursor: Option<Cursor>,
     limit: i64,
     offset: i64,
-) -> QueryResult<Vec<EventRow>> {
+) -> QueryResult<Vec<Key>> {
     use log_events::dsl as e;
     let mut query = e::log_events
         .select((e::timestamp, e::id))
@@ -211,11 +215,16 @@ fn newest_first(
                 .sql(")"),
         );
     }
-    let keys: Vec<(DateTime<Utc>, Uuid)> = query
+    query
         .order((e::timestamp.desc(), e::id.desc()))
         .limit(limit)
         .offset(offset)
-        .load(conn)?;
+        .load(conn)
+}
+
+/// The rows of `keys` (newest first), in their order.
+fn rows_of(conn: &mut PgConnection, keys: &[Key]) -> QueryResult<Vec<EventRow>> {
+    use log_events::dsl as e;
     let (Some(newest), Some(oldest)) = (keys.first(), keys.last()) else {
         return Ok(Vec::new());
     };
@@ -228,7 +237,7 @@ fn newest_first(
         .load(conn)?;
     // An id stored again after the id memory forgot it has a second row; only the
     // keys' rows belong to the page.
-    let wanted: std::collections::HashSet<(DateTime<Utc>, Uuid)> = keys.into_iter().collect();
+    let wanted: std::collections::HashSet<&Key> = keys.iter().collect();
     rows.retain(|row| wanted.contains(&(row.timestamp, row.id)));
     rows.sort_by_key(|row| std::cmp::Reverse((row.timestamp, row.id)));
     Ok(rows)
