@@ -52,12 +52,21 @@ impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for QuerySession {
     }
 }
 
-/// `SET LOCAL statement_timeout` (as `set_config`, so the value is bound): the limit
-/// of each statement from here to the end of the current transaction or, when
-/// rolled back, of the savepoint.
+/// `SET LOCAL statement_timeout`: the limit of each statement from here to the end
+/// of the current transaction or, when rolled back, of the savepoint.
 pub fn set_local_statement_timeout(conn: &mut PgConnection, limit: Duration) -> QueryResult<()> {
-    diesel::sql_query("SELECT set_config('statement_timeout', $1, true)")
-        .bind::<diesel::sql_types::Text, _>(format!("{}ms", limit.as_millis().max(1)))
+    set_local(
+        conn,
+        "statement_timeout",
+        &format!("{}ms", limit.as_millis().max(1)),
+    )
+}
+
+/// `SET LOCAL name = value`, as `set_config` so both are bound.
+pub fn set_local(conn: &mut PgConnection, name: &str, value: &str) -> QueryResult<()> {
+    diesel::sql_query("SELECT set_config($1, $2, true)")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .bind::<diesel::sql_types::Text, _>(value)
         .execute(conn)
         .map(|_| ())
 }

@@ -3,7 +3,7 @@
 //! cheaper way to an answer.
 
 use crate::error::QueryError;
-use crate::pool::set_local_statement_timeout;
+use crate::pool::{set_local, set_local_statement_timeout};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use std::time::Duration;
@@ -64,12 +64,4 @@ fn current(conn: &mut PgConnection, name: &str) -> QueryResult<String> {
         .bind::<Text, _>(name)
         .get_result::<Setting>(conn)
         .map(|s| s.value)
-}
-
-fn set_local(conn: &mut PgConnection, name: &str, value: &str) -> QueryResult<()> {
-    diesel::sql_query("SELECT set_config($1, $2, true)")
-        .bind::<Text, _>(name)
-        .bind::<Text, _>(value)
-        .execute(conn)
-        .map(|_| ())
 }
