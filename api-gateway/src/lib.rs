@@ -11,7 +11,9 @@
 //!   assembly.
 //! - [`cache`]: Redis cache-aside with bounded freshness and single-flight misses;
 //!   Redis trouble degrades to PostgreSQL, never to an error.
-//! - [`routes`]: the HTTP handlers and the OpenAPI document.
+//! - [`tail`]: the live tail's streams (Server-Sent Events), one polling task each.
+//! - [`routes`]: the HTTP handlers, the explorer's embedded files (`ui/`) and the
+//!   OpenAPI document.
 //! - [`metrics`]: the gateway's Prometheus metrics.
 
 pub mod api;
@@ -22,3 +24,4 @@ pub mod routes;
 pub mod service;
 pub mod settings;
 pub mod startup;
+pub mod tail;

@@ -1,6 +1,8 @@
 //! The gateway's Prometheus metrics.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct GatewayMetrics {
@@ -20,6 +22,13 @@ pub struct GatewayMetrics {
     pub invalid_rows: IntCounterVec,
     /// `log_query_timeouts_total{class}`: queries stopped at their class's limit.
     pub query_timeouts: IntCounterVec,
+    /// `log_tail_clients`: tail streams open now.
+    pub tail_clients: IntGauge,
+    /// `log_tail_events_sent_total`: events written to tail streams.
+    pub tail_events_sent: IntCounter,
+    /// `log_tail_drops_total{reason="slow_client"|"too_many_clients"}`: streams
+    /// closed, or refused, by the gateway.
+    pub tail_drops: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -71,6 +80,18 @@ impl GatewayMetrics {
                 ),
                 &["class"],
             )?,
+            tail_clients: IntGauge::new("log_tail_clients", "Live tail streams open now")?,
+            tail_events_sent: IntCounter::new(
+                "log_tail_events_sent_total",
+                "Events written to live tail streams",
+            )?,
+            tail_drops: IntCounterVec::new(
+                Opts::new(
+                    "log_tail_drops_total",
+                    "Live tail streams the gateway closed or refused, by reason",
+                ),
+                &["reason"],
+            )?,
         };
         // Known label values start at 0, so the series exist before the first query.
         for endpoint in ["logs", "search", "stats", "histogram", "log_by_id"] {
@@ -95,6 +116,12 @@ impl GatewayMetrics {
         }
         registry.register(Box::new(m.invalid_rows.clone()))?;
         registry.register(Box::new(m.query_timeouts.clone()))?;
+        for reason in ["slow_client", "too_many_clients"] {
+            m.tail_drops.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(m.tail_clients.clone()))?;
+        registry.register(Box::new(m.tail_events_sent.clone()))?;
+        registry.register(Box::new(m.tail_drops.clone()))?;
         Ok(m)
     }
 }

@@ -6,7 +6,7 @@ use crate::api::{Histogram, LogPage, Stats};
 use crate::cache::{AnswerSource, Cache};
 use crate::metrics::GatewayMetrics;
 use crate::params::{HistogramRequest, LogFilter, Paging, StatsWindow};
-use crate::settings::{CacheSettings, QueryLimits};
+use crate::settings::{CacheSettings, QueryLimits, TailSettings};
 use chrono::{DateTime, Duration, Utc};
 use diesel::PgConnection;
 use log_common::breaker::CircuitBreaker;
@@ -14,6 +14,7 @@ use log_common::error::ApiError;
 use log_common::event::LogEvent;
 use log_store::error::QueryError;
 use log_store::pool::set_local_statement_timeout;
+use log_store::queries::{Conditions, TailCursor, TailPoll};
 use log_store::{queries, PgPool};
 use std::time::Instant;
 use uuid::Uuid;
@@ -169,6 +170,35 @@ impl QueryService {
 
     /// Freshness bound: a window reaching into the recent past can still change
     /// (late events), so it is cached only seconds; a closed window, minutes.
+    /// The tail cursor of "from now on": every partition's stored next offset.
+    pub async fn tail_start(&self, tail: &TailSettings) -> Result<TailCursor, ApiError> {
+        let (group, topic) = (tail.group_id.clone(), tail.topic.clone());
+        self.run(QueryClass::Lookup, move |conn| {
+            queries::tail::stored_offsets(conn, &group, &topic)
+        })
+        .await
+    }
+
+    /// The events matching `conditions` stored past `from` (never cached: a tail
+    /// wants what was committed a moment ago).
+    pub async fn tail_poll(
+        &self,
+        tail: &TailSettings,
+        from: TailCursor,
+        conditions: Conditions,
+    ) -> Result<TailPoll, ApiError> {
+        let (group, topic, batch) = (tail.group_id.clone(), tail.topic.clone(), tail.batch);
+        let class = if conditions.text.is_some() {
+            QueryClass::Search
+        } else {
+            QueryClass::Page
+        };
+        self.run(class, move |conn| {
+            queries::tail::poll(conn, &group, &topic, &from, &conditions, batch)
+        })
+        .await
+    }
+
     fn ttl_for(&self, filter: &LogFilter, now: DateTime<Utc>) -> std::time::Duration {
         let recent = Duration::seconds(self.cache_settings.recent_window_secs as i64);
         let secs = if filter.open_ended || filter.query.end > now - recent {

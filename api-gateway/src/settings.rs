@@ -22,6 +22,8 @@ pub struct Settings {
     #[command(flatten)]
     pub cache: CacheSettings,
     #[command(flatten)]
+    pub tail: TailSettings,
+    #[command(flatten)]
     pub auth: AuthSettings,
     #[command(flatten)]
     pub metrics: MetricsSettings,
@@ -88,6 +90,52 @@ pub struct QueryLimits {
         default_value_t = 50
     )]
     pub count_budget_ms: u64,
+}
+
+/// The live tail (`/tail`, Server-Sent Events): which stream it follows, how often it
+/// looks for new rows, and what a client may cost.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TailSettings {
+    /// The topic whose stored offsets the tail follows (the consumer's `KAFKA_TOPIC`).
+    #[arg(long = "tail-topic", env = "KAFKA_TOPIC", default_value = "log-events")]
+    pub topic: String,
+    /// The consumer group whose stored offsets the tail follows (the consumer's
+    /// `KAFKA_GROUP_ID`).
+    #[arg(
+        long = "tail-group-id",
+        env = "KAFKA_GROUP_ID",
+        default_value = "log-consumer-group"
+    )]
+    pub group_id: String,
+    /// Tail streams one gateway process serves at once; past it, 503.
+    #[arg(
+        long = "tail-max-clients",
+        env = "TAIL_MAX_CLIENTS",
+        default_value_t = 64
+    )]
+    pub max_clients: usize,
+    /// How often each stream looks for new rows: the most a stored event waits
+    /// before it is sent.
+    #[arg(long = "tail-poll-ms", env = "TAIL_POLL_MS", default_value_t = 250)]
+    pub poll_ms: u64,
+    /// A comment line at least this often, so proxies keep an idle stream open.
+    #[arg(
+        long = "tail-heartbeat-secs",
+        env = "TAIL_HEARTBEAT_SECS",
+        default_value_t = 15
+    )]
+    pub heartbeat_secs: u64,
+    /// Events one poll reads per partition; more are read by the next poll at once.
+    #[arg(long = "tail-batch", env = "TAIL_BATCH", default_value_t = 500)]
+    pub batch: i64,
+    /// How long a client may leave a poll's events unread (its buffer full) before
+    /// it is dropped. It can reconnect with `Last-Event-ID` and lose nothing.
+    #[arg(
+        long = "tail-slow-client-ms",
+        env = "TAIL_SLOW_CLIENT_MS",
+        default_value_t = 5_000
+    )]
+    pub slow_client_ms: u64,
 }
 
 #[derive(clap::Args, Debug, Clone)]

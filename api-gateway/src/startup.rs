@@ -5,6 +5,7 @@ use crate::metrics::GatewayMetrics;
 use crate::routes;
 use crate::service::QueryService;
 use crate::settings::Settings;
+use crate::tail::Tails;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -16,10 +17,14 @@ use log_common::http::{observe, HttpMetrics};
 use log_store::QuerySession;
 use std::future::Future;
 use std::time::Duration;
+use tokio::sync::watch;
 
 pub struct Application {
     port: u16,
     server: Server,
+    /// Turned true at shutdown: ends every tail stream, which would otherwise keep
+    /// the drain waiting.
+    closing: watch::Sender<bool>,
 }
 
 impl Application {
@@ -88,6 +93,12 @@ impl Application {
             &database_name(&settings.postgres.url),
         );
 
+        let (closing, closing_seen) = watch::channel(false);
+        let tails = web::Data::new(Tails::new(
+            settings.tail.clone(),
+            closing_seen,
+            metrics.clone(),
+        ));
         let state = web::Data::new(QueryService {
             pool: pg_pool,
             breaker: pg_breaker,
@@ -108,6 +119,7 @@ impl Application {
             App::new()
                 .wrap(from_fn(observe))
                 .app_data(state.clone())
+                .app_data(tails.clone())
                 .app_data(api_keys.clone())
                 .app_data(registry.clone())
                 .app_data(http_metrics.clone())
@@ -125,6 +137,7 @@ impl Application {
         Ok(Application {
             port,
             server: server.run(),
+            closing,
         })
     }
 
@@ -135,6 +148,11 @@ impl Application {
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight
     /// queries finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let closing = self.closing;
+        let shutdown = async move {
+            shutdown.await;
+            let _ = closing.send(true);
+        };
         log_common::http::serve_until_stopped(self.server, shutdown).await?;
         tracing::info!("api-gateway stopped");
         Ok(())

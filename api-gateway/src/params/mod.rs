@@ -9,7 +9,7 @@ pub use histogram::{HistogramParams, HistogramRequest};
 use chrono::{DateTime, Duration, Utc};
 use log_common::error::ApiError;
 use log_common::event::{parse_timestamp, Level, UnknownLevel};
-pub use log_store::queries::{Cursor, EventFilter, Paging};
+pub use log_store::queries::{Conditions, Cursor, EventFilter, Paging};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::IntoParams;
@@ -223,18 +223,7 @@ impl FilterParams {
                 "must not be before startTime",
             ));
         }
-        let mut levels = Vec::new();
-        if let Some(list) = self.level.as_deref() {
-            for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                let level: Level = name
-                    .parse()
-                    .map_err(|e: UnknownLevel| ApiError::invalid_field("level", e.to_string()))?;
-                if !levels.contains(&level) {
-                    levels.push(level);
-                }
-            }
-            levels.sort();
-        }
+        let levels = levels(self.level.as_deref())?;
         let filter = LogFilter {
             query: EventFilter {
                 start,
@@ -249,6 +238,53 @@ impl FilterParams {
         };
         Ok((filter, paging(self.page, self.size, self.cursor)?))
     }
+}
+
+/// `GET /tail` parameters: the filters of `/search` without a window (a tail has no end).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct TailParams {
+    /// One level or a comma-separated list (`ERROR,FATAL`); aliases such as `warning` work.
+    pub level: Option<String>,
+    /// Exact source name.
+    pub source: Option<String>,
+    /// Words to find in the message, in `/search`'s syntax. At most 500 characters.
+    #[param(max_length = 500)]
+    pub query: Option<String>,
+    /// Exact correlation id.
+    pub correlation_id: Option<String>,
+}
+
+impl TailParams {
+    pub fn validate(self) -> Result<Conditions, ApiError> {
+        Ok(Conditions {
+            levels: levels(self.level.as_deref())?,
+            source: text_param("source", self.source)?,
+            correlation_id: text_param("correlationId", self.correlation_id)?,
+            text: search_text(self.query)?,
+        })
+    }
+}
+
+/// `level`: one level or a comma-separated list, each once, in level order.
+fn levels(list: Option<&str>) -> Result<Vec<Level>, ApiError> {
+    let mut levels = Vec::new();
+    for name in list
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let level: Level = name
+            .parse()
+            .map_err(|e: UnknownLevel| ApiError::invalid_field("level", e.to_string()))?;
+        if !levels.contains(&level) {
+            levels.push(level);
+        }
+    }
+    levels.sort();
+    Ok(levels)
 }
 
 /// The full-text `query`: trimmed, blank means absent, at most [`MAX_QUERY_CHARS`].

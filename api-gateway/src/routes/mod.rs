@@ -3,6 +3,8 @@
 mod health;
 mod openapi;
 mod query;
+mod tail;
+mod ui;
 
 pub use openapi::ApiDoc;
 
@@ -29,9 +31,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, prometheus_enabled: bool) {
             .route("/search", web::get().to(query::search))
             .route("/stats", web::get().to(query::stats))
             .route("/histogram", web::get().to(query::histogram))
+            .route("/tail", web::get().to(tail::tail))
             .service(open_resource("/health").route(web::get().to(health::liveness))),
     )
     .service(actuator)
+    .route("/", web::get().to(ui::redirect_to_ui))
+    .route("/gateway/ui", web::get().to(ui::redirect_to_ui))
+    .route(ui::UI_ROOT, web::get().to(ui::index))
+    .route("/gateway/ui/{file}", web::get().to(ui::asset))
     .service(
         SwaggerUi::new("/gateway/swagger-ui/{_:.*}").url("/gateway/v3/api-docs", ApiDoc::openapi()),
     );

@@ -1,7 +1,7 @@
 //! The OpenAPI document, served at `/gateway/v3/api-docs` with Swagger UI at
 //! `/gateway/swagger-ui/`.
 
-use super::{health, query};
+use super::{health, query, tail};
 use crate::api::{
     DurationPercentiles, Histogram, HistogramBucket, HourlyCount, LogPage, SourceCount, Stats,
     TimeRange,
@@ -14,7 +14,7 @@ use utoipa::OpenApi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "api-gateway", description = "When `API_KEYS` or `API_KEYS_FILE` is set, every ingest/query endpoint needs `X-API-Key: <key>` or `Authorization: Bearer <key>` (401 otherwise); health, metrics and these docs stay open. Query stored log events. Answers are cached in Redis: a window that reaches into the last 5 minutes for 5 s, a closed window for 5 min, stats for 30 s."),
-    paths(query::logs, query::search, query::stats, query::histogram, query::log_by_id, health::liveness, health::readiness),
+    paths(query::logs, query::search, query::stats, query::histogram, query::log_by_id, tail::tail, health::liveness, health::readiness),
     components(schemas(LogPage, LogEvent, Level, Stats, Histogram, HistogramBucket, TimeRange, SourceCount, HourlyCount, DurationPercentiles,
         ErrorBody, UnavailableBody, FieldError, HealthReport, ComponentHealth)),
     tags((name = "query", description = "Search and page through log events"), (name = "health", description = "Liveness and readiness"))

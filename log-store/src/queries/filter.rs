@@ -33,8 +33,38 @@ impl EventFilter {
     /// over, `timestamp`), then each filter given.
     pub fn predicate(&self) -> Predicate {
         use log_events::dsl as e;
-        let mut predicate: Predicate =
+        let window: Predicate =
             Box::new(e::timestamp.ge(self.start).and(e::timestamp.le(self.end)));
+        self.conditions().and_to(window)
+    }
+
+    /// The filters other than the window: what the live tail applies to each new row.
+    pub fn conditions(&self) -> Conditions {
+        Conditions {
+            levels: self.levels.clone(),
+            source: self.source.clone(),
+            correlation_id: self.correlation_id.clone(),
+            text: self.text.clone(),
+        }
+    }
+}
+
+/// The filters of [`EventFilter`] without its window. Every one combines with every
+/// other; all values are bound.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Conditions {
+    /// Any of these; empty means every level.
+    pub levels: Vec<Level>,
+    pub source: Option<String>,
+    pub correlation_id: Option<String>,
+    /// Full-text query (`websearch_to_tsquery` syntax).
+    pub text: Option<String>,
+}
+
+impl Conditions {
+    /// `predicate AND` each filter given.
+    pub fn and_to(&self, mut predicate: Predicate) -> Predicate {
+        use log_events::dsl as e;
         match self.levels.as_slice() {
             [] => {}
             // `level = $n`: only an equality lets the planner walk the partial

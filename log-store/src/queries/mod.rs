@@ -12,6 +12,7 @@
 //!   the rollups (and the rows of the partial minutes at its edges).
 //! - [`histogram`]: events per bucket and level, from the rollups (or, with full text,
 //!   from the matching rows, capped).
+//! - [`tail`]: the events stored since a cursor of per-partition offsets (the live tail).
 //! - [`by_id`]: one event, and the health probe.
 
 pub mod budget;
@@ -22,11 +23,13 @@ pub mod histogram;
 pub mod page;
 pub mod search;
 pub mod stats;
+pub mod tail;
 pub mod total;
 
 pub use by_id::{find, ping};
-pub use filter::EventFilter;
+pub use filter::{Conditions, EventFilter};
 pub use histogram::{histogram, BucketCounts, TEXT_MATCH_CAP};
 pub use page::{page, Budgets, Cursor, PageResult, Paging};
 pub use stats::{stats, HourLevelCount, SourceCount, StatsRows};
+pub use tail::{TailCursor, TailEvent, TailPoll};
 pub use total::COUNT_CAP;

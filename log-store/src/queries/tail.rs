@@ -1,0 +1,250 @@
+//! The live tail: the events stored since a cursor, in the order the consumer
+//! committed them, resumable with no gap and no duplicate.
+//!
+//! A cursor is, per Kafka partition, the next offset not yet delivered. The order of
+//! commits is already on record: a partition is written by one writer at a time, in
+//! offset order, and each batch's rows commit in one transaction with the
+//! partition's next offset in `consumer_offsets`. So in any snapshot, the rows of
+//! partition `p` below its stored next offset are all there and never change, and a
+//! poll that reads, in one snapshot, each stored next offset and then the rows from the
+//! cursor up to it, can never miss a row that commits later (it will have a higher
+//! offset) nor see one twice (the cursor moves past it). Event timestamps play no part:
+//! an event whose client set an old timestamp, or writers committing partitions out of
+//! order, change nothing. (A "timestamp > last seen" cursor fails on both.)
+//!
+//! Rows do not record their topic: the tail follows the topic and consumer group whose
+//! offsets it is given, in a database that one topic is stored into.
+
+use crate::error::QueryError;
+use crate::models::EventRow;
+use crate::queries::filter::{Conditions, Predicate};
+use crate::schema::{consumer_offsets, log_events};
+use diesel::prelude::*;
+use log_common::event::LogEvent;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Per partition, the next offset a tail has not yet delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TailCursor {
+    next: BTreeMap<i32, i64>,
+}
+
+impl TailCursor {
+    /// Where `partition` resumes; a partition the cursor has never seen starts at 0
+    /// (it had stored nothing when the cursor was made).
+    pub fn next_offset(&self, partition: i32) -> i64 {
+        self.next.get(&partition).copied().unwrap_or(0)
+    }
+
+    /// Moves `partition` to `next` (never backwards).
+    pub fn advance(&mut self, partition: i32, next: i64) {
+        let entry = self.next.entry(partition).or_insert(0);
+        *entry = (*entry).max(next);
+    }
+
+    /// `0:120.1:98`: partition and next offset pairs, the SSE `id:` of an event.
+    pub fn encode(&self) -> String {
+        let pairs: Vec<String> = self.next.iter().map(|(p, o)| format!("{p}:{o}")).collect();
+        pairs.join(".")
+    }
+
+    /// The inverse of [`TailCursor::encode`]; `None` for anything it did not make.
+    /// The empty string is the cursor of an empty database.
+    pub fn decode(text: &str) -> Option<TailCursor> {
+        let mut cursor = TailCursor::default();
+        for pair in text.trim().split('.').filter(|p| !p.is_empty()) {
+            let (partition, offset) = pair.split_once(':')?;
+            let partition: i32 = partition.parse().ok()?;
+            let offset: i64 = offset.parse().ok()?;
+            if partition < 0 || offset < 0 || cursor.next.insert(partition, offset).is_some() {
+                return None;
+            }
+        }
+        Some(cursor)
+    }
+}
+
+/// One event of a poll, with where it was stored from.
+#[derive(Debug, Clone)]
+pub struct TailEvent {
+    pub partition: i32,
+    pub offset: i64,
+    pub event: LogEvent,
+}
+
+/// What a poll found: the matching events (each partition's in offset order) and the
+/// cursor past everything it read, matching or not.
+#[derive(Debug)]
+pub struct TailPoll {
+    pub events: Vec<TailEvent>,
+    pub cursor: TailCursor,
+    /// True when a partition stopped at `limit`: poll again at once.
+    pub more: bool,
+}
+
+/// The stored next offset of each partition of `topic` under `group`: the cursor of
+/// "from now on".
+pub fn stored_offsets(
+    conn: &mut PgConnection,
+    group: &str,
+    topic: &str,
+) -> Result<TailCursor, QueryError> {
+    use consumer_offsets::dsl as o;
+    let rows: Vec<(i32, i64)> = o::consumer_offsets
+        .filter(o::consumer_group.eq(group))
+        .filter(o::topic.eq(topic))
+        .filter(o::next_offset.is_not_null())
+        .select((o::partition, o::next_offset.assume_not_null()))
+        .load(conn)?;
+    Ok(TailCursor {
+        next: rows.into_iter().collect(),
+    })
+}
+
+/// The events matching `conditions` stored after `from`, at most `limit` per
+/// partition. Call it in a `REPEATABLE READ` transaction: the stored offsets and the
+/// rows must come from one snapshot.
+///
+/// One statement per partition that has moved: `(kafka_partition, kafka_offset)` is
+/// indexed, so each reads only the new rows, whatever the retention.
+pub fn poll(
+    conn: &mut PgConnection,
+    group: &str,
+    topic: &str,
+    from: &TailCursor,
+    conditions: &Conditions,
+    limit: i64,
+) -> Result<TailPoll, QueryError> {
+    use log_events::dsl as e;
+    let stored = stored_offsets(conn, group, topic)?;
+    let mut cursor = from.clone();
+    let mut per_partition: Vec<Vec<TailEvent>> = Vec::new();
+    let mut more = false;
+    for (&partition, &stored_next) in &stored.next {
+        let start = from.next_offset(partition);
+        if start >= stored_next {
+            continue;
+        }
+        let range: Predicate = Box::new(
+            e::kafka_partition
+                .eq(partition)
+                .and(e::kafka_offset.ge(start))
+                .and(e::kafka_offset.lt(stored_next)),
+        );
+        let rows: Vec<(i64, EventRow)> = log_events::table
+            .filter(conditions.and_to(range))
+            .order(e::kafka_offset)
+            .limit(limit)
+            .select((e::kafka_offset, EventRow::as_select()))
+            .load(conn)?;
+        let full = rows.len() as i64 == limit;
+        match rows.last() {
+            Some((last, _)) if full => {
+                more = true;
+                cursor.advance(partition, last + 1);
+            }
+            _ => cursor.advance(partition, stored_next),
+        }
+        let events = rows
+            .into_iter()
+            .map(|(offset, row)| {
+                Ok(TailEvent {
+                    partition,
+                    offset,
+                    event: LogEvent::try_from(row)?,
+                })
+            })
+            .collect::<Result<Vec<_>, QueryError>>()?;
+        per_partition.push(events);
+    }
+    Ok(TailPoll {
+        events: merge_by_time(per_partition),
+        cursor,
+        more,
+    })
+}
+
+/// One list from each partition's, keeping each partition's order and otherwise
+/// taking the earliest event first, so a viewer sees time run forward.
+fn merge_by_time(lists: Vec<Vec<TailEvent>>) -> Vec<TailEvent> {
+    let mut lists: Vec<VecDeque<TailEvent>> = lists.into_iter().map(VecDeque::from).collect();
+    let mut merged = Vec::with_capacity(lists.iter().map(VecDeque::len).sum());
+    while let Some(earliest) = lists
+        .iter_mut()
+        .filter(|list| !list.is_empty())
+        .min_by_key(|list| list[0].event.timestamp)
+    {
+        merged.extend(earliest.pop_front());
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_cursor_reads_back_what_it_wrote() {
+        let mut cursor = TailCursor::default();
+        cursor.advance(3, 17);
+        cursor.advance(0, 5);
+        cursor.advance(0, 2);
+        assert_eq!(cursor.encode(), "0:5.3:17");
+        assert_eq!(TailCursor::decode("0:5.3:17"), Some(cursor));
+        assert_eq!(TailCursor::decode(""), Some(TailCursor::default()));
+        assert_eq!(TailCursor::default().next_offset(9), 0);
+    }
+
+    #[test]
+    fn anything_else_is_not_a_cursor() {
+        for text in [
+            "x", "0:", ":1", "0:1.0:2", "-1:0", "0:-4", "0:1,1:2", "0:1:2",
+        ] {
+            assert_eq!(TailCursor::decode(text), None, "{text}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn merging_keeps_every_event_and_each_partitions_order(
+            times in proptest::collection::vec(proptest::collection::vec(0i64..50, 0..8), 0..4)
+        ) {
+            let lists: Vec<Vec<TailEvent>> = times
+                .iter()
+                .enumerate()
+                .map(|(p, list)| {
+                    list.iter()
+                        .enumerate()
+                        .map(|(o, &t)| {
+                            let row = EventRow {
+                                id: uuid::Uuid::now_v7(),
+                                level: "INFO".to_owned(),
+                                message: "m".to_owned(),
+                                source: "s".to_owned(),
+                                timestamp: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH
+                                    + chrono::Duration::seconds(t),
+                                metadata: None,
+                                correlation_id: None,
+                                request_id: None,
+                                trace_id: None,
+                            };
+                            let event = LogEvent::try_from(row).expect("a valid row");
+                            TailEvent { partition: p as i32, offset: o as i64, event }
+                        })
+                        .collect()
+                })
+                .collect();
+            let merged = merge_by_time(lists);
+            prop_assert_eq!(merged.len(), times.iter().map(Vec::len).sum::<usize>());
+            for (p, list) in times.iter().enumerate() {
+                let offsets: Vec<i64> = merged
+                    .iter()
+                    .filter(|e| e.partition == p as i32)
+                    .map(|e| e.offset)
+                    .collect();
+                prop_assert_eq!(offsets, (0..list.len() as i64).collect::<Vec<_>>());
+            }
+        }
+    }
+}
