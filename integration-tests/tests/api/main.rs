@@ -15,3 +15,4 @@ mod histogram;
 mod partitions;
 mod producer;
 mod stack;
+mod tail;
