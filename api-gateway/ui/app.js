@@ -22,6 +22,8 @@ const view = {
   loading: false,
   generation: 0,
   shown: new Set(),
+  summary: "",
+  liveAdded: 0,
 };
 
 // ---- URL state ---------------------------------------------------------------
@@ -197,7 +199,9 @@ function showPage(page, appending) {
   view.nextCursor = page.nextCursor || null;
   if (!appending) {
     const total = page.totalElements.toLocaleString();
-    $("summary").textContent = `${page.totalElementsExact ? "" : "about "}${total} event${page.totalElements === 1 ? "" : "s"}`;
+    view.summary = `${page.totalElementsExact ? "" : "about "}${total} event${page.totalElements === 1 ? "" : "s"}`;
+    view.liveAdded = 0;
+    showSummary();
   }
   const fresh = page.content.filter((e) => !view.shown.has(e.id));
   for (const event of fresh) view.shown.add(event.id);
@@ -208,6 +212,10 @@ function showPage(page, appending) {
     hideMessage();
   }
   $("more").textContent = view.nextCursor ? "Scroll for older events" : page.content.length ? "No older events" : "";
+}
+
+function showSummary() {
+  $("summary").textContent = view.liveAdded ? `${view.summary} + ${view.liveAdded} live` : view.summary;
 }
 
 async function loadMore() {
@@ -620,7 +628,9 @@ function prepend(events) {
     if (view.shown.has(event.id)) continue;
     view.shown.add(event.id);
     list.prepend(eventRow(event, true));
+    view.liveAdded += 1;
   }
+  showSummary();
   hideMessage();
   while (list.children.length > LIVE_MAX_ROWS) {
     view.shown.delete(list.lastElementChild.dataset.id);
