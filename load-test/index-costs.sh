@@ -84,6 +84,8 @@ shapes=(
   "given tsvector + GIN|$given_tsv|CREATE INDEX ON t USING gin (search_vector)"
   "given: kept indexes, vector parsed elsewhere|$given_tsv|$kept_indexes"
   "partitioned by day: unique (timestamp, id), (id), the kept rest|$stored_tsv|$partitioned_indexes|PARTITION BY RANGE (\"timestamp\")"
+  "+ (kafka_partition, kafka_offset), the live tail's||CREATE INDEX ON t (kafka_partition, kafka_offset)"
+  "partitioned by day, the kept rest and the tail's (kafka_partition, kafka_offset)|$stored_tsv|$partitioned_indexes; CREATE INDEX ON t (kafka_partition, kafka_offset)|PARTITION BY RANGE (\"timestamp\")"
 )
 
 printf '\n| shape | µs per row | WAL bytes per row | table + indexes, bytes per row |\n|---|---|---|---|\n'
