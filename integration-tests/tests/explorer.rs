@@ -53,16 +53,20 @@ impl ChromeDriver {
                          "--disable-dev-shm-usage", "--window-size=1280,800"],
             }),
         );
-        eventually("chromedriver to accept a session", Duration::from_secs(30), || {
-            let capabilities = capabilities.clone();
-            async move {
-                ClientBuilder::native()
-                    .capabilities(capabilities)
-                    .connect(&self.url)
-                    .await
-                    .ok()
-            }
-        })
+        eventually(
+            "chromedriver to accept a session",
+            Duration::from_secs(30),
+            || {
+                let capabilities = capabilities.clone();
+                async move {
+                    ClientBuilder::native()
+                        .capabilities(capabilities)
+                        .connect(&self.url)
+                        .await
+                        .ok()
+                }
+            },
+        )
         .await
     }
 }
@@ -91,7 +95,10 @@ async fn screenshot(browser: &Client, name: &str) {
 
 /// Runs `script` (a function body that returns a value) in the page.
 async fn page_value(browser: &Client, script: &str) -> Value {
-    browser.execute(script, Vec::new()).await.expect("script runs")
+    browser
+        .execute(script, Vec::new())
+        .await
+        .expect("script runs")
 }
 
 /// Waits until `script` returns `want`, failing with what it last returned.
@@ -137,7 +144,11 @@ async fn gateway_on(port: u16, topic: &str, group: &str) -> Running {
 
 #[tokio::test]
 async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details() {
-    let (topic, dlq, group) = (unique("explorer"), unique("explorer-dlq"), unique("explorer-group"));
+    let (topic, dlq, group) = (
+        unique("explorer"),
+        unique("explorer-dlq"),
+        unique("explorer-group"),
+    );
     create_topic(&topic, 3).await;
     create_topic(&dlq, 1).await;
     let _consumer = spawn_consumer_with(&topic, &dlq, &group, |s| s.consumer.writers = 2).await;
@@ -155,7 +166,10 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
     let marker = format!("mk{}", uuid::Uuid::new_v4().simple());
     let source = unique("explorer-src");
     let correlation = unique("corr");
-    for (i, level) in ["INFO", "INFO", "WARN", "ERROR", "INFO", "ERROR"].iter().enumerate() {
+    for (i, level) in ["INFO", "INFO", "WARN", "ERROR", "INFO", "ERROR"]
+        .iter()
+        .enumerate()
+    {
         let mut event = json!({"level": level, "source": source,
             "message": format!("checkout {marker} step {i}"),
             "metadata": {"duration": 12.5 + i as f64, "region": "eu-west-1"}});
@@ -166,7 +180,15 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
     }
     // Background traffic over the last hour, shaped like real logs (mostly INFO, a few
     // busy sources), so the overview has something to show.
-    let sources = ["checkout", "checkout", "checkout", "auth", "auth", "inventory", "payments"];
+    let sources = [
+        "checkout",
+        "checkout",
+        "checkout",
+        "auth",
+        "auth",
+        "inventory",
+        "payments",
+    ];
     let levels = ["INFO"; 14]
         .into_iter()
         .chain(["DEBUG", "DEBUG", "WARN", "WARN", "ERROR", "FATAL"])
@@ -189,10 +211,14 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
     .await;
     assert_eq!(status, 200, "{body}");
     let search = &format!("{}/gateway/api/query/search?query={marker}", gateway.base);
-    eventually("the six events to be searchable", Duration::from_secs(60), || async move {
-        let (_, page) = get_json(search).await;
-        (page["totalElements"] == 6).then_some(())
-    })
+    eventually(
+        "the six events to be searchable",
+        Duration::from_secs(60),
+        || async move {
+            let (_, page) = get_json(search).await;
+            (page["totalElements"] == 6).then_some(())
+        },
+    )
     .await;
 
     let driver = ChromeDriver::start();
@@ -229,7 +255,11 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
     )
     .await;
     assert_eq!(
-        page_value(&browser, "return document.getElementById('summary').textContent").await,
+        page_value(
+            &browser,
+            "return document.getElementById('summary').textContent"
+        )
+        .await,
         json!("6 events")
     );
     screenshot(&browser, "explorer-search.png").await;
@@ -275,9 +305,11 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
     .await;
     let live_one = &format!("live {marker} one");
     let page = &browser;
-    eventually("the live event to appear", Duration::from_secs(30), || async move {
-        messages_shown(page).await.contains(live_one).then_some(())
-    })
+    eventually(
+        "the live event to appear",
+        Duration::from_secs(30),
+        || async move { messages_shown(page).await.contains(live_one).then_some(()) },
+    )
     .await;
     println!(
         "live tail: ingest answered to row shown in {} ms",
@@ -302,19 +334,27 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
     )
     .await;
     let stored_source = &source;
-    eventually("the outage event to be stored", Duration::from_secs(60), || async move {
-        (rows_for_source(stored_source).len() == 8).then_some(())
-    })
+    eventually(
+        "the outage event to be stored",
+        Duration::from_secs(60),
+        || async move { (rows_for_source(stored_source).len() == 8).then_some(()) },
+    )
     .await;
     let gateway = gateway_on(port, &topic, &group).await;
-    eventually("the tail to resume", Duration::from_secs(30), || async move {
-        messages_shown(page).await.contains(during).then_some(())
-    })
+    eventually(
+        "the tail to resume",
+        Duration::from_secs(30),
+        || async move { messages_shown(page).await.contains(during).then_some(()) },
+    )
     .await;
     // Anything sent twice would arrive next: give it the time to.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let shown = messages_shown(&browser).await;
-    assert_eq!(shown.len(), 4, "two ERRORs found, one live, one resumed: {shown:?}");
+    assert_eq!(
+        shown.len(),
+        4,
+        "two ERRORs found, one live, one resumed: {shown:?}"
+    );
     assert_eq!(
         page_value(
             &browser,
@@ -367,7 +407,10 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
     )
     .await;
     let url = browser.current_url().await.expect("url");
-    assert!(url.as_str().contains(&format!("cid={correlation}")), "{url}");
+    assert!(
+        url.as_str().contains(&format!("cid={correlation}")),
+        "{url}"
+    );
 
     // A link reproduces the view: the same URL in a fresh load shows the same rows.
     browser.goto(url.as_str()).await.expect("reload the link");

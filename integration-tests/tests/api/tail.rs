@@ -4,8 +4,8 @@
 
 use crate::consumer::{producer, topics};
 use crate::helpers::{
-    db, eventually, get_json, http, json, metrics_text, spawn_consumer_with, spawn_gateway,
-    unique, Running,
+    db, eventually, get_json, http, json, metrics_text, spawn_consumer_with, spawn_gateway, unique,
+    Running,
 };
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
@@ -41,7 +41,8 @@ impl SseStream {
         let response = request.send().await.expect("GET /tail");
         assert_eq!(response.status(), 200, "GET /tail?{query}");
         assert_eq!(
-            response.headers()["content-type"], "text/event-stream",
+            response.headers()["content-type"],
+            "text/event-stream",
             "content type"
         );
         let mut stream = SseStream {
@@ -55,7 +56,11 @@ impl SseStream {
             .expect("the ready message");
         assert_eq!(ready.event.as_deref(), Some("ready"), "{ready:?}");
         if let Some(id) = last_event_id {
-            assert_eq!(ready.id.as_deref(), Some(id), "resumes where it was asked to");
+            assert_eq!(
+                ready.id.as_deref(),
+                Some(id),
+                "resumes where it was asked to"
+            );
         }
         stream
     }
@@ -68,7 +73,10 @@ impl SseStream {
             while let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
                 let mut message = SseMessage::default();
-                for line in block.lines().filter(|l| !l.is_empty() && !l.starts_with(':')) {
+                for line in block
+                    .lines()
+                    .filter(|l| !l.is_empty() && !l.starts_with(':'))
+                {
                     let (field, value) = line.split_once(": ").unwrap_or((line, ""));
                     match field {
                         "id" => message.id = Some(value.to_owned()),
@@ -132,8 +140,7 @@ async fn gateway_following(topic: &str, group: &str) -> Running {
 }
 
 #[tokio::test]
-async fn a_resumed_tail_has_no_gap_and_no_duplicate_through_parallel_writers_and_old_timestamps()
-{
+async fn a_resumed_tail_has_no_gap_and_no_duplicate_through_parallel_writers_and_old_timestamps() {
     let t = topics().await;
     let source = unique("tail-src");
     let _consumer = spawn_consumer_with(&t.topic, &t.dlq, &t.group, |s| {
@@ -186,7 +193,9 @@ async fn a_resumed_tail_has_no_gap_and_no_duplicate_through_parallel_writers_and
 
     sent.extend(send(2).await);
     let mut second = SseStream::open(&gateway.base, &filter, Some(&resume_at)).await;
-    let after_resume = second.events(sent.len() - 25, Duration::from_secs(60)).await;
+    let after_resume = second
+        .events(sent.len() - 25, Duration::from_secs(60))
+        .await;
     // Anything sent twice would arrive after the rest: give it the time to.
     let late = second.events(1, Duration::from_secs(1)).await;
     assert!(late.is_empty(), "nothing more arrives: {late:?}");
@@ -240,7 +249,11 @@ fn commit_row(
 
 #[tokio::test]
 async fn an_older_event_committed_late_by_another_writer_is_still_sent_once() {
-    let (group, topic, source) = (unique("tail-group"), unique("tail-topic"), unique("tail-late"));
+    let (group, topic, source) = (
+        unique("tail-group"),
+        unique("tail-topic"),
+        unique("tail-late"),
+    );
     // Offsets far from any other test's rows in this database.
     let base = 1_000_000_000_000 + i64::from(rand_u16()) * 1_000;
     let mut conn = db();
@@ -303,7 +316,10 @@ async fn an_older_event_committed_late_by_another_writer_is_still_sent_once() {
     let first = stream.events(1, Duration::from_secs(10)).await;
     assert_eq!(ids_of(&first), vec![newer.to_string()]);
     let early = stream.events(1, Duration::from_millis(500)).await;
-    assert!(early.is_empty(), "the uncommitted row is not sent: {early:?}");
+    assert!(
+        early.is_empty(),
+        "the uncommitted row is not sent: {early:?}"
+    );
 
     commit.send(()).expect("commit writer A");
     writer_a.join().expect("writer A");
@@ -336,7 +352,11 @@ async fn bad_parameters_are_refused_naming_the_field_and_clients_past_the_limit_
     .await;
     let tail = format!("{}/gateway/api/query/tail", gateway.base);
     let (status, body) = get_json(format!("{tail}?level=LOUD")).await;
-    assert_eq!((status, body["errors"][0]["field"].as_str()), (400, Some("level")), "{body}");
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (400, Some("level")),
+        "{body}"
+    );
     let (status, body) = json(
         http()
             .get(&tail)
@@ -358,7 +378,9 @@ async fn bad_parameters_are_refused_naming_the_field_and_clients_past_the_limit_
     assert!(refused.headers().contains_key("retry-after"));
     let (_, body) = json(refused).await;
     assert!(
-        body["message"].as_str().is_some_and(|m| m.contains("TAIL_MAX_CLIENTS")),
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("TAIL_MAX_CLIENTS")),
         "{body}"
     );
     let metrics_url = format!("{}/gateway/actuator/prometheus", gateway.base);
@@ -371,16 +393,24 @@ async fn bad_parameters_are_refused_naming_the_field_and_clients_past_the_limit_
 
     // A client that leaves gives its place back (noticed at the next heartbeat).
     drop(open);
-    eventually("the slot to be free again", Duration::from_secs(15), || async {
-        let response = http().get(&tail).send().await.expect("GET");
-        (response.status() == 200).then_some(())
-    })
+    eventually(
+        "the slot to be free again",
+        Duration::from_secs(15),
+        || async {
+            let response = http().get(&tail).send().await.expect("GET");
+            (response.status() == 200).then_some(())
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped_and_shutdown_ends_every_stream() {
-    let (group, topic, source) = (unique("tail-group"), unique("tail-topic"), unique("tail-slow"));
+    let (group, topic, source) = (
+        unique("tail-group"),
+        unique("tail-topic"),
+        unique("tail-slow"),
+    );
     let base = 2_000_000_000_000 + i64::from(rand_u16()) * 100_000;
     let mut conn = db();
     diesel::sql_query(
@@ -429,12 +459,16 @@ async fn a_client_that_stops_reading_is_dropped_and_shutdown_ends_every_stream()
     // is dropped.
     let read = reading.events(10_000, Duration::from_secs(60)).await;
     assert_eq!(read.len(), 10_000);
-    eventually("the stalled client to be dropped", Duration::from_secs(30), || async {
-        let metrics = metrics_text(&metrics_url).await;
-        metrics
-            .contains("log_tail_drops_total{reason=\"slow_client\"} 1")
-            .then_some(())
-    })
+    eventually(
+        "the stalled client to be dropped",
+        Duration::from_secs(30),
+        || async {
+            let metrics = metrics_text(&metrics_url).await;
+            metrics
+                .contains("log_tail_drops_total{reason=\"slow_client\"} 1")
+                .then_some(())
+        },
+    )
     .await;
     let metrics = metrics_text(&metrics_url).await;
     assert!(metrics.contains("log_tail_clients 1"), "{metrics}");
