@@ -1,13 +1,16 @@
 //! The log explorer in a real headless Chromium (Debian's `chromium`, driven through
 //! `chromedriver` over WebDriver), against a producer, consumer and gateway on the
-//! real Kafka and PostgreSQL: search, a level filter, the live tail (through a
-//! gateway restart, without a duplicate), an event's details, the correlation link,
+//! real Kafka and PostgreSQL: the overview, scrolling to the next page, zooming by
+//! dragging across the histogram, live events held back while the reader is scrolled
+//! down, search, a level filter, the live tail (through a gateway restart, without a
+//! duplicate), an event's details, the correlation link, a link reproducing the view,
 //! the empty and "gateway down" states, and a phone-width layout. Screenshots go to
 //! `EXPLORER_SCREENSHOTS` (default `target/screenshots`); the README shows one.
 
 #[path = "api/helpers.rs"]
 mod helpers;
 
+use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use fantoccini::{Client, ClientBuilder, Locator};
 use helpers::{
     create_topic, eventually, get_json, post_json, rows_for_source, spawn_consumer_with,
@@ -243,6 +246,116 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
     )
     .await;
     screenshot(&browser, "explorer-overview.png").await;
+
+    // Scrolling to the end loads the next page (the keyset cursor).
+    page_value(
+        &browser,
+        "window.scrollTo(0, document.body.scrollHeight); return true",
+    )
+    .await;
+    until_page(
+        &browser,
+        "the second page",
+        "return document.querySelectorAll('#events li').length",
+        json!(200),
+    )
+    .await;
+
+    // Dragging across the histogram zooms into that span, and the URL says so.
+    page_value(&browser, "window.scrollTo(0, 0); return true").await;
+    let chart = browser
+        .find(Locator::Css("#histogram"))
+        .await
+        .expect("the histogram");
+    let drag = MouseActions::new("mouse".to_owned())
+        .then(PointerAction::MoveToElement {
+            element: chart.clone(),
+            duration: None,
+            x: -150.0,
+            y: 0.0,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::MoveToElement {
+            element: chart,
+            duration: Some(Duration::from_millis(200)),
+            x: 250.0,
+            y: 0.0,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    browser
+        .perform_actions(drag)
+        .await
+        .expect("drag across the histogram");
+    until_page(
+        &browser,
+        "the zoomed range",
+        "return new URLSearchParams(location.search).get('range')",
+        json!("custom"),
+    )
+    .await;
+    let zoomed = page_value(
+        &browser,
+        "const p = new URLSearchParams(location.search); \
+         return (new Date(p.get('to')) - new Date(p.get('from'))) / 60000",
+    )
+    .await
+    .as_f64()
+    .expect("minutes");
+    assert!(
+        zoomed > 1.0 && zoomed < 60.0,
+        "a span inside the hour: {zoomed} min"
+    );
+
+    // Live, scrolled away from the newest events: new ones wait behind a button
+    // instead of moving the page; the button shows them.
+    browser
+        .goto(&format!("{}/gateway/ui/?range=1h&live=1", gateway.base))
+        .await
+        .expect("open live");
+    until_page(
+        &browser,
+        "the live overview",
+        "return document.getElementById('live-status').dataset.state === 'live' \
+           && document.querySelectorAll('#events li').length === 100",
+        json!(true),
+    )
+    .await;
+    page_value(&browser, "window.scrollTo(0, 600); return true").await;
+    let held = format!("held while scrolled {}", uuid::Uuid::new_v4().simple());
+    ingest(
+        &producer,
+        json!({"level": "WARN", "source": format!("held-{source}"), "message": held}),
+    )
+    .await;
+    until_page(
+        &browser,
+        "the new-events button",
+        "const b = document.getElementById('new-events'); return b.hidden ? '' : b.textContent",
+        json!("1 new event: show"),
+    )
+    .await;
+    assert!(
+        !messages_shown(&browser).await.contains(&held),
+        "held back while scrolled"
+    );
+    browser
+        .find(Locator::Css("#new-events"))
+        .await
+        .expect("the button")
+        .click()
+        .await
+        .expect("show the new event");
+    until_page(
+        &browser,
+        "the held event at the top",
+        "return document.querySelector('#events li .text').textContent",
+        json!(held),
+    )
+    .await;
     browser
         .goto(&format!("{}/gateway/ui/?range=1h&q={marker}", gateway.base))
         .await
