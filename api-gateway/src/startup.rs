@@ -93,20 +93,22 @@ impl Application {
             &database_name(&settings.postgres.url),
         );
 
-        let (closing, closing_seen) = watch::channel(false);
-        let tails = web::Data::new(Tails::new(
-            settings.tail.clone(),
-            closing_seen,
-            metrics.clone(),
-        ));
-        let state = web::Data::new(QueryService {
+        let service = QueryService {
             pool: pg_pool,
             breaker: pg_breaker,
             limits: settings.limits.clone(),
             cache,
             cache_settings: settings.cache.clone(),
+            metrics: metrics.clone(),
+        };
+        let (closing, closing_seen) = watch::channel(false);
+        let tails = web::Data::new(Tails::new(
+            settings.tail.clone(),
+            closing_seen,
             metrics,
-        });
+            service.clone(),
+        ));
+        let state = web::Data::new(service);
         let listener = settings.http.listen(Settings::DEFAULT_PORT)?;
         let listener_address = listener.local_addr()?;
         let port = listener_address.port();

@@ -1,6 +1,15 @@
-//! The live tail: one task per stream polls PostgreSQL for the rows stored past the
-//! stream's cursor (see `log_store::queries::tail` for why per-partition offsets
-//! make it gap- and duplicate-free) and writes them as Server-Sent Events.
+//! The live tail: the rows stored past each stream's cursor (see
+//! `log_store::queries::tail` for why per-partition offsets make it gap- and
+//! duplicate-free), written as Server-Sent Events.
+//!
+//! One reader, the [`Hub`], polls PostgreSQL every `TAIL_POLL_MS` for everything
+//! stored since its last poll, turns each event into JSON once, and publishes the lot
+//! as a [`Chunk`] on a broadcast channel. Each stream filters chunks in memory by
+//! level, source and correlation id: PostgreSQL reads each new row once however many
+//! streams are open. A stream whose cursor is behind the hub's (a resume, or a stream
+//! that fell more than [`HUB_CHUNKS`] chunks behind) catches up with polls of its own,
+//! filtered in SQL, until it is level again. A stream with full text (`query`) always
+//! polls on its own: `websearch_to_tsquery` is PostgreSQL's to evaluate.
 //!
 //! The wire format, one SSE message per event:
 //!
@@ -24,15 +33,19 @@ use crate::service::QueryService;
 use crate::settings::TailSettings;
 use actix_web::web::Bytes;
 use log_common::error::ApiError;
-use log_store::queries::{Conditions, TailCursor, TailPoll};
+use log_common::event::LogEvent;
+use log_store::queries::{Conditions, TailCursor};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// Polls' worth of messages a stream holds for a client that reads slowly.
 pub const CLIENT_BUFFER: usize = 8;
+/// Chunks the hub's channel keeps for a stream that is busy; one further behind
+/// catches up on its own.
+pub const HUB_CHUNKS: usize = 64;
 /// The reconnection delay the stream asks `EventSource` to use (SSE `retry:`).
 const RECONNECT_MS: u64 = 1_000;
 /// After a poll fails, the next waits at least this long.
@@ -48,6 +61,7 @@ pub struct Tails {
     open: Arc<AtomicUsize>,
     closing: watch::Receiver<bool>,
     metrics: GatewayMetrics,
+    hub: broadcast::Sender<Arc<Chunk>>,
 }
 
 /// A place among the `TAIL_MAX_CLIENTS`, given back when the stream ends.
@@ -64,17 +78,30 @@ impl Drop for Slot {
 }
 
 impl Tails {
-    /// `closing` turns true when the gateway shuts down: every stream then ends.
+    /// Starts the hub. `closing` turns true when the gateway shuts down: the hub and
+    /// every stream then end.
     pub fn new(
         settings: TailSettings,
         closing: watch::Receiver<bool>,
         metrics: GatewayMetrics,
+        service: QueryService,
     ) -> Self {
+        let (hub, _) = broadcast::channel(HUB_CHUNKS);
+        tokio::spawn(
+            Hub {
+                service,
+                settings: settings.clone(),
+                sender: hub.clone(),
+                closing: closing.clone(),
+            }
+            .run(),
+        );
         Tails {
             settings,
             open: Arc::new(AtomicUsize::new(0)),
             closing,
             metrics,
+            hub,
         }
     }
 
@@ -129,10 +156,20 @@ impl Tails {
         );
         // The channel is new and empty: this cannot be refused for lack of room.
         let _ = sender.try_send(Bytes::from(ready));
+        // Subscribed before the first poll, so no chunk published after it is missed.
+        let source = if conditions.text.is_some() {
+            Source::OwnPolls
+        } else {
+            Source::Hub {
+                chunks: self.hub.subscribe(),
+                catching_up: true,
+            }
+        };
         let stream = Stream {
             service,
             conditions,
             cursor,
+            source,
             sender,
             settings: self.settings.clone(),
             closing: self.closing.clone(),
@@ -151,6 +188,7 @@ struct Stream {
     service: QueryService,
     conditions: Conditions,
     cursor: TailCursor,
+    source: Source,
     sender: mpsc::Sender<Bytes>,
     settings: TailSettings,
     closing: watch::Receiver<bool>,
@@ -181,53 +219,46 @@ impl Stream {
     }
 
     async fn run(&mut self) -> End {
-        let poll_every = Duration::from_millis(self.settings.poll_ms.max(1));
         let heartbeat_every = Duration::from_secs(self.settings.heartbeat_secs.max(1));
         let mut last_write = Instant::now();
         let mut sent_cursor = self.cursor.clone();
-        let mut wait = poll_every;
         let mut failing = false;
+        let mut wait = Duration::ZERO;
         loop {
-            if !wait.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    _ = self.closing.changed() => return End::Closed,
-                    () = self.sender.closed() => return End::Closed,
-                }
-            }
-            if *self.closing.borrow() {
-                return End::Closed;
-            }
-            let polled = self
-                .service
-                .tail_poll(&self.settings, self.cursor.clone(), self.conditions.clone())
-                .await;
+            let step = match self.next_step(wait).await {
+                Some(step) => step,
+                None => return End::Closed,
+            };
             let mut message = String::new();
-            match polled {
-                Ok(poll) => {
+            match step {
+                Step::Read {
+                    events,
+                    cursor,
+                    more,
+                } => {
                     failing = false;
-                    wait = if poll.more {
+                    wait = if more {
                         Duration::ZERO
                     } else {
-                        poll_every
+                        self.poll_every()
                     };
-                    let sent = poll.events.len();
-                    if sent > 0 {
+                    if !events.is_empty() {
                         // Rows past the last event that did not match are covered by
                         // the progress message below.
-                        sent_cursor = write_events(&mut message, &self.cursor, &poll);
-                        self.metrics.tail_events_sent.inc_by(sent as u64);
+                        sent_cursor = write_events(&mut message, &self.cursor, &events);
+                        self.metrics.tail_events_sent.inc_by(events.len() as u64);
                     }
-                    self.cursor = poll.cursor;
+                    self.cursor.advance_to(&cursor);
                 }
-                Err(error) => {
-                    wait = ERROR_BACKOFF.max(poll_every);
+                Step::Failed(reason) => {
+                    wait = ERROR_BACKOFF.max(self.poll_every());
                     if !failing {
                         failing = true;
-                        let body = serde_json::json!({ "message": error.to_string() });
+                        let body = serde_json::json!({ "message": reason });
                         let _ = write!(message, "event: tail-error\ndata: {body}\n\n");
                     }
                 }
+                Step::Idle => wait = self.poll_every(),
             }
             let since_write = last_write.elapsed();
             if sent_cursor != self.cursor && (since_write >= PROGRESS_EVERY || !message.is_empty())
@@ -250,16 +281,258 @@ impl Stream {
             }
         }
     }
+
+    fn poll_every(&self) -> Duration {
+        Duration::from_millis(self.settings.poll_ms.max(1))
+    }
+
+    /// What comes next for this stream, after at most `wait`; `None` when it must end
+    /// (the client left, or the gateway is shutting down).
+    async fn next_step(&mut self, wait: Duration) -> Option<Step> {
+        let poll_own = match &mut self.source {
+            Source::OwnPolls => true,
+            Source::Hub { catching_up, .. } => *catching_up,
+        };
+        if poll_own {
+            if !wait.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = self.closing.changed() => return None,
+                    () = self.sender.closed() => return None,
+                }
+            }
+            if *self.closing.borrow() {
+                return None;
+            }
+            let polled = self
+                .service
+                .tail_poll(&self.settings, self.cursor.clone(), self.conditions.clone())
+                .await;
+            return Some(match polled {
+                Ok(poll) => {
+                    if let Source::Hub { catching_up, .. } = &mut self.source {
+                        // Level with what is stored: the hub's chunks take over.
+                        *catching_up = poll.more;
+                    }
+                    Step::Read {
+                        events: poll.events.into_iter().map(SharedEvent::from).collect(),
+                        cursor: poll.cursor,
+                        more: poll.more,
+                    }
+                }
+                Err(error) => Step::Failed(error.to_string()),
+            });
+        }
+        let Source::Hub {
+            chunks,
+            catching_up,
+        } = &mut self.source
+        else {
+            return Some(Step::Idle);
+        };
+        // Long enough that an idle stream still gets its heartbeats and progress.
+        let idle = PROGRESS_EVERY;
+        let received = tokio::select! {
+            received = chunks.recv() => received,
+            () = tokio::time::sleep(idle) => return Some(Step::Idle),
+            _ = self.closing.changed() => return None,
+            () = self.sender.closed() => return None,
+        };
+        Some(match received {
+            Ok(chunk) => match chunk.as_ref() {
+                Chunk::Failed(reason) => Step::Failed(reason.clone()),
+                Chunk::Read { from, to, events } => {
+                    if from.is_ahead_of(&self.cursor) {
+                        // The hub has read past rows this stream has not seen (it
+                        // started later, or this stream resumed from further back).
+                        *catching_up = true;
+                        Step::Read {
+                            events: Vec::new(),
+                            cursor: self.cursor.clone(),
+                            more: true,
+                        }
+                    } else {
+                        let events = events
+                            .iter()
+                            .filter(|e| e.offset >= self.cursor.next_offset(e.partition))
+                            .filter(|e| matches(&self.conditions, &e.event))
+                            .cloned()
+                            .collect();
+                        Step::Read {
+                            events,
+                            cursor: to.clone(),
+                            more: false,
+                        }
+                    }
+                }
+            },
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                *catching_up = true;
+                Step::Read {
+                    events: Vec::new(),
+                    cursor: self.cursor.clone(),
+                    more: true,
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        })
+    }
 }
 
-/// Appends one SSE message per event of `poll`, each with the cursor just past it
-/// (`from` moved by the events before it). Returns the last event's cursor.
-fn write_events(out: &mut String, from: &TailCursor, poll: &TailPoll) -> TailCursor {
+/// Where a stream's events come from.
+enum Source {
+    /// Polls of its own, filtered in SQL (full text).
+    OwnPolls,
+    /// The hub's chunks, filtered here; polls of its own while `catching_up`.
+    Hub {
+        chunks: broadcast::Receiver<Arc<Chunk>>,
+        catching_up: bool,
+    },
+}
+
+/// One step of a stream.
+enum Step {
+    /// Matching events, and the cursor past everything read.
+    Read {
+        events: Vec<SharedEvent>,
+        cursor: TailCursor,
+        more: bool,
+    },
+    /// PostgreSQL could not be read.
+    Failed(String),
+    /// Nothing new yet.
+    Idle,
+}
+
+/// An event as the tail sends it: where it was stored, and its JSON, made once.
+#[derive(Debug, Clone)]
+pub struct SharedEvent {
+    pub partition: i32,
+    pub offset: i64,
+    pub event: Arc<LogEvent>,
+    pub json: Arc<str>,
+}
+
+impl From<log_store::queries::TailEvent> for SharedEvent {
+    fn from(e: log_store::queries::TailEvent) -> Self {
+        let json = serde_json::to_string(&e.event).unwrap_or_default();
+        SharedEvent {
+            partition: e.partition,
+            offset: e.offset,
+            event: Arc::new(e.event),
+            json: json.into(),
+        }
+    }
+}
+
+/// What the hub publishes.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Every event stored from `from` up to `to`.
+    Read {
+        from: TailCursor,
+        to: TailCursor,
+        events: Vec<SharedEvent>,
+    },
+    Failed(String),
+}
+
+/// `conditions` (without full text) evaluated here, as the SQL of
+/// `Conditions::and_to` would: any of the levels, the exact source and correlation id.
+fn matches(conditions: &Conditions, event: &LogEvent) -> bool {
+    (conditions.levels.is_empty() || conditions.levels.contains(&event.level))
+        && conditions
+            .source
+            .as_deref()
+            .is_none_or(|source| source == event.source.as_str())
+        && conditions
+            .correlation_id
+            .as_deref()
+            .is_none_or(|id| event.correlation_id.as_deref() == Some(id))
+}
+
+/// The one reader of new rows for every stream without full text.
+struct Hub {
+    service: QueryService,
+    settings: TailSettings,
+    sender: broadcast::Sender<Arc<Chunk>>,
+    closing: watch::Receiver<bool>,
+}
+
+impl Hub {
+    async fn run(mut self) {
+        let poll_every = Duration::from_millis(self.settings.poll_ms.max(1));
+        // None while no stream listens: the next listener starts it at what is
+        // stored then (streams further back catch up on their own).
+        let mut cursor: Option<TailCursor> = None;
+        let mut wait = poll_every;
+        loop {
+            if !wait.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = self.closing.changed() => return,
+                }
+            }
+            if *self.closing.borrow() {
+                return;
+            }
+            wait = poll_every;
+            if self.sender.receiver_count() == 0 {
+                cursor = None;
+                continue;
+            }
+            // After a (re)start the first chunk is published even when empty: a
+            // stream whose cursor is behind its `from` learns from it to catch up.
+            let restarted = cursor.is_none();
+            let from = match cursor.take() {
+                Some(from) => from,
+                None => match self.service.tail_start(&self.settings).await {
+                    Ok(from) => from,
+                    Err(error) => {
+                        let _ = self.sender.send(Arc::new(Chunk::Failed(error.to_string())));
+                        wait = ERROR_BACKOFF.max(poll_every);
+                        continue;
+                    }
+                },
+            };
+            let polled = self
+                .service
+                .tail_poll(&self.settings, from.clone(), Conditions::default())
+                .await;
+            match polled {
+                Ok(poll) => {
+                    if poll.more {
+                        wait = Duration::ZERO;
+                    }
+                    let to = poll.cursor.clone();
+                    if to != from || restarted {
+                        let events = poll.events.into_iter().map(SharedEvent::from).collect();
+                        let chunk = Chunk::Read {
+                            from,
+                            to: to.clone(),
+                            events,
+                        };
+                        let _ = self.sender.send(Arc::new(chunk));
+                    }
+                    cursor = Some(to);
+                }
+                Err(error) => {
+                    let _ = self.sender.send(Arc::new(Chunk::Failed(error.to_string())));
+                    wait = ERROR_BACKOFF.max(poll_every);
+                    cursor = Some(from);
+                }
+            }
+        }
+    }
+}
+
+/// Appends one SSE message per event, each with the cursor just past it (`from`
+/// moved by the events before it). Returns the last event's cursor.
+fn write_events(out: &mut String, from: &TailCursor, events: &[SharedEvent]) -> TailCursor {
     let mut position = from.clone();
-    for tail_event in &poll.events {
-        position.advance(tail_event.partition, tail_event.offset + 1);
-        let data = serde_json::to_string(&tail_event.event).unwrap_or_default();
-        let _ = write!(out, "id: {}\ndata: {data}\n\n", position.encode());
+    for event in events {
+        position.advance(event.partition, event.offset + 1);
+        let _ = write!(out, "id: {}\ndata: {}\n\n", position.encode(), event.json);
     }
     position
 }
@@ -267,7 +540,7 @@ fn write_events(out: &mut String, from: &TailCursor, poll: &TailPoll) -> TailCur
 #[cfg(test)]
 mod tests {
     use super::*;
-    use log_common::event::LogEvent;
+    use log_common::event::Level;
     use log_store::queries::TailEvent;
 
     fn event(message: &str) -> LogEvent {
@@ -282,24 +555,18 @@ mod tests {
     #[test]
     fn each_event_carries_the_cursor_just_past_it() {
         let from = TailCursor::decode("0:10.1:20").expect("cursor");
-        let poll = TailPoll {
-            events: vec![
-                TailEvent {
-                    partition: 1,
-                    offset: 25,
-                    event: event("a"),
-                },
-                TailEvent {
-                    partition: 0,
-                    offset: 12,
-                    event: event("b\nwith a newline"),
-                },
-            ],
-            cursor: TailCursor::decode("0:40.1:40").expect("cursor"),
-            more: false,
-        };
+        let events: Vec<SharedEvent> = [(1, 25, "a"), (0, 12, "b\nwith a newline")]
+            .into_iter()
+            .map(|(partition, offset, message)| {
+                SharedEvent::from(TailEvent {
+                    partition,
+                    offset,
+                    event: event(message),
+                })
+            })
+            .collect();
         let mut out = String::new();
-        let last = write_events(&mut out, &from, &poll);
+        let last = write_events(&mut out, &from, &events);
         assert_eq!(last.encode(), "0:13.1:26");
         let messages: Vec<&str> = out.split("\n\n").filter(|m| !m.is_empty()).collect();
         assert_eq!(messages.len(), 2, "{out}");
@@ -307,5 +574,47 @@ mod tests {
         assert!(messages[1].starts_with("id: 0:13.1:26\ndata: {"), "{out}");
         // A newline in a message is escaped by JSON, so a data line never splits.
         assert!(messages.iter().all(|m| m.lines().count() == 2), "{out}");
+    }
+
+    #[test]
+    fn the_in_memory_filter_agrees_with_the_sql_one() {
+        let mut e: LogEvent = serde_json::from_value(serde_json::json!({
+            "level": "ERROR", "message": "m", "source": "checkout",
+            "correlationId": "c-1", "timestamp": "2024-01-01T00:00:00Z",
+            "id": uuid::Uuid::now_v7(),
+        }))
+        .expect("event");
+        let none = Conditions::default();
+        assert!(matches(&none, &e));
+        let levels = Conditions {
+            levels: vec![Level::Warn, Level::Error],
+            ..Conditions::default()
+        };
+        assert!(matches(&levels, &e));
+        let other_level = Conditions {
+            levels: vec![Level::Info],
+            ..Conditions::default()
+        };
+        assert!(!matches(&other_level, &e));
+        let source = Conditions {
+            source: Some("checkout".to_owned()),
+            ..Conditions::default()
+        };
+        assert!(matches(&source, &e));
+        let other_source = Conditions {
+            source: Some("Checkout".to_owned()),
+            ..Conditions::default()
+        };
+        assert!(!matches(&other_source, &e));
+        let correlation = Conditions {
+            correlation_id: Some("c-1".to_owned()),
+            ..Conditions::default()
+        };
+        assert!(matches(&correlation, &e));
+        e.correlation_id = None;
+        assert!(
+            !matches(&correlation, &e),
+            "no correlation id never matches one"
+        );
     }
 }

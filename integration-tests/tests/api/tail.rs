@@ -150,6 +150,8 @@ async fn a_resumed_tail_has_no_gap_and_no_duplicate_through_parallel_writers_and
     let gateway = gateway_following(&t.topic, &t.group).await;
     let filter = format!("source={source}");
     let mut first = SseStream::open(&gateway.base, &filter, None).await;
+    // Full text is filtered by PostgreSQL, on polls of the stream's own.
+    let mut text = SseStream::open(&gateway.base, &format!("{filter}&query=event"), None).await;
 
     // Half the events carry timestamps two days old, in no order: a tail that
     // followed timestamps would skip them. Keys spread them over the three
@@ -199,6 +201,14 @@ async fn a_resumed_tail_has_no_gap_and_no_duplicate_through_parallel_writers_and
     // Anything sent twice would arrive after the rest: give it the time to.
     let late = second.events(1, Duration::from_secs(1)).await;
     assert!(late.is_empty(), "nothing more arrives: {late:?}");
+
+    let by_text = text.events(sent.len(), Duration::from_secs(60)).await;
+    assert_eq!(
+        ids_of(&by_text).iter().collect::<HashSet<_>>(),
+        sent.iter().collect::<HashSet<_>>(),
+        "the full-text stream gets every event"
+    );
+    assert_eq!(by_text.len(), sent.len(), "and each once");
 
     let mut received = ids_of(&before_drop);
     received.extend(ids_of(&after_resume));

@@ -42,6 +42,21 @@ impl TailCursor {
         *entry = (*entry).max(next);
     }
 
+    /// Moves every partition of `other` up to it (never backwards).
+    pub fn advance_to(&mut self, other: &TailCursor) {
+        for (&partition, &next) in &other.next {
+            self.advance(partition, next);
+        }
+    }
+
+    /// True when some partition is further on here than in `other`: reading on from
+    /// here would skip what `other` has not seen yet.
+    pub fn is_ahead_of(&self, other: &TailCursor) -> bool {
+        self.next
+            .iter()
+            .any(|(&partition, &next)| next > other.next_offset(partition))
+    }
+
     /// `0:120.1:98`: partition and next offset pairs, the SSE `id:` of an event.
     pub fn encode(&self) -> String {
         let pairs: Vec<String> = self.next.iter().map(|(p, o)| format!("{p}:{o}")).collect();
@@ -194,6 +209,22 @@ mod tests {
         assert_eq!(TailCursor::decode("0:5.3:17"), Some(cursor));
         assert_eq!(TailCursor::decode(""), Some(TailCursor::default()));
         assert_eq!(TailCursor::default().next_offset(9), 0);
+    }
+
+    #[test]
+    fn ahead_means_further_on_in_some_partition() {
+        let stream = TailCursor::decode("0:10.1:20").expect("cursor");
+        let level = TailCursor::decode("0:10.1:20").expect("cursor");
+        let behind = TailCursor::decode("0:5.1:20").expect("cursor");
+        let ahead = TailCursor::decode("0:10.1:21").expect("cursor");
+        let new_partition = TailCursor::decode("0:10.1:20.2:1").expect("cursor");
+        assert!(!level.is_ahead_of(&stream));
+        assert!(!behind.is_ahead_of(&stream));
+        assert!(ahead.is_ahead_of(&stream));
+        assert!(new_partition.is_ahead_of(&stream));
+        let mut moved = behind.clone();
+        moved.advance_to(&new_partition);
+        assert_eq!(moved, new_partition);
     }
 
     #[test]
