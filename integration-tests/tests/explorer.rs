@@ -11,6 +11,7 @@
 mod helpers;
 
 use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use helpers::{
     create_topic, eventually, get_json, post_json, rows_for_source, spawn_consumer_with,
@@ -479,14 +480,17 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
     );
     screenshot(&browser, "explorer-live.png").await;
 
-    // One click opens an event: its fields and its metadata as JSON.
+    // An event opens from the keyboard (Enter on the focused row; a click does the
+    // same): its fields and its metadata as JSON.
     let row = browser
         .find(Locator::XPath(&format!(
             "//ol[@id='events']/li[span[@class='text' and text()='checkout {marker} step 5']]"
         )))
         .await
         .expect("the correlated event's row");
-    row.click().await.expect("open the event");
+    row.send_keys(&Key::Enter.to_string())
+        .await
+        .expect("Enter on the event's row");
     until_page(
         &browser,
         "the details dialog",
