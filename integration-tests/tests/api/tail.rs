@@ -243,6 +243,12 @@ fn commit_row(
     .bind::<BigInt, _>(offset)
     .execute(conn)
     .expect("insert the row");
+    store_offset(conn, group, topic, partition, offset + 1);
+    id
+}
+
+/// Sets a partition's stored next offset, as a consumer's batch commit does.
+fn store_offset(conn: &mut PgConnection, group: &str, topic: &str, partition: i32, next: i64) {
     diesel::sql_query(
         "INSERT INTO consumer_offsets (consumer_group, topic, \"partition\", next_offset, owner_epoch) \
          VALUES ($1, $2, $3, $4, 1) \
@@ -251,10 +257,9 @@ fn commit_row(
     .bind::<Text, _>(group)
     .bind::<Text, _>(topic)
     .bind::<Integer, _>(partition)
-    .bind::<BigInt, _>(offset + 1)
+    .bind::<BigInt, _>(next)
     .execute(conn)
     .expect("store the offset");
-    id
 }
 
 #[tokio::test]
@@ -268,16 +273,7 @@ async fn an_older_event_committed_late_by_another_writer_is_still_sent_once() {
     let base = 1_000_000_000_000 + i64::from(rand_u16()) * 1_000;
     let mut conn = db();
     for partition in [0, 1] {
-        diesel::sql_query(
-            "INSERT INTO consumer_offsets (consumer_group, topic, \"partition\", next_offset, owner_epoch) \
-             VALUES ($1, $2, $3, $4, 1)",
-        )
-        .bind::<Text, _>(&group)
-        .bind::<Text, _>(&topic)
-        .bind::<Integer, _>(partition)
-        .bind::<BigInt, _>(base)
-        .execute(&mut conn)
-        .expect("seed offsets");
+        store_offset(&mut conn, &group, &topic, partition, base);
     }
     let gateway = gateway_following(&topic, &group).await;
     let filter = format!("source={source}");
@@ -423,15 +419,7 @@ async fn a_client_that_stops_reading_is_dropped_and_shutdown_ends_every_stream()
     );
     let base = 2_000_000_000_000 + i64::from(rand_u16()) * 100_000;
     let mut conn = db();
-    diesel::sql_query(
-        "INSERT INTO consumer_offsets (consumer_group, topic, \"partition\", next_offset, owner_epoch) \
-         VALUES ($1, $2, 0, $3, 1)",
-    )
-    .bind::<Text, _>(&group)
-    .bind::<Text, _>(&topic)
-    .bind::<BigInt, _>(base)
-    .execute(&mut conn)
-    .expect("seed offsets");
+    store_offset(&mut conn, &group, &topic, 0, base);
     let (t, g) = (topic.clone(), group.clone());
     let gateway = spawn_gateway(move |s| {
         s.tail.topic = t;
@@ -455,14 +443,7 @@ async fn a_client_that_stops_reading_is_dropped_and_shutdown_ends_every_stream()
     .bind::<BigInt, _>(base)
     .execute(&mut conn)
     .expect("insert the rows");
-    diesel::sql_query(
-        "UPDATE consumer_offsets SET next_offset = $3 WHERE consumer_group = $1 AND topic = $2",
-    )
-    .bind::<Text, _>(&group)
-    .bind::<Text, _>(&topic)
-    .bind::<BigInt, _>(base + 10_000)
-    .execute(&mut conn)
-    .expect("store the offset");
+    store_offset(&mut conn, &group, &topic, 0, base + 10_000);
 
     let metrics_url = format!("{}/gateway/actuator/prometheus", gateway.base);
     // The client that reads gets everything, and stays connected; the stalled one
