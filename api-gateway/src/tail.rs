@@ -44,8 +44,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 /// Polls' worth of messages a stream holds for a client that reads slowly.
 pub const CLIENT_BUFFER: usize = 8;
 /// Chunks the hub's channel keeps for a stream that is busy; one further behind
-/// catches up on its own.
-pub const HUB_CHUNKS: usize = 64;
+/// catches up on its own. The channel holds on to its last chunks, so this bounds what
+/// the tail keeps in memory (a chunk is at most `TAIL_BATCH` events a partition).
+pub const HUB_CHUNKS: usize = 16;
 /// The reconnection delay the stream asks `EventSource` to use (SSE `retry:`).
 const RECONNECT_MS: u64 = 1_000;
 /// After a poll fails, the next waits at least this long.
