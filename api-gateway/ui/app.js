@@ -495,6 +495,9 @@ const live = {
   seen: new Set(),
   pending: [],
   timer: null,
+  // The page's first load waits for the tail's `ready`, so nothing committed between
+  // the page's snapshot and the tail's start can fall between the two.
+  pageAfterReady: false,
 };
 
 function tailParams(state) {
@@ -508,10 +511,18 @@ function tailParams(state) {
 
 function startLive() {
   stopLive();
+  live.pageAfterReady = true;
   live.lastEventId = null;
   live.seen.clear();
   live.pending = [];
   connectLive();
+}
+
+// Loads the page now if it was waiting for the tail (which cannot give it a start).
+function loadWaitingPage() {
+  if (!live.pageAfterReady) return;
+  live.pageAfterReady = false;
+  load();
 }
 
 function stopLive() {
@@ -545,6 +556,7 @@ async function connectLive() {
     });
     if (!response.ok) {
       const failure = await failureOf(response);
+      loadWaitingPage();
       if (response.status === 401 || response.status === 400) {
         setLiveStatus(`Live tail stopped: ${failure.message}`, "failed");
         return;
@@ -556,6 +568,7 @@ async function connectLive() {
     }
   } catch (e) {
     if (controller.signal.aborted) return;
+    loadWaitingPage();
     setLiveStatus("Connection lost; reconnecting…", "retrying");
   }
   if (controller.signal.aborted || live.controller !== controller) return;
@@ -599,6 +612,7 @@ function dispatch(block) {
   if (!data.length) return;
   if (event === "ready") {
     setLiveStatus("Live: following new events", "live");
+    loadWaitingPage();
   } else if (event === "tail-error") {
     setLiveStatus(`Live tail: ${JSON.parse(data.join("\n")).message} (retrying)`, "retrying");
   } else if (event === "message") {
@@ -653,9 +667,17 @@ function apply(push) {
   if (view.state.live && view.state.range === "custom") view.state.range = "15m";
   writeState(push);
   showStateInForm();
-  load();
-  if (view.state.live) startLive();
-  else stopLive();
+  refresh();
+}
+
+// The results for the current state; live, the page loads once the tail has started.
+function refresh() {
+  if (view.state.live) {
+    startLive();
+  } else {
+    stopLive();
+    load();
+  }
 }
 
 function init() {
@@ -712,9 +734,7 @@ function init() {
   window.addEventListener("popstate", () => {
     view.state = readState();
     showStateInForm();
-    load();
-    if (view.state.live) startLive();
-    else stopLive();
+    refresh();
   });
   window.addEventListener("scroll", () => {
     if (window.scrollY <= 60 && live.pending.length) flushPending();
@@ -732,9 +752,7 @@ function init() {
     }
   });
   histogramZoom();
-
-  load();
-  if (view.state.live) startLive();
+  refresh();
 }
 
 init();
