@@ -466,6 +466,10 @@ impl Hub {
         // None while no stream listens: the next listener starts it at what is
         // stored then (streams further back catch up on their own).
         let mut cursor: Option<TailCursor> = None;
+        // After a (re)start the first chunk is published even when empty (and even
+        // when the first poll fails): a stream whose cursor is behind its `from`
+        // learns from it to catch up.
+        let mut announce = false;
         let mut wait = poll_every;
         loop {
             if !wait.is_zero() {
@@ -482,9 +486,9 @@ impl Hub {
                 cursor = None;
                 continue;
             }
-            // After a (re)start the first chunk is published even when empty: a
-            // stream whose cursor is behind its `from` learns from it to catch up.
-            let restarted = cursor.is_none();
+            if cursor.is_none() {
+                announce = true;
+            }
             let from = match cursor.take() {
                 Some(from) => from,
                 None => match self.service.tail_start(&self.settings).await {
@@ -506,7 +510,8 @@ impl Hub {
                         wait = Duration::ZERO;
                     }
                     let to = poll.cursor.clone();
-                    if to != from || restarted {
+                    if to != from || announce {
+                        announce = false;
                         let events = poll.events.into_iter().map(SharedEvent::from).collect();
                         let chunk = Chunk::Read {
                             from,

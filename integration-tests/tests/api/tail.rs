@@ -344,6 +344,43 @@ async fn an_older_event_committed_late_by_another_writer_is_still_sent_once() {
     assert!(again.is_empty(), "nothing is sent twice: {again:?}");
 }
 
+#[tokio::test]
+async fn a_stream_that_started_before_the_shared_reader_gets_what_was_stored_in_between() {
+    let (group, topic, source) = (
+        unique("tail-group"),
+        unique("tail-topic"),
+        unique("tail-hub"),
+    );
+    let base = 3_000_000_000_000 + i64::from(rand_u16()) * 1_000;
+    let mut conn = db();
+    store_offset(&mut conn, &group, &topic, 0, base);
+    // A slow poll: the shared reader, idle while no stream listens, takes up to 2 s
+    // to notice this one; the stream's own first poll is at once.
+    let (t, g) = (topic.clone(), group.clone());
+    let gateway = spawn_gateway(move |s| {
+        s.tail.topic = t;
+        s.tail.group_id = g;
+        s.tail.poll_ms = 2_000;
+    })
+    .await;
+    let mut stream = SseStream::open(&gateway.base, &format!("source={source}"), None).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Stored after the stream's first poll and (most often) before the shared reader
+    // starts: the reader's first chunk then starts past it, and the stream must notice
+    // the gap rather than wait for a later row.
+    let id = commit_row(
+        &mut conn,
+        &group,
+        &topic,
+        &source,
+        0,
+        base,
+        chrono::Utc::now(),
+    );
+    let events = stream.events(1, Duration::from_secs(15)).await;
+    assert_eq!(ids_of(&events), vec![id.to_string()]);
+}
+
 fn rand_u16() -> u16 {
     let bytes = Uuid::new_v4().into_bytes();
     u16::from_le_bytes([bytes[0], bytes[1]])
