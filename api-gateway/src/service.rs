@@ -193,10 +193,20 @@ impl QueryService {
         } else {
             QueryClass::Page
         };
-        self.run(class, move |conn| {
-            queries::tail::poll(conn, &group, &topic, &from, &conditions, batch)
-        })
-        .await
+        let poll = self
+            .run(class, move |conn| {
+                queries::tail::poll(conn, &group, &topic, &from, &conditions, batch)
+            })
+            .await?;
+        for invalid in &poll.invalid {
+            self.metrics
+                .invalid_rows
+                .with_label_values(&[invalid.column])
+                .inc();
+            tracing::error!(event_id = ?invalid.id, column = invalid.column, reason = %invalid.reason,
+                "a stored row is not a valid event; the live tail passes over it");
+        }
+        Ok(poll)
     }
 
     fn ttl_for(&self, filter: &LogFilter, now: DateTime<Utc>) -> std::time::Duration {

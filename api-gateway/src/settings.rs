@@ -125,8 +125,11 @@ pub struct TailSettings {
         default_value_t = 15
     )]
     pub heartbeat_secs: u64,
-    /// Events one poll reads per partition; more are read by the next poll at once.
-    #[arg(long = "tail-batch", env = "TAIL_BATCH", default_value_t = 500)]
+    /// Events one poll reads per partition (1..=10000); more are read by the next
+    /// poll at once. A poll also stops after examining 100 times as many rows that do
+    /// not match, so a narrow filter resuming from far back moves on in steps.
+    #[arg(long = "tail-batch", env = "TAIL_BATCH", default_value_t = 500,
+          value_parser = clap::value_parser!(i64).range(1..=10_000))]
     pub batch: i64,
     /// How long a client may leave a poll's events unread (its buffer full) before
     /// it is dropped. It can reconnect with `Last-Event-ID` and lose nothing.
@@ -208,5 +211,6 @@ mod tests {
         Settings::command().debug_assert();
         let settings = Settings::try_parse_from(["api-gateway"]).expect("defaults parse");
         assert_eq!(settings.redis.port, 6379);
+        assert!(Settings::try_parse_from(["api-gateway", "--tail-batch", "0"]).is_err());
     }
 }

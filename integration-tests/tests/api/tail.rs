@@ -381,6 +381,69 @@ async fn a_stream_that_started_before_the_shared_reader_gets_what_was_stored_in_
     assert_eq!(ids_of(&events), vec![id.to_string()]);
 }
 
+#[tokio::test]
+async fn a_narrow_filter_steps_through_rows_that_do_not_match_and_invalid_rows_are_passed_over() {
+    let (group, topic, source) = (
+        unique("tail-group"),
+        unique("tail-topic"),
+        unique("tail-narrow"),
+    );
+    let base = 4_000_000_000_000 + i64::from(rand_u16()) * 10_000;
+    let mut conn = db();
+    store_offset(&mut conn, &group, &topic, 0, base);
+    // 2,000 rows of another source, then a row whose message is blank (not a valid
+    // event), then the one row the stream wants.
+    diesel::sql_query(
+        "INSERT INTO log_events (id, level, message, source, \"timestamp\", kafka_partition, kafka_offset) \
+         SELECT gen_random_uuid(), 'INFO', 'other ' || n, $1, now(), 0, $2 + n \
+         FROM generate_series(0, 1999) AS n",
+    )
+    .bind::<Text, _>(format!("{source}-other"))
+    .bind::<BigInt, _>(base)
+    .execute(&mut conn)
+    .expect("insert the rows");
+    diesel::sql_query(
+        "INSERT INTO log_events (id, level, message, source, \"timestamp\", kafka_partition, kafka_offset) \
+         VALUES (gen_random_uuid(), 'ERROR', '   ', $1, now(), 0, $2)",
+    )
+    .bind::<Text, _>(&source)
+    .bind::<BigInt, _>(base + 2_000)
+    .execute(&mut conn)
+    .expect("insert the invalid row");
+    let wanted = commit_row(
+        &mut conn,
+        &group,
+        &topic,
+        &source,
+        0,
+        base + 2_001,
+        chrono::Utc::now(),
+    );
+
+    // One event a poll: each poll examines at most 100 offsets, so the stream steps
+    // through the 2,000 it does not want; resuming from before all of them.
+    let (t, g) = (topic.clone(), group.clone());
+    let gateway = spawn_gateway(move |s| {
+        s.tail.topic = t;
+        s.tail.group_id = g;
+        s.tail.batch = 1;
+    })
+    .await;
+    let mut stream = SseStream::open(
+        &gateway.base,
+        &format!("source={source}"),
+        Some(&format!("0:{base}")),
+    )
+    .await;
+    let events = stream.events(1, Duration::from_secs(30)).await;
+    assert_eq!(ids_of(&events), vec![wanted.to_string()]);
+    let metrics = metrics_text(&format!("{}/gateway/actuator/prometheus", gateway.base)).await;
+    assert!(
+        metrics.contains("log_store_invalid_rows_total{column=\"message\"} 1"),
+        "{metrics}"
+    );
+}
+
 fn rand_u16() -> u16 {
     let bytes = Uuid::new_v4().into_bytes();
     u16::from_le_bytes([bytes[0], bytes[1]])

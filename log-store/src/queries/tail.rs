@@ -15,13 +15,16 @@
 //! Rows do not record their topic: the tail follows the topic and consumer group whose
 //! offsets it is given, in a database that one topic is stored into.
 
-use crate::error::QueryError;
+use crate::error::{InvalidRow, QueryError};
 use crate::models::EventRow;
 use crate::queries::filter::{Conditions, Predicate};
 use crate::schema::{consumer_offsets, log_events};
 use diesel::prelude::*;
 use log_common::event::LogEvent;
 use std::collections::{BTreeMap, VecDeque};
+
+/// The encoded cursor of a database with nothing stored yet.
+const EMPTY: &str = "-";
 
 /// Per partition, the next offset a tail has not yet delivered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,16 +60,22 @@ impl TailCursor {
             .any(|(&partition, &next)| next > other.next_offset(partition))
     }
 
-    /// `0:120.1:98`: partition and next offset pairs, the SSE `id:` of an event.
+    /// `0:120.1:98`: partition and next offset pairs, the SSE `id:` of an event;
+    /// `-` before anything is stored (an `EventSource` does not send an empty id back).
     pub fn encode(&self) -> String {
+        if self.next.is_empty() {
+            return EMPTY.to_owned();
+        }
         let pairs: Vec<String> = self.next.iter().map(|(p, o)| format!("{p}:{o}")).collect();
         pairs.join(".")
     }
 
     /// The inverse of [`TailCursor::encode`]; `None` for anything it did not make.
-    /// The empty string is the cursor of an empty database.
     pub fn decode(text: &str) -> Option<TailCursor> {
         let mut cursor = TailCursor::default();
+        if text.trim() == EMPTY {
+            return Some(cursor);
+        }
         for pair in text.trim().split('.').filter(|p| !p.is_empty()) {
             let (partition, offset) = pair.split_once(':')?;
             let partition: i32 = partition.parse().ok()?;
@@ -93,9 +102,14 @@ pub struct TailEvent {
 pub struct TailPoll {
     pub events: Vec<TailEvent>,
     pub cursor: TailCursor,
-    /// True when a partition stopped at `limit`: poll again at once.
+    /// True when a partition stopped short of its stored offset: poll again at once.
     pub more: bool,
+    /// Rows read that are not valid events (passed over).
+    pub invalid: Vec<InvalidRow>,
 }
+
+/// A poll examines at most `limit` × this many offsets of a partition, matching or not.
+pub const SCAN_PER_LIMIT: i64 = 100;
 
 /// The stored next offset of each partition of `topic` under `group`: the cursor of
 /// "from now on".
@@ -134,17 +148,23 @@ pub fn poll(
     let stored = stored_offsets(conn, group, topic)?;
     let mut cursor = from.clone();
     let mut per_partition: Vec<Vec<TailEvent>> = Vec::new();
+    let mut invalid = Vec::new();
     let mut more = false;
     for (&partition, &stored_next) in &stored.next {
         let start = from.next_offset(partition);
         if start >= stored_next {
             continue;
         }
+        // A filter that matches little would otherwise read everything up to the
+        // stored offset in one statement: a resume from far back could outlast the
+        // statement's time limit on every retry and never move.
+        let window_end =
+            stored_next.min(start.saturating_add(limit.saturating_mul(SCAN_PER_LIMIT)));
         let range: Predicate = Box::new(
             e::kafka_partition
                 .eq(partition)
                 .and(e::kafka_offset.ge(start))
-                .and(e::kafka_offset.lt(stored_next)),
+                .and(e::kafka_offset.lt(window_end)),
         );
         let rows: Vec<(i64, EventRow)> = log_events::table
             .filter(conditions.and_to(range))
@@ -152,30 +172,32 @@ pub fn poll(
             .limit(limit)
             .select((e::kafka_offset, EventRow::as_select()))
             .load(conn)?;
-        let full = rows.len() as i64 == limit;
+        let full = rows.len() as i64 >= limit;
         match rows.last() {
-            Some((last, _)) if full => {
-                more = true;
-                cursor.advance(partition, last + 1);
-            }
-            _ => cursor.advance(partition, stored_next),
+            Some((last, _)) if full => cursor.advance(partition, last + 1),
+            _ => cursor.advance(partition, window_end),
         }
-        let events = rows
-            .into_iter()
-            .map(|(offset, row)| {
-                Ok(TailEvent {
+        more |= cursor.next_offset(partition) < stored_next;
+        let mut events = Vec::with_capacity(rows.len());
+        for (offset, row) in rows {
+            // One bad row must not stop every tail at its offset: it is passed over
+            // and reported (the gateway counts it, as for any query).
+            match LogEvent::try_from(row) {
+                Ok(event) => events.push(TailEvent {
                     partition,
                     offset,
-                    event: LogEvent::try_from(row)?,
-                })
-            })
-            .collect::<Result<Vec<_>, QueryError>>()?;
+                    event,
+                }),
+                Err(bad) => invalid.push(bad),
+            }
+        }
         per_partition.push(events);
     }
     Ok(TailPoll {
         events: merge_by_time(per_partition),
         cursor,
         more,
+        invalid,
     })
 }
 
@@ -207,7 +229,8 @@ mod tests {
         cursor.advance(0, 2);
         assert_eq!(cursor.encode(), "0:5.3:17");
         assert_eq!(TailCursor::decode("0:5.3:17"), Some(cursor));
-        assert_eq!(TailCursor::decode(""), Some(TailCursor::default()));
+        assert_eq!(TailCursor::default().encode(), "-");
+        assert_eq!(TailCursor::decode("-"), Some(TailCursor::default()));
         assert_eq!(TailCursor::default().next_offset(9), 0);
     }
 
