@@ -498,7 +498,13 @@ const live = {
   // The page's first load waits for the tail's `ready`, so nothing committed between
   // the page's snapshot and the tail's start can fall between the two.
   pageAfterReady: false,
+  // Shown meanwhile because the tail could not start; loaded again at `ready`.
+  pageShownMeanwhile: false,
 };
+// Ids remembered to count events sent twice (a check, shown to tests); the oldest go.
+const SEEN_MAX = 20000;
+// No byte for this long (three heartbeats) and the connection is taken for dead.
+const SILENCE_MS = 45000;
 
 function tailParams(state) {
   const p = {};
@@ -512,16 +518,25 @@ function tailParams(state) {
 function startLive() {
   stopLive();
   live.pageAfterReady = true;
+  live.pageShownMeanwhile = false;
   live.lastEventId = null;
   live.seen.clear();
   live.pending = [];
   connectLive();
 }
 
-// Loads the page now if it was waiting for the tail (which cannot give it a start).
+// At the tail's `ready`: the page it was waiting for.
 function loadWaitingPage() {
   if (!live.pageAfterReady) return;
   live.pageAfterReady = false;
+  load();
+}
+
+// The tail cannot start yet: show the page meanwhile, and load it again at `ready`
+// (what is committed before the tail starts may be newer than this page).
+function loadPageMeanwhile() {
+  if (!live.pageAfterReady || live.pageShownMeanwhile) return;
+  live.pageShownMeanwhile = true;
   load();
 }
 
@@ -556,7 +571,9 @@ async function connectLive() {
     });
     if (!response.ok) {
       const failure = await failureOf(response);
-      loadWaitingPage();
+      // A newer connection (or stopping) took over while this one waited.
+      if (controller.signal.aborted || live.controller !== controller) return;
+      loadPageMeanwhile();
       if (response.status === 401 || response.status === 400) {
         setLiveStatus(`Live tail stopped: ${failure.message}`, "failed");
         return;
@@ -567,8 +584,8 @@ async function connectLive() {
       await readStream(response.body, controller);
     }
   } catch (e) {
-    if (controller.signal.aborted) return;
-    loadWaitingPage();
+    if (controller.signal.aborted || live.controller !== controller) return;
+    loadPageMeanwhile();
     setLiveStatus("Connection lost; reconnecting…", "retrying");
   }
   if (controller.signal.aborted || live.controller !== controller) return;
@@ -581,18 +598,38 @@ async function connectLive() {
 async function readStream(body, controller) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done || controller.signal.aborted) break;
-    buffer += value.replace(/\r\n?/g, "\n");
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      dispatch(block);
+  // A CR at the end of a read may be the first half of a CRLF: held for the next.
+  let heldCR = "";
+  try {
+    for (;;) {
+      let timer;
+      const silence = new Promise((resolve) => {
+        timer = setTimeout(() => resolve(null), SILENCE_MS);
+      });
+      const read = await Promise.race([reader.read(), silence]);
+      clearTimeout(timer);
+      if (read === null) {
+        setLiveStatus("No data for 45 s; reconnecting…", "retrying");
+        return;
+      }
+      if (read.done || controller.signal.aborted) break;
+      let text = heldCR + read.value;
+      heldCR = text.endsWith("\r") ? "\r" : "";
+      if (heldCR) text = text.slice(0, -1);
+      buffer += text.replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        dispatch(block);
+      }
     }
+    if (!controller.signal.aborted) setLiveStatus("Stream ended; reconnecting…", "retrying");
+  } finally {
+    // Whatever ended the loop, the connection is given back (it holds one of the
+    // browser's connections to this host, and a place among TAIL_MAX_CLIENTS).
+    reader.cancel().catch(() => {});
   }
-  if (!controller.signal.aborted) setLiveStatus("Stream ended; reconnecting…", "retrying");
 }
 
 function dispatch(block) {
@@ -610,13 +647,20 @@ function dispatch(block) {
     else if (field === "retry" && /^\d+$/.test(value)) live.retryMs = Number(value);
   }
   if (!data.length) return;
+  let payload;
+  try {
+    payload = JSON.parse(data.join("\n"));
+  } catch (e) {
+    console.error("live tail: a message that is not JSON was skipped", e);
+    return;
+  }
   if (event === "ready") {
     setLiveStatus("Live: following new events", "live");
     loadWaitingPage();
   } else if (event === "tail-error") {
-    setLiveStatus(`Live tail: ${JSON.parse(data.join("\n")).message} (retrying)`, "retrying");
+    setLiveStatus(`Live tail: ${payload.message} (retrying)`, "retrying");
   } else if (event === "message") {
-    receive(JSON.parse(data.join("\n")));
+    receive(payload);
   }
 }
 
@@ -624,10 +668,13 @@ function receive(event) {
   live.received += 1;
   if (live.seen.has(event.id)) live.duplicates += 1;
   live.seen.add(event.id);
+  if (live.seen.size > SEEN_MAX) live.seen.delete(live.seen.values().next().value);
   setLiveStatus("Live: following new events", "live");
   if (view.shown.has(event.id)) return;
   if (window.scrollY > 60) {
     live.pending.push(event);
+    // More than the list keeps would be cut anyway: the oldest held events go.
+    if (live.pending.length > LIVE_MAX_ROWS) live.pending.shift();
     const button = $("new-events");
     button.textContent = `${live.pending.length} new event${live.pending.length === 1 ? "" : "s"}: show`;
     button.hidden = false;
