@@ -211,6 +211,19 @@ async fn paging_by_offset_and_by_cursor_covers_each_event_exactly_once() {
             by_cursor, seen,
             "cursor paging walks the same order: {filter}"
         );
+
+        // A page past the end (answered from the exact total, without walking the
+        // rows before it) is empty and still carries the total.
+        let (status, page) = get_json(&format!(
+            "{}/gateway/api/query/logs?{window}&{filter}&size=1000&page=1000000",
+            app.base
+        ))
+        .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["content"], serde_json::json!([]), "{filter}");
+        assert_eq!(page["totalElements"], expected as i64, "{filter}");
+        assert_eq!(page["totalElementsExact"], true, "{filter}");
+        assert_eq!(page["number"], 1_000_000, "{filter}");
     }
     app.stop().await;
 }

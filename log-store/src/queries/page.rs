@@ -101,6 +101,21 @@ pub fn page(
         Paging::After { cursor, .. } => Some(cursor),
         Paging::Offset { .. } => None,
     };
+    // An exact total comes from the rollups, not the rows: a page past it is empty,
+    // and is answered without walking `offset` rows to find that out.
+    let exact_total = if offset > 0 && filter.text.is_none() && filter.correlation_id.is_none() {
+        let (total, exact) = total(conn, filter, now, budgets.count, 0)?;
+        if offset >= total {
+            return Ok(PageResult {
+                events: Vec::new(),
+                total,
+                total_exact: exact,
+            });
+        }
+        Some((total, exact))
+    } else {
+        None
+    };
     let keys = if filter.levels.len() > 1 && offset + size <= PER_LEVEL_MERGE_MAX {
         // One index-ordered read per level, merged here: `level = ANY(…)` of several
         // levels cannot walk the `(level, timestamp, id)` index in order, and the plan
@@ -129,7 +144,10 @@ pub fn page(
         .map(LogEvent::try_from)
         .collect::<Result<Vec<_>, _>>()?;
     let seen = offset + events.len() as i64;
-    let (total, total_exact) = total(conn, filter, now, budgets.count, seen)?;
+    let (total, total_exact) = match exact_total {
+        Some(known) => known,
+        None => total(conn, filter, now, budgets.count, seen)?,
+    };
     Ok(PageResult {
         events,
         total,
