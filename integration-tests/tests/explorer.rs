@@ -97,6 +97,17 @@ async fn screenshot(browser: &Client, name: &str) {
     println!("screenshot: {}", path.display());
 }
 
+/// Clicks the element `locator` finds, as a person would (WebDriver's element click).
+async fn click(browser: &Client, locator: Locator<'_>, what: &str) {
+    browser
+        .find(locator)
+        .await
+        .unwrap_or_else(|e| panic!("{what} is on the page: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("{what} can be clicked: {e}"));
+}
+
 /// Runs `script` (a function body that returns a value) in the page.
 async fn page_value(browser: &Client, script: &str) -> Value {
     browser
@@ -343,13 +354,7 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
         !messages_shown(&browser).await.contains(&held),
         "held back while scrolled"
     );
-    browser
-        .find(Locator::Css("#new-events"))
-        .await
-        .expect("the button")
-        .click()
-        .await
-        .expect("show the new event");
+    click(&browser, Locator::Css("#new-events"), "the button").await;
     until_page(
         &browser,
         "the held event at the top",
@@ -379,13 +384,12 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
     screenshot(&browser, "explorer-search.png").await;
 
     // A level filter changes the results, and the URL keeps it.
-    browser
-        .find(Locator::Css("#levels input[value=ERROR]"))
-        .await
-        .expect("the ERROR toggle")
-        .click()
-        .await
-        .expect("click ERROR");
+    click(
+        &browser,
+        Locator::Css("#levels input[value=ERROR]"),
+        "the ERROR toggle",
+    )
+    .await;
     until_page(
         &browser,
         "only the ERROR events",
@@ -397,13 +401,7 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
     assert!(url.as_str().contains("level=ERROR"), "{url}");
 
     // The live tail: a new event appears without a reload.
-    browser
-        .find(Locator::Css("#live"))
-        .await
-        .expect("the Live button")
-        .click()
-        .await
-        .expect("click Live");
+    click(&browser, Locator::Css("#live"), "the Live button").await;
     until_page(
         &browser,
         "the tail to be live",
@@ -509,13 +507,12 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
     screenshot(&browser, "explorer-details.png").await;
 
     // Its correlation id is a link that filters by it.
-    browser
-        .find(Locator::LinkText(&correlation))
-        .await
-        .expect("the correlation id link")
-        .click()
-        .await
-        .expect("follow the correlation id");
+    click(
+        &browser,
+        Locator::LinkText(&correlation),
+        "the correlation id link",
+    )
+    .await;
     until_page(
         &browser,
         "only the correlated event",
@@ -584,13 +581,7 @@ async fn the_explorer_searches_filters_tails_through_a_restart_and_shows_details
 
     // The gateway down: the page says so.
     gateway.stop().await;
-    browser
-        .find(Locator::Css("#apply"))
-        .await
-        .expect("the Search button")
-        .click()
-        .await
-        .expect("search again");
+    click(&browser, Locator::Css("#apply"), "the Search button").await;
     until_page(
         &browser,
         "the gateway-down state",

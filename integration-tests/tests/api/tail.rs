@@ -7,6 +7,7 @@ use crate::helpers::{
     db, eventually, get_json, http, json, metrics_text, spawn_consumer_with, spawn_gateway, unique,
     Running,
 };
+use api_gateway::settings::TailSettings;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
 use rdkafka::producer::FutureRecord;
@@ -129,14 +130,48 @@ fn ids_of(events: &[Value]) -> Vec<String> {
 }
 
 async fn gateway_following(topic: &str, group: &str) -> Running {
+    gateway_following_with(topic, group, |_| {}).await
+}
+
+/// A gateway whose tail follows `topic` and `group`, polling every 50 ms with a
+/// heartbeat a second, then `configure`d.
+async fn gateway_following_with(
+    topic: &str,
+    group: &str,
+    configure: impl FnOnce(&mut TailSettings) + Send + 'static,
+) -> Running {
     let (topic, group) = (topic.to_owned(), group.to_owned());
     spawn_gateway(move |s| {
         s.tail.topic = topic;
         s.tail.group_id = group;
         s.tail.poll_ms = 50;
         s.tail.heartbeat_secs = 1;
+        configure(&mut s.tail);
     })
     .await
+}
+
+/// A consumer group, topic and source of a test's own whose offsets the test stores
+/// itself (no consumer): each of `partitions` starts at `base`, a region of offsets
+/// (`region` × 10^12 on) no other test of this database writes into.
+struct OwnOffsets {
+    group: String,
+    topic: String,
+    source: String,
+    base: i64,
+}
+
+fn own_offsets(region: i64, partitions: &[i32], conn: &mut PgConnection) -> OwnOffsets {
+    let own = OwnOffsets {
+        group: unique("tail-group"),
+        topic: unique("tail-topic"),
+        source: unique("tail-src"),
+        base: region * 1_000_000_000_000 + i64::from(rand_u16()) * 100_000,
+    };
+    for &partition in partitions {
+        store_offset(conn, &own.group, &own.topic, partition, own.base);
+    }
+    own
 }
 
 #[tokio::test]
@@ -264,17 +299,13 @@ fn store_offset(conn: &mut PgConnection, group: &str, topic: &str, partition: i3
 
 #[tokio::test]
 async fn an_older_event_committed_late_by_another_writer_is_still_sent_once() {
-    let (group, topic, source) = (
-        unique("tail-group"),
-        unique("tail-topic"),
-        unique("tail-late"),
-    );
-    // Offsets far from any other test's rows in this database.
-    let base = 1_000_000_000_000 + i64::from(rand_u16()) * 1_000;
     let mut conn = db();
-    for partition in [0, 1] {
-        store_offset(&mut conn, &group, &topic, partition, base);
-    }
+    let OwnOffsets {
+        group,
+        topic,
+        source,
+        base,
+    } = own_offsets(1, &[0, 1], &mut conn);
     let gateway = gateway_following(&topic, &group).await;
     let filter = format!("source={source}");
     let mut stream = SseStream::open(&gateway.base, &filter, None).await;
@@ -346,23 +377,16 @@ async fn an_older_event_committed_late_by_another_writer_is_still_sent_once() {
 
 #[tokio::test]
 async fn a_stream_that_started_before_the_shared_reader_gets_what_was_stored_in_between() {
-    let (group, topic, source) = (
-        unique("tail-group"),
-        unique("tail-topic"),
-        unique("tail-hub"),
-    );
-    let base = 3_000_000_000_000 + i64::from(rand_u16()) * 1_000;
     let mut conn = db();
-    store_offset(&mut conn, &group, &topic, 0, base);
+    let OwnOffsets {
+        group,
+        topic,
+        source,
+        base,
+    } = own_offsets(3, &[0], &mut conn);
     // A slow poll: the shared reader, idle while no stream listens, takes up to 2 s
     // to notice this one; the stream's own first poll is at once.
-    let (t, g) = (topic.clone(), group.clone());
-    let gateway = spawn_gateway(move |s| {
-        s.tail.topic = t;
-        s.tail.group_id = g;
-        s.tail.poll_ms = 2_000;
-    })
-    .await;
+    let gateway = gateway_following_with(&topic, &group, |tail| tail.poll_ms = 2_000).await;
     let mut stream = SseStream::open(&gateway.base, &format!("source={source}"), None).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Stored after the stream's first poll and (most often) before the shared reader
@@ -383,14 +407,13 @@ async fn a_stream_that_started_before_the_shared_reader_gets_what_was_stored_in_
 
 #[tokio::test]
 async fn a_narrow_filter_steps_through_rows_that_do_not_match_and_invalid_rows_are_passed_over() {
-    let (group, topic, source) = (
-        unique("tail-group"),
-        unique("tail-topic"),
-        unique("tail-narrow"),
-    );
-    let base = 4_000_000_000_000 + i64::from(rand_u16()) * 10_000;
     let mut conn = db();
-    store_offset(&mut conn, &group, &topic, 0, base);
+    let OwnOffsets {
+        group,
+        topic,
+        source,
+        base,
+    } = own_offsets(4, &[0], &mut conn);
     // 2,000 rows of another source, then a row whose message is blank (not a valid
     // event), then the one row the stream wants.
     diesel::sql_query(
@@ -422,13 +445,7 @@ async fn a_narrow_filter_steps_through_rows_that_do_not_match_and_invalid_rows_a
 
     // One event a poll: each poll examines at most 100 offsets, so the stream steps
     // through the 2,000 it does not want; resuming from before all of them.
-    let (t, g) = (topic.clone(), group.clone());
-    let gateway = spawn_gateway(move |s| {
-        s.tail.topic = t;
-        s.tail.group_id = g;
-        s.tail.batch = 1;
-    })
-    .await;
+    let gateway = gateway_following_with(&topic, &group, |tail| tail.batch = 1).await;
     let mut stream = SseStream::open(
         &gateway.base,
         &format!("source={source}"),
@@ -512,22 +529,14 @@ async fn bad_parameters_are_refused_naming_the_field_and_clients_past_the_limit_
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped_and_shutdown_ends_every_stream() {
-    let (group, topic, source) = (
-        unique("tail-group"),
-        unique("tail-topic"),
-        unique("tail-slow"),
-    );
-    let base = 2_000_000_000_000 + i64::from(rand_u16()) * 100_000;
     let mut conn = db();
-    store_offset(&mut conn, &group, &topic, 0, base);
-    let (t, g) = (topic.clone(), group.clone());
-    let gateway = spawn_gateway(move |s| {
-        s.tail.topic = t;
-        s.tail.group_id = g;
-        s.tail.poll_ms = 50;
-        s.tail.slow_client_ms = 300;
-    })
-    .await;
+    let OwnOffsets {
+        group,
+        topic,
+        source,
+        base,
+    } = own_offsets(2, &[0], &mut conn);
+    let gateway = gateway_following_with(&topic, &group, |tail| tail.slow_client_ms = 300).await;
     let filter = format!("source={source}");
     let stalled = SseStream::open(&gateway.base, &filter, None).await;
     let mut reading = SseStream::open(&gateway.base, &filter, None).await;
