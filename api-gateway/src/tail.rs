@@ -62,6 +62,7 @@ pub struct Tails {
     open: Arc<AtomicUsize>,
     closing: watch::Receiver<bool>,
     metrics: GatewayMetrics,
+    service: QueryService,
     hub: broadcast::Sender<Arc<Chunk>>,
 }
 
@@ -90,7 +91,7 @@ impl Tails {
         let (hub, _) = broadcast::channel(HUB_CHUNKS);
         tokio::spawn(
             Hub {
-                service,
+                service: service.clone(),
                 settings: settings.clone(),
                 sender: hub.clone(),
                 closing: closing.clone(),
@@ -102,12 +103,9 @@ impl Tails {
             open: Arc::new(AtomicUsize::new(0)),
             closing,
             metrics,
+            service,
             hub,
         }
-    }
-
-    pub fn settings(&self) -> &TailSettings {
-        &self.settings
     }
 
     fn take_slot(&self) -> Result<Slot, ApiError> {
@@ -141,14 +139,13 @@ impl Tails {
     /// client limit or when PostgreSQL cannot be read.
     pub async fn open(
         &self,
-        service: QueryService,
         conditions: Conditions,
         resume: Option<TailCursor>,
     ) -> Result<mpsc::Receiver<Bytes>, ApiError> {
         let slot = self.take_slot()?;
         let cursor = match resume {
             Some(cursor) => cursor,
-            None => service.tail_start(&self.settings).await?,
+            None => self.service.tail_start(&self.settings).await?,
         };
         let (sender, receiver) = mpsc::channel(CLIENT_BUFFER);
         let ready = format!(
@@ -167,7 +164,7 @@ impl Tails {
             }
         };
         let stream = Stream {
-            service,
+            service: self.service.clone(),
             conditions,
             cursor,
             source,
@@ -347,11 +344,7 @@ impl Stream {
                         // The hub has read past rows this stream has not seen (it
                         // started later, or this stream resumed from further back).
                         *catching_up = true;
-                        Step::Read {
-                            events: Vec::new(),
-                            cursor: self.cursor.clone(),
-                            more: true,
-                        }
+                        Step::poll_at_once()
                     } else {
                         let events = events
                             .iter()
@@ -369,11 +362,7 @@ impl Stream {
             },
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 *catching_up = true;
-                Step::Read {
-                    events: Vec::new(),
-                    cursor: self.cursor.clone(),
-                    more: true,
-                }
+                Step::poll_at_once()
             }
             Err(broadcast::error::RecvError::Closed) => return None,
         })
@@ -403,6 +392,18 @@ enum Step {
     Failed(String),
     /// Nothing new yet.
     Idle,
+}
+
+impl Step {
+    /// Nothing read (the cursor stays: moving to an empty one moves nothing), and
+    /// the next poll, a catch-up of the stream's own, at once.
+    fn poll_at_once() -> Step {
+        Step::Read {
+            events: Vec::new(),
+            cursor: TailCursor::default(),
+            more: true,
+        }
+    }
 }
 
 /// An event as the tail sends it: where it was stored, and its JSON, made once.

@@ -43,8 +43,8 @@ function readState() {
   };
 }
 
-function writeState(push) {
-  const s = view.state;
+// The URL of a view: the page's path and the state as query parameters.
+function urlOf(s) {
   const p = new URLSearchParams();
   if (s.q) p.set("q", s.q);
   if (s.levels.length) p.set("level", s.levels.join(","));
@@ -56,7 +56,11 @@ function writeState(push) {
   }
   if (s.cid) p.set("cid", s.cid);
   if (s.live) p.set("live", "1");
-  const url = `${location.pathname}?${p}`;
+  return `${location.pathname}?${p}`;
+}
+
+function writeState(push) {
+  const url = urlOf(view.state);
   if (push) history.pushState(null, "", url);
   else history.replaceState(null, "", url);
 }
@@ -356,13 +360,7 @@ function openDetails(event) {
 }
 
 function linkWith(changes) {
-  const saved = { ...view.state };
-  Object.assign(view.state, changes);
-  writeState(false);
-  const url = location.href;
-  Object.assign(view.state, saved);
-  writeState(false);
-  return url;
+  return urlOf({ ...view.state, ...changes });
 }
 
 function showStats(stats) {

@@ -1,7 +1,6 @@
 //! `GET /tail`: the live tail as Server-Sent Events (see [`crate::tail`]).
 
 use crate::params::TailParams;
-use crate::service::QueryService;
 use crate::tail::Tails;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -30,7 +29,6 @@ pub const LAST_EVENT_ID: &str = "Last-Event-ID";
         (status = 503, description = "TAIL_MAX_CLIENTS streams are open, or PostgreSQL is unavailable; see Retry-After", body = UnavailableBody)))]
 pub async fn tail(
     request: HttpRequest,
-    service: web::Data<QueryService>,
     tails: web::Data<Tails>,
     params: web::Query<TailParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -47,9 +45,7 @@ pub async fn tail(
                 })?,
         ),
     };
-    let receiver = tails
-        .open(service.get_ref().clone(), conditions, resume)
-        .await?;
+    let receiver = tails.open(conditions, resume).await?;
     let body = futures::stream::unfold(receiver, |mut receiver| async move {
         let message = receiver.recv().await?;
         Some((Ok::<_, actix_web::Error>(message), receiver))
