@@ -28,7 +28,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/logpipeline/target}"
 BIN_DIR="$CARGO_TARGET_DIR/release"
 KAFKA_TOPIC="${KAFKA_TOPIC:-log-events}"
 KAFKA_DLQ_TOPIC="${KAFKA_DLQ_TOPIC:-log-events-dlq}"
+KAFKA_PRIORITY_TOPIC="${KAFKA_PRIORITY_TOPIC:-log-events-priority}"
 KAFKA_PARTITIONS="${KAFKA_PARTITIONS:-6}"
+KAFKA_PRIORITY_PARTITIONS="${KAFKA_PRIORITY_PARTITIONS:-2}"
 KAFKA_BOOTSTRAP="127.0.0.1:9092"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms512m -Xmx1g}"
 PG_PORT=5432
@@ -96,6 +98,8 @@ Environment:
   CARGO_TARGET_DIR     cargo target dir                                           [$CARGO_TARGET_DIR]
   KAFKA_LIBS           Kafka jars (fetched by mvn from kafka/pom.xml)             [$KAFKA_LIBS]
   KAFKA_TOPIC / KAFKA_DLQ_TOPIC   topic names                 [$KAFKA_TOPIC / $KAFKA_DLQ_TOPIC]
+  KAFKA_PRIORITY_TOPIC FATAL/ERROR topic, read first by the consumer  [$KAFKA_PRIORITY_TOPIC]
+  KAFKA_PARTITIONS / KAFKA_PRIORITY_PARTITIONS   partitions of new topics  [$KAFKA_PARTITIONS / $KAFKA_PRIORITY_PARTITIONS]
   KAFKA_HEAP_OPTS      broker JVM heap                                           [$KAFKA_HEAP_OPTS]
   PG_VERSION           PostgreSQL major version to use          [highest installed]
   RUST_LOG, LOG_FORMAT passed to the services                   [info, json]

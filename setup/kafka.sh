@@ -55,18 +55,21 @@ check_port_free_9093() {
   fi
 }
 
+# The priority topic (FATAL/ERROR) gets partitions of its own count: it carries little.
 ensure_topics() {
-  local existing t missing=()
+  local existing t partitions missing=()
   existing="$(kafka_list_topics)"
-  for t in "$KAFKA_TOPIC" "$KAFKA_DLQ_TOPIC"; do
+  for t in "$KAFKA_TOPIC" "$KAFKA_DLQ_TOPIC" "$KAFKA_PRIORITY_TOPIC"; do
     grep -qxF "$t" <<<"$existing" || missing+=("$t")
   done
   for t in "${missing[@]}"; do
-    echo "kafka: creating topic $t ($KAFKA_PARTITIONS partitions)"
+    partitions=$KAFKA_PARTITIONS
+    [[ $t != "$KAFKA_PRIORITY_TOPIC" ]] || partitions=$KAFKA_PRIORITY_PARTITIONS
+    echo "kafka: creating topic $t ($partitions partitions)"
     kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --create \
-      --if-not-exists --topic "$t" --partitions "$KAFKA_PARTITIONS" --replication-factor 1
+      --if-not-exists --topic "$t" --partitions "$partitions" --replication-factor 1
   done
-  [[ ${#missing[@]} -gt 0 ]] || echo "kafka: topics $KAFKA_TOPIC, $KAFKA_DLQ_TOPIC present"
+  [[ ${#missing[@]} -gt 0 ]] || echo "kafka: topics $KAFKA_TOPIC, $KAFKA_PRIORITY_TOPIC, $KAFKA_DLQ_TOPIC present"
 }
 
 step_kafka_jars() {

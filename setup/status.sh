@@ -50,7 +50,7 @@ URLs:
   prometheus  http://127.0.0.1:9090                        (alerts: /alerts, targets: /targets)
   postgres    postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
   redis       redis://127.0.0.1:6379
-  kafka       $KAFKA_BOOTSTRAP  (topics: $KAFKA_TOPIC, $KAFKA_DLQ_TOPIC; ./setup.sh kafka-topics --list)
+  kafka       $KAFKA_BOOTSTRAP  (topics: $KAFKA_TOPIC, $KAFKA_PRIORITY_TOPIC, $KAFKA_DLQ_TOPIC; ./setup.sh kafka-topics --list)
 EOF
   if have_grafana; then echo "  grafana     http://127.0.0.1:3000 (admin/admin)"; fi
   echo "  logs        $RUN_DIR/<component>.log   (./setup.sh logs <component>)"

@@ -172,9 +172,9 @@ impl QueryService {
     /// (late events), so it is cached only seconds; a closed window, minutes.
     /// The tail cursor of "from now on": every partition's stored next offset.
     pub async fn tail_start(&self, tail: &TailSettings) -> Result<TailCursor, ApiError> {
-        let (group, topic) = (tail.group_id.clone(), tail.topic.clone());
+        let (group, topics) = (tail.group_id.clone(), tail.topics());
         self.run(QueryClass::Lookup, move |conn| {
-            queries::tail::stored_offsets(conn, &group, &topic)
+            queries::tail::stored_offsets(conn, &group, &topics)
         })
         .await
     }
@@ -187,7 +187,7 @@ impl QueryService {
         from: TailCursor,
         conditions: Conditions,
     ) -> Result<TailPoll, ApiError> {
-        let (group, topic, batch) = (tail.group_id.clone(), tail.topic.clone(), tail.batch);
+        let (group, topics, batch) = (tail.group_id.clone(), tail.topics(), tail.batch);
         let class = if conditions.text.is_some() {
             QueryClass::Search
         } else {
@@ -195,7 +195,7 @@ impl QueryService {
         };
         let poll = self
             .run(class, move |conn| {
-                queries::tail::poll(conn, &group, &topic, &from, &conditions, batch)
+                queries::tail::poll(conn, &group, &topics, &from, &conditions, batch)
             })
             .await?;
         for invalid in &poll.invalid {

@@ -3,6 +3,7 @@
 use clap::Parser;
 use log_common::auth::AuthSettings;
 use log_common::settings::{HttpSettings, MetricsSettings, PostgresSettings};
+use log_store::queries::TailTopics;
 
 /// api-gateway: time-range, filter, full-text search and stats queries over the
 /// stored log events, cached in Redis.
@@ -92,6 +93,15 @@ pub struct QueryLimits {
     pub count_budget_ms: u64,
 }
 
+impl TailSettings {
+    pub fn topics(&self) -> TailTopics {
+        TailTopics {
+            normal: self.topic.clone(),
+            priority: self.priority_topic.clone(),
+        }
+    }
+}
+
 /// The live tail (`/tail`, Server-Sent Events): which stream it follows, how often it
 /// looks for new rows, and what a client may cost.
 #[derive(clap::Args, Debug, Clone)]
@@ -99,6 +109,13 @@ pub struct TailSettings {
     /// The topic whose stored offsets the tail follows (the consumer's `KAFKA_TOPIC`).
     #[arg(long = "tail-topic", env = "KAFKA_TOPIC", default_value = "log-events")]
     pub topic: String,
+    /// The priority topic, followed alongside (the consumer's `KAFKA_PRIORITY_TOPIC`).
+    #[arg(
+        long = "tail-priority-topic",
+        env = "KAFKA_PRIORITY_TOPIC",
+        default_value = "log-events-priority"
+    )]
+    pub priority_topic: String,
     /// The consumer group whose stored offsets the tail follows (the consumer's
     /// `KAFKA_GROUP_ID`).
     #[arg(

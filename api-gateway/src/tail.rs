@@ -34,7 +34,7 @@ use crate::settings::TailSettings;
 use actix_web::web::Bytes;
 use log_common::error::ApiError;
 use log_common::event::LogEvent;
-use log_store::queries::{Conditions, TailCursor};
+use log_store::queries::{Conditions, TailCursor, TopicPartition};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -409,7 +409,7 @@ impl Step {
 /// An event as the tail sends it: where it was stored, and its JSON, made once.
 #[derive(Debug, Clone)]
 pub struct SharedEvent {
-    pub partition: i32,
+    pub partition: TopicPartition,
     pub offset: i64,
     pub event: Arc<LogEvent>,
     pub json: Arc<str>,
@@ -547,6 +547,7 @@ fn write_events(out: &mut String, from: &TailCursor, events: &[SharedEvent]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use log_common::domain::Lane;
     use log_common::event::Level;
     use log_store::queries::TailEvent;
 
@@ -562,11 +563,15 @@ mod tests {
     #[test]
     fn each_event_carries_the_cursor_just_past_it() {
         let from = TailCursor::decode("0:10.1:20").expect("cursor");
-        let events: Vec<SharedEvent> = [(1, 25, "a"), (0, 12, "b\nwith a newline")]
-            .into_iter()
-            .map(|(partition, offset, message)| {
-                SharedEvent::from(TailEvent {
-                    partition,
+        let events: Vec<SharedEvent> = [
+            (Lane::Normal, 1, 25, "a"),
+            (Lane::Normal, 0, 12, "b\nwith a newline"),
+            (Lane::Priority, 0, 3, "c"),
+        ]
+        .into_iter()
+        .map(|(lane, partition, offset, message)| {
+            SharedEvent::from(TailEvent {
+                partition: TopicPartition::new(lane, partition),
                     offset,
                     event: event(message),
                 })
@@ -574,11 +579,12 @@ mod tests {
             .collect();
         let mut out = String::new();
         let last = write_events(&mut out, &from, &events);
-        assert_eq!(last.encode(), "0:13.1:26");
+        assert_eq!(last.encode(), "0:13.1:26.p0:4");
         let messages: Vec<&str> = out.split("\n\n").filter(|m| !m.is_empty()).collect();
-        assert_eq!(messages.len(), 2, "{out}");
+        assert_eq!(messages.len(), 3, "{out}");
         assert!(messages[0].starts_with("id: 0:10.1:26\ndata: {"), "{out}");
         assert!(messages[1].starts_with("id: 0:13.1:26\ndata: {"), "{out}");
+        assert!(messages[2].starts_with("id: 0:13.1:26.p0:4\ndata: {"), "{out}");
         // A newline in a message is escaped by JSON, so a data line never splits.
         assert!(messages.iter().all(|m| m.lines().count() == 2), "{out}");
     }

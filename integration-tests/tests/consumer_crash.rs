@@ -1,5 +1,6 @@
-//! kill -9 of the stack's consumer, twice, in the middle of a stream: afterwards the
-//! table holds every acknowledged event exactly once.
+//! kill -9 of the stack's consumer, twice, in the middle of a stream on both topics
+//! (INFO on the normal one, ERROR on the priority one): afterwards the table holds
+//! every acknowledged event exactly once.
 //!
 //! Its own test binary, so no other test runs while the consumer is being killed.
 
@@ -26,7 +27,9 @@ async fn every_event_is_stored_exactly_once_across_two_kill_9s() {
     let source = unique("crash");
     let mut acked: HashSet<String> = HashSet::new();
     for round in 0..30 {
-        let body = stack::ingest_batch(&source, "INFO", 200, |i| format!("r{round} e{i}")).await;
+        // Every third batch is ERROR: both topics are in flight at each kill.
+        let level = if round % 3 == 0 { "ERROR" } else { "INFO" };
+        let body = stack::ingest_batch(&source, level, 200, |i| format!("r{round} e{i}")).await;
         assert_eq!(body["failureCount"], 0, "{body}");
         for i in 0..200 {
             acked.insert(format!("r{round} e{i}"));
@@ -59,6 +62,12 @@ async fn every_event_is_stored_exactly_once_across_two_kill_9s() {
     assert_eq!(
         rows.iter().map(|r| r.id).collect::<HashSet<_>>().len(),
         expected
+    );
+    let errors = rows.iter().filter(|r| r.level == "ERROR").count();
+    assert_eq!(errors, 10 * 200, "every ERROR batch stored");
+    assert!(
+        rows.iter().all(|r| (r.level == "ERROR") == (r.lane == 1)),
+        "ERROR came through the priority topic, INFO through the normal one"
     );
     // The minute counts moved with the rows, in the same transactions: the batches
     // read again after each kill -9 counted nothing twice.

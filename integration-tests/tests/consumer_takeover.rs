@@ -40,6 +40,7 @@ impl ConsumerProcess {
             .env("POSTGRES_URL", helpers::test_database_url())
             .env("KAFKA_TOPIC", topic)
             .env("KAFKA_DLQ_TOPIC", dlq)
+            .env("KAFKA_PRIORITY_TOPIC", helpers::priority_topic_of(topic))
             .env("KAFKA_GROUP_ID", group)
             .env("CONSUMER_WRITERS", "2")
             .env("CONSUMER_BATCH_MAX_WAIT_MS", "50")

@@ -55,6 +55,46 @@ impl Level {
     }
 }
 
+/// The two Kafka topics events travel on. FATAL and ERROR take the priority lane, so
+/// the events an on-call person needs first are never queued behind a backlog of the
+/// rest; the consumer reads each lane with its own consumer and writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Lane {
+    Normal,
+    Priority,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Normal, Lane::Priority];
+
+    pub fn of(level: Level) -> Lane {
+        match level {
+            Level::Error | Level::Fatal => Lane::Priority,
+            _ => Lane::Normal,
+        }
+    }
+
+    /// The value of the `lane` column.
+    pub fn code(self) -> i16 {
+        match self {
+            Lane::Normal => 0,
+            Lane::Priority => 1,
+        }
+    }
+
+    pub fn from_code(code: i16) -> Option<Lane> {
+        Lane::ALL.into_iter().find(|lane| lane.code() == code)
+    }
+
+    /// For logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Normal => "normal",
+            Lane::Priority => "priority",
+        }
+    }
+}
+
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -219,6 +219,13 @@ pub struct KafkaSettings {
         default_value = "log-events"
     )]
     pub topic: String,
+    /// The topic of FATAL and ERROR events, read ahead of `KAFKA_TOPIC`'s backlog.
+    #[arg(
+        long = "kafka-priority-topic",
+        env = "KAFKA_PRIORITY_TOPIC",
+        default_value = "log-events-priority"
+    )]
+    pub priority_topic: String,
     /// Where messages that can never be stored go, with headers saying why.
     #[arg(
         long = "kafka-dlq-topic",
@@ -226,6 +233,16 @@ pub struct KafkaSettings {
         default_value = "log-events-dlq"
     )]
     pub dlq_topic: String,
+}
+
+impl KafkaSettings {
+    /// The topic a lane travels on.
+    pub fn topic_of(&self, lane: crate::domain::Lane) -> &str {
+        match lane {
+            crate::domain::Lane::Normal => &self.topic,
+            crate::domain::Lane::Priority => &self.priority_topic,
+        }
+    }
 }
 
 /// `PROMETHEUS_ENABLED` (the seed's name): when false, `/actuator/prometheus` is not served.

@@ -1,7 +1,7 @@
 //! The consumer's HTTP side: `/actuator/health` and `/actuator/prometheus`.
 
 use crate::metrics::ConsumerMetrics;
-use crate::pipeline::{LogConsumer, PipelineStatus};
+use crate::pipeline::{LaneTopic, LogConsumer, PipelineStatus};
 use crate::rebalance::Assignment;
 use actix_web::{web, HttpResponse};
 use log_common::http::{ComponentHealth, HealthReport};
@@ -12,12 +12,40 @@ use std::sync::Arc;
 
 pub struct HealthState {
     pub store: Store,
-    /// Asked for cluster metadata on every health check: a real round trip to a broker.
-    pub consumer: Arc<LogConsumer>,
-    pub topic: String,
-    pub assignment: Arc<Assignment>,
+    /// The normal lane, then the priority lane.
+    pub lanes: Vec<LaneHealth>,
     pub status: Arc<PipelineStatus>,
     pub metrics: ConsumerMetrics,
+}
+
+/// What health reads of one lane's pipeline.
+pub struct LaneHealth {
+    pub topic: LaneTopic,
+    /// Asked for cluster metadata on every health check: a real round trip to a broker.
+    pub consumer: Arc<LogConsumer>,
+    pub assignment: Arc<Assignment>,
+}
+
+impl LaneHealth {
+    fn details(&self, metrics: &ConsumerMetrics) -> serde_json::Value {
+        let partitions = self.assignment.partitions();
+        let lag: i64 = partitions
+            .iter()
+            .map(|p| {
+                metrics
+                    .lag
+                    .with_label_values(&[&self.topic.name, &p.to_string()])
+                    .get()
+            })
+            .sum();
+        let awaiting_claim = self.assignment.pending().map(|p| p.partitions);
+        json!({
+            "topic": self.topic.name,
+            "assignedPartitions": partitions,
+            "awaitingClaim": awaiting_claim.unwrap_or_default(),
+            "lag": lag,
+        })
+    }
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, prometheus_enabled: bool) {
@@ -41,22 +69,26 @@ async fn health(state: web::Data<HealthState>) -> HttpResponse {
         Ok(Err(e)) => ComponentHealth::down(e.to_string()),
         Err(e) => ComponentHealth::down(e.to_string()),
     };
-    let partitions = state.assignment.partitions();
-    let lag: i64 = partitions
-        .iter()
-        .map(|p| state.metrics.lag.with_label_values(&[&p.to_string()]).get())
-        .sum();
-    let awaiting_claim = state.assignment.pending().map(|p| p.partitions);
-    let consumer = state.consumer.clone();
-    let topic = state.topic.clone();
+    let mut lanes = serde_json::Map::new();
+    for lane in &state.lanes {
+        lanes.insert(lane.topic.lane.as_str().to_owned(), lane.details(&state.metrics));
+    }
+    let normal = &state.lanes[0];
+    let consumer = normal.consumer.clone();
+    let topic = normal.topic.name.clone();
     let kafka = match tokio::task::spawn_blocking(move || broker_reachable(&consumer, &topic)).await
     {
-        Ok(Ok(brokers)) => ComponentHealth::up(Some(json!({
-            "brokers": brokers,
-            "assignedPartitions": partitions,
-            "awaitingClaim": awaiting_claim.unwrap_or_default(),
-            "lag": lag,
-        }))),
+        // The normal lane's figures stay at the top level, as before there were lanes.
+        Ok(Ok(brokers)) => {
+            let normal = lanes.get("normal").cloned().unwrap_or_default();
+            ComponentHealth::up(Some(json!({
+                "brokers": brokers,
+                "assignedPartitions": normal["assignedPartitions"],
+                "awaitingClaim": normal["awaitingClaim"],
+                "lag": normal["lag"],
+                "lanes": lanes,
+            })))
+        }
         Ok(Err(e)) => ComponentHealth::down(format!("no broker answers: {e}")),
         Err(e) => ComponentHealth::down(e.to_string()),
     };

@@ -1,7 +1,8 @@
 //! The consumer's Prometheus metrics (names from the seed where it has one).
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 #[derive(Clone)]
@@ -24,10 +25,13 @@ pub struct ConsumerMetrics {
     pub dead_letters: IntCounter,
     /// `db_write_retries_total`: transient failures retried.
     pub retries: IntCounter,
-    /// `kafka_consumer_lag{partition}`: from librdkafka's statistics.
+    /// `kafka_consumer_lag{topic,partition}`: from librdkafka's statistics.
     pub lag: IntGaugeVec,
-    /// `kafka_consumer_assigned_partitions`.
-    pub assigned: IntGauge,
+    /// `kafka_consumer_assigned_partitions{topic}`.
+    pub assigned: IntGaugeVec,
+    /// `log_consumer_oldest_unstored_seconds{topic}`: how long the oldest record read
+    /// from the topic has waited to be stored (see [`crate::pipeline::Unstored`]).
+    pub oldest_unstored: GaugeVec,
     /// `log_pipeline_latency_seconds`: from a record's Kafka timestamp (when the
     /// producer wrote it) to the commit of its row: how stale the stored data is.
     pub pipeline_latency: Histogram,
@@ -97,11 +101,21 @@ impl ConsumerMetrics {
             )?,
             lag: IntGaugeVec::new(
                 Opts::new("kafka_consumer_lag", "Messages behind the log end"),
-                &["partition"],
+                &["topic", "partition"],
             )?,
-            assigned: IntGauge::new(
-                "kafka_consumer_assigned_partitions",
-                "Partitions this instance owns",
+            assigned: IntGaugeVec::new(
+                Opts::new(
+                    "kafka_consumer_assigned_partitions",
+                    "Partitions this instance owns",
+                ),
+                &["topic"],
+            )?,
+            oldest_unstored: GaugeVec::new(
+                Opts::new(
+                    "log_consumer_oldest_unstored_seconds",
+                    "Age (from its Kafka time) of the oldest record read and not yet stored; 0 when none waits",
+                ),
+                &["topic"],
             )?,
             pipeline_latency: Histogram::with_opts(
                 HistogramOpts::new(
@@ -149,6 +163,7 @@ impl ConsumerMetrics {
         registry.register(Box::new(m.retries.clone()))?;
         registry.register(Box::new(m.lag.clone()))?;
         registry.register(Box::new(m.assigned.clone()))?;
+        registry.register(Box::new(m.oldest_unstored.clone()))?;
         registry.register(Box::new(m.pipeline_latency.clone()))?;
         registry.register(Box::new(m.fenced_batches.clone()))?;
         registry.register(Box::new(m.writers.clone()))?;

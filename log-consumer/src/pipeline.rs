@@ -2,6 +2,11 @@
 //! writer that owns its partition; each writer writes its batches in transactions of
 //! its own (see [`crate::writer`]). Decoding the next batch overlaps the writers'
 //! transactions, and the writers' transactions overlap each other.
+//!
+//! The consumer runs one pipeline per lane (see [`Lane`]): the priority topic has a
+//! Kafka consumer, a dispatcher and a writer of its own, so its records never wait
+//! behind the normal topic's backlog, and the normal topic keeps all of its writers
+//! whatever the priority traffic.
 
 use crate::metrics::ConsumerMetrics;
 use crate::rebalance::{Assignment, Claimer, PipelineContext};
@@ -10,7 +15,9 @@ use crate::settings::ConsumerTuning;
 use crate::writer::{Batch, Writer};
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{Headers, Message};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use log_common::domain::Lane;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -32,11 +39,64 @@ impl PipelineStatus {
     }
 }
 
+/// The topic a pipeline reads, and the lane it is.
+#[derive(Debug, Clone)]
+pub struct LaneTopic {
+    pub lane: Lane,
+    pub name: String,
+}
+
+/// The batches a lane has read and not yet stored, each by the Kafka time of its first
+/// (oldest) record: what `log_consumer_oldest_unstored_seconds` reports. A batch is
+/// entered when its first record is taken off Kafka and leaves when it is dropped,
+/// whether it was stored, fenced or abandoned (then its records are read again and
+/// enter again).
+#[derive(Default)]
+pub struct Unstored {
+    batches: Mutex<BTreeMap<u64, i64>>,
+    next: AtomicU64,
+}
+
+impl Unstored {
+    fn batches(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, i64>> {
+        // Each update is one insert or remove: a poisoned map is still whole.
+        self.batches.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Enters a batch whose first record Kafka stamped `first_ms`.
+    pub fn enter(self: &Arc<Self>, first_ms: i64) -> UnstoredBatch {
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        self.batches().insert(ticket, first_ms);
+        UnstoredBatch {
+            unstored: self.clone(),
+            ticket,
+        }
+    }
+
+    /// The Kafka time of the oldest record read and not stored, if any.
+    pub fn oldest_ms(&self) -> Option<i64> {
+        self.batches().values().copied().min()
+    }
+}
+
+/// A batch's place in [`Unstored`], left when the batch is dropped.
+pub struct UnstoredBatch {
+    unstored: Arc<Unstored>,
+    ticket: u64,
+}
+
+impl Drop for UnstoredBatch {
+    fn drop(&mut self) {
+        self.unstored.batches().remove(&self.ticket);
+    }
+}
+
 pub struct Pipeline {
     pub consumer: Arc<LogConsumer>,
     pub metrics: ConsumerMetrics,
     pub tuning: ConsumerTuning,
-    pub topic: String,
+    pub topic: LaneTopic,
+    pub unstored: Arc<Unstored>,
     pub assignment: Arc<Assignment>,
     /// One per `CONSUMER_WRITERS`; index `i` handles the partitions the assignment deals to `i`.
     pub writers: Vec<Writer>,
@@ -55,9 +115,16 @@ impl Pipeline {
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         // One batch in flight and one queued per writer: past that the poll loop
         // waits, so fetching pauses when the writers are behind and memory stays flat.
+        let lane = self.topic.lane;
         let mut senders = Vec::with_capacity(self.writers.len());
         let mut tasks = JoinSet::new();
         tasks.spawn(self.claimer.run(shutdown.clone()));
+        tasks.spawn(report_unstored(
+            self.unstored.clone(),
+            self.metrics.clone(),
+            self.topic.name.clone(),
+            shutdown.clone(),
+        ));
         for writer in self.writers {
             let (tx, rx) = mpsc::channel::<Batch>(1);
             senders.push(tx);
@@ -68,6 +135,7 @@ impl Pipeline {
             metrics: self.metrics,
             tuning: self.tuning,
             topic: self.topic,
+            unstored: self.unstored,
             assignment: self.assignment,
             senders,
         };
@@ -77,7 +145,7 @@ impl Pipeline {
                 tracing::error!(error = %e, "writer or claimer task failed");
             }
         }
-        tracing::info!("pipeline stopped");
+        tracing::info!(lane = lane.as_str(), "pipeline stopped");
     }
 }
 
@@ -85,7 +153,8 @@ struct Dispatcher {
     consumer: Arc<LogConsumer>,
     metrics: ConsumerMetrics,
     tuning: ConsumerTuning,
-    topic: String,
+    topic: LaneTopic,
+    unstored: Arc<Unstored>,
     assignment: Arc<Assignment>,
     senders: Vec<mpsc::Sender<Batch>>,
 }
@@ -129,11 +198,15 @@ impl Dispatcher {
                             .unwrap_or_default(),
                     };
                     let slot = &mut gathering[partition.writer];
+                    let first_ms = inbound
+                        .timestamp_ms
+                        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
                     let entry = slot.get_or_insert_with(|| Gathering {
                         batch: Batch::new(
                             owned.generation,
                             Instant::now(),
                             AcceptedTimes::now(&self.tuning.upkeep()),
+                            self.unstored.enter(first_ms),
                         ),
                         deadline: tokio::time::Instant::now()
                             + Duration::from_millis(self.tuning.batch_max_wait_ms),
@@ -190,6 +263,27 @@ impl Dispatcher {
         if dropped > 0 {
             tracing::info!(dropped, "records from a previous assignment dropped");
         }
+    }
+}
+
+/// Sets `log_consumer_oldest_unstored_seconds{topic}` every second until shutdown: 0
+/// when every record read has been stored.
+async fn report_unstored(
+    unstored: Arc<Unstored>,
+    metrics: ConsumerMetrics,
+    topic: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let gauge = metrics.oldest_unstored.with_label_values(&[&topic]);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = tick.tick() => {}
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let age_ms = unstored.oldest_ms().map_or(0, |oldest| (now_ms - oldest).max(0));
+        gauge.set(age_ms as f64 / 1000.0);
     }
 }
 

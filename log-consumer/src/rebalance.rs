@@ -9,7 +9,7 @@
 //! heartbeating, and holds back any further rebalance.
 
 use crate::metrics::ConsumerMetrics;
-use crate::pipeline::LogConsumer;
+use crate::pipeline::{LaneTopic, LogConsumer};
 use crate::retry::Retry;
 use log_store::{PartitionClaim, Store};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -168,18 +168,18 @@ impl Assignment {
 pub struct PipelineContext {
     pub assignment: Arc<Assignment>,
     pub metrics: ConsumerMetrics,
-    pub topic: String,
+    pub topic: LaneTopic,
 }
 
 impl ClientContext for PipelineContext {
     /// librdkafka's statistics (every few seconds): per-partition lag for Prometheus.
     fn stats(&self, statistics: Statistics) {
-        if let Some(topic) = statistics.topics.get(&self.topic) {
+        if let Some(topic) = statistics.topics.get(&self.topic.name) {
             for (partition, stats) in &topic.partitions {
                 if *partition >= 0 && stats.consumer_lag >= 0 {
                     self.metrics
                         .lag
-                        .with_label_values(&[&partition.to_string()])
+                        .with_label_values(&[&self.topic.name, &partition.to_string()])
                         .set(stats.consumer_lag);
                 }
             }
@@ -197,11 +197,12 @@ impl ConsumerContext for PipelineContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let partitions: Vec<i32> = tpl
-                    .elements_for_topic(&self.topic)
+                    .elements_for_topic(&self.topic.name)
                     .iter()
                     .map(|e| e.partition())
                     .collect();
                 tracing::info!(
+                    topic = %self.topic.name,
                     ?partitions,
                     "partitions assigned; claiming them in PostgreSQL before fetching"
                 );
@@ -212,16 +213,20 @@ impl ConsumerContext for PipelineContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(
+                    topic = %self.topic.name,
                     ?partitions,
                     "partitions revoked; uncommitted work on them is abandoned"
                 );
                 self.assignment.clear();
-                self.metrics.assigned.set(0);
+                self.metrics
+                    .assigned
+                    .with_label_values(&[&self.topic.name])
+                    .set(0);
                 for partition in partitions {
                     let _ = self
                         .metrics
                         .lag
-                        .remove_label_values(&[&partition.to_string()]);
+                        .remove_label_values(&[&self.topic.name, &partition.to_string()]);
                 }
                 log_failure("unassign", consumer.unassign());
             }
@@ -240,7 +245,7 @@ pub struct Claimer {
     pub store: Store,
     pub assignment: Arc<Assignment>,
     pub metrics: ConsumerMetrics,
-    pub topic: String,
+    pub topic: LaneTopic,
 }
 
 impl Claimer {
@@ -290,15 +295,19 @@ impl Claimer {
             let mut tpl = TopicPartitionList::new();
             for (&partition, stored) in &claims {
                 let offset = stored.next_offset.map_or(Offset::Beginning, Offset::Offset);
-                if let Err(e) = tpl.add_partition_offset(&self.topic, partition, offset) {
+                if let Err(e) = tpl.add_partition_offset(&self.topic.name, partition, offset) {
                     tracing::error!(partition, error = %e, "cannot set start offset");
                 }
             }
             log_failure("assign", self.consumer.assign(&tpl));
         };
         if self.assignment.complete_claim(&claim, &claims, start) {
-            self.metrics.assigned.set(claims.len() as i64);
+            self.metrics
+                .assigned
+                .with_label_values(&[&self.topic.name])
+                .set(claims.len() as i64);
             tracing::info!(
+                topic = %self.topic.name,
                 ?claims,
                 "partitions claimed; fetching from the offsets stored in PostgreSQL"
             );

@@ -1,6 +1,7 @@
 //! From a Kafka message to a row, or to the reason it can never be one.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use log_common::domain::Lane;
 use log_common::event::LogEvent;
 use log_store::{partitions, NewLogEvent, Upkeep};
 use uuid::Uuid;
@@ -52,7 +53,12 @@ const DERIVED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c6f_6770_6970_656c_696e_65
 impl Inbound {
     /// Parses and validates with the producer's own rules; an error is the reason
     /// the message goes to the dead-letter topic.
-    pub fn to_row(&self, topic: &str, accepted: &AcceptedTimes) -> Result<NewLogEvent, String> {
+    pub fn to_row(
+        &self,
+        topic: &str,
+        lane: Lane,
+        accepted: &AcceptedTimes,
+    ) -> Result<NewLogEvent, String> {
         let payload = self
             .payload
             .as_deref()
@@ -78,7 +84,12 @@ impl Inbound {
             format!("invalid event: {}", details.join("; "))
         })?;
         accepted.check(event.timestamp)?;
-        Ok(NewLogEvent::from_event(event, self.partition, self.offset))
+        Ok(NewLogEvent::from_event(
+            event,
+            lane,
+            self.partition,
+            self.offset,
+        ))
     }
 }
 
@@ -105,7 +116,7 @@ mod tests {
     #[test]
     fn valid_event_becomes_a_row_with_its_origin() {
         let row = inbound(br#"{"id":"0193a4f2-7c1e-7d3a-9a51-3f2b8f1c0a11","level":"warn","message":"m","source":"s"}"#)
-            .to_row("t", &any_time())
+            .to_row("t", Lane::Normal, &any_time())
             .expect("valid");
         assert_eq!(row.level, "WARN");
         assert_eq!((row.kafka_partition, row.kafka_offset), (2, 41));
@@ -115,11 +126,11 @@ mod tests {
     #[test]
     fn events_without_id_get_the_same_id_on_replay() {
         let msg = inbound(br#"{"level":"INFO","message":"m","source":"s"}"#);
-        let first = msg.to_row("t", &any_time()).expect("valid").id;
-        assert_eq!(msg.to_row("t", &any_time()).expect("valid").id, first);
+        let first = msg.to_row("t", Lane::Normal, &any_time()).expect("valid").id;
+        assert_eq!(msg.to_row("t", Lane::Normal, &any_time()).expect("valid").id, first);
         let mut other = msg.clone();
         other.offset += 1;
-        assert_ne!(other.to_row("t", &any_time()).expect("valid").id, first);
+        assert_ne!(other.to_row("t", Lane::Normal, &any_time()).expect("valid").id, first);
     }
 
     #[test]
@@ -136,7 +147,7 @@ mod tests {
             );
             let mut record = inbound(payload.as_bytes());
             record.timestamp_ms = Some(Utc::now().timestamp_millis());
-            record.to_row("t", &accepted)
+            record.to_row("t", Lane::Normal, &accepted)
         };
         let now = Utc::now();
         assert!(at(now - TimeDelta::days(29)).is_ok());
@@ -157,7 +168,7 @@ mod tests {
             (&b"\xff\xfe"[..], "not JSON"),
         ] {
             let err = inbound(payload)
-                .to_row("t", &any_time())
+                .to_row("t", Lane::Normal, &any_time())
                 .expect_err("poison");
             assert!(err.contains(reason), "{err} should mention {reason}");
         }

@@ -1,9 +1,9 @@
 //! Builds the consumer: migrations, Kafka consumer, pipeline task, HTTP server.
 
 use crate::dead_letter::DeadLetters;
-use crate::http::{self, HealthState};
+use crate::http::{self, HealthState, LaneHealth};
 use crate::metrics::ConsumerMetrics;
-use crate::pipeline::{LogConsumer, Pipeline, PipelineStatus};
+use crate::pipeline::{LaneTopic, LogConsumer, Pipeline, PipelineStatus};
 use crate::rebalance::{Assignment, Claimer, PipelineContext};
 use crate::retry::Retry;
 use crate::settings::Settings;
@@ -12,6 +12,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use log_common::domain::Lane;
 use log_common::error::not_found;
 use log_common::http::{observe, HttpMetrics};
 use log_store::{Store, Upkeep};
@@ -21,27 +22,30 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 pub struct Application {
     port: u16,
     store: Store,
     server: Server,
-    pipeline: Pipeline,
+    /// One per lane: the normal topic's, then the priority topic's.
+    pipelines: Vec<Pipeline>,
     upkeep: Upkeep,
     metrics: ConsumerMetrics,
 }
 
 impl Application {
-    /// Applies migrations (waiting for PostgreSQL), subscribes to the topic and
+    /// Applies migrations (waiting for PostgreSQL), subscribes to both topics and
     /// binds the HTTP listener. Nothing is consumed until `run_until_stopped`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let registry = log_common::http::new_registry();
         let http_metrics = HttpMetrics::register(&registry)?;
         let metrics = ConsumerMetrics::register(&registry)?;
         let writer_count = settings.consumer.writer_count();
-        // A connection per writer, plus one for the claimer and one for health.
+        // A connection per writer (the normal lane's and the priority lane's one), one
+        // per lane's claimer and one for health.
         let mut postgres = settings.postgres.clone();
-        postgres.pool_size = postgres.pool_size.max(writer_count as u32 + 2);
+        postgres.pool_size = postgres.pool_size.max(writer_count as u32 + 4);
         let store = Store::new(
             &postgres,
             &settings.consumer.group_id,
@@ -49,90 +53,42 @@ impl Application {
         )?;
         migrate_when_ready(&store).await?;
 
-        metrics.writers.set(writer_count as i64);
-        let assignment = Arc::new(Assignment::new(writer_count));
-        let context = PipelineContext {
-            assignment: assignment.clone(),
-            metrics: metrics.clone(),
-            topic: settings.kafka.topic.clone(),
-        };
-        let consumer: LogConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &settings.kafka.bootstrap_servers)
-            .set("group.id", &settings.consumer.group_id)
-            .set("client.id", "log-consumer")
-            // PostgreSQL holds the offsets; Kafka's are a mirror we write ourselves.
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                settings.consumer.session_timeout_ms.to_string(),
-            )
-            .set(
-                "heartbeat.interval.ms",
-                (settings.consumer.session_timeout_ms / 3)
-                    .max(500)
-                    .to_string(),
-            )
-            .set("max.poll.interval.ms", "600000")
-            // Bounded prefetch: memory stays flat while the database is away. A few
-            // batches' worth is all the writers can use; more only held decompressed
-            // fetch buffers (heaptrack: 50 of an 86 MB peak heap with the defaults).
-            .set("queued.max.messages.kbytes", "2048")
-            .set("queued.min.messages", "5000")
-            .set("fetch.max.bytes", "4194304")
-            .set("max.partition.fetch.bytes", "524288")
-            .set("statistics.interval.ms", "5000")
-            .create_with_context(context)
-            .context("cannot create the Kafka consumer")?;
-        consumer
-            .subscribe(&[&settings.kafka.topic])
-            .context("cannot subscribe")?;
-        let consumer = Arc::new(consumer);
+        metrics.writers.set(writer_count as i64 + 1);
+        let status = Arc::new(PipelineStatus::default());
+        let mut pipelines = Vec::new();
+        let mut lanes = Vec::new();
+        for lane in Lane::ALL {
+            // The priority lane carries little, and what it carries is wanted now: one
+            // writer of its own, so it never queues behind the normal lane's batches.
+            let writers = match lane {
+                Lane::Normal => writer_count,
+                Lane::Priority => 1,
+            };
+            let topic = LaneTopic {
+                lane,
+                name: settings.kafka.topic_of(lane).to_owned(),
+            };
+            let pipeline = lane_pipeline(
+                &settings,
+                topic.clone(),
+                writers,
+                store.for_topic(&topic.name),
+                metrics.clone(),
+                status.clone(),
+            )?;
+            lanes.push(LaneHealth {
+                topic,
+                consumer: pipeline.consumer.clone(),
+                assignment: pipeline.assignment.clone(),
+            });
+            pipelines.push(pipeline);
+        }
 
         let upkeep = settings.consumer.upkeep();
-        let status = Arc::new(PipelineStatus::default());
-        let dead_letters = Arc::new(DeadLetters::new(
-            &settings.kafka.bootstrap_servers,
-            &settings.kafka.dlq_topic,
-            &settings.kafka.topic,
-        )?);
-        let writers = (0..writer_count)
-            .map(|index| Writer {
-                index,
-                consumer: consumer.clone(),
-                store: store.clone(),
-                dead_letters: dead_letters.clone(),
-                metrics: metrics.clone(),
-                tuning: settings.consumer.clone(),
-                topic: settings.kafka.topic.clone(),
-                assignment: assignment.clone(),
-                status: status.clone(),
-            })
-            .collect();
-        let claimer = Claimer {
-            consumer: consumer.clone(),
-            store: store.clone(),
-            assignment: assignment.clone(),
-            metrics: metrics.clone(),
-            topic: settings.kafka.topic.clone(),
-        };
-        let pipeline = Pipeline {
-            consumer: consumer.clone(),
-            metrics: metrics.clone(),
-            tuning: settings.consumer.clone(),
-            topic: settings.kafka.topic.clone(),
-            assignment: assignment.clone(),
-            writers,
-            claimer,
-        };
-
         let store_for_retention = store.clone();
         let health = web::Data::new(HealthState {
             store,
-            consumer,
-            topic: settings.kafka.topic.clone(),
-            assignment,
+            lanes,
             status,
             metrics: metrics.clone(),
         });
@@ -161,7 +117,7 @@ impl Application {
             port,
             store: store_for_retention,
             server,
-            pipeline,
+            pipelines,
             upkeep,
             metrics,
         })
@@ -175,31 +131,125 @@ impl Application {
     /// hand, leaves the consumer group and stops the HTTP server.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let consumer = self.pipeline.consumer.clone();
+        let consumers: Vec<_> = self.pipelines.iter().map(|p| p.consumer.clone()).collect();
         let store = self.store.clone();
-        let mut pipeline = tokio::spawn(self.pipeline.run(stop_rx));
+        let mut pipelines = JoinSet::new();
+        for pipeline in self.pipelines {
+            pipelines.spawn(pipeline.run(stop_rx.clone()));
+        }
         let upkeep = tokio::spawn(upkeep_loop(store, self.upkeep, self.metrics));
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
 
         tokio::select! {
             () = shutdown => {}
-            result = &mut pipeline => {
+            Some(result) = pipelines.join_next() => {
                 result.context("pipeline task failed")?;
                 anyhow::bail!("pipeline stopped unexpectedly");
             }
         }
-        tracing::info!("draining: finishing the current batch");
+        tracing::info!("draining: finishing the current batches");
         let _ = stop_tx.send(true);
-        pipeline.await.context("pipeline task failed")?;
+        while let Some(result) = pipelines.join_next().await {
+            result.context("pipeline task failed")?;
+        }
         upkeep.abort();
         // Leave the group now so our partitions move at once, not after the session timeout.
-        consumer.unsubscribe();
+        for consumer in consumers {
+            consumer.unsubscribe();
+        }
         handle.stop(true).await;
         server.await??;
         tracing::info!("log-consumer stopped");
         Ok(())
     }
+}
+
+/// One lane's Kafka consumer (subscribed to its topic, in the one consumer group), its
+/// claimer and its writers.
+fn lane_pipeline(
+    settings: &Settings,
+    topic: LaneTopic,
+    writer_count: usize,
+    store: Store,
+    metrics: ConsumerMetrics,
+    status: Arc<PipelineStatus>,
+) -> anyhow::Result<Pipeline> {
+    let assignment = Arc::new(Assignment::new(writer_count));
+    let context = PipelineContext {
+        assignment: assignment.clone(),
+        metrics: metrics.clone(),
+        topic: topic.clone(),
+    };
+    let consumer: LogConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka.bootstrap_servers)
+        .set("group.id", &settings.consumer.group_id)
+        .set("client.id", format!("log-consumer-{}", topic.lane.as_str()))
+        // PostgreSQL holds the offsets; Kafka's are a mirror we write ourselves.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            settings.consumer.session_timeout_ms.to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (settings.consumer.session_timeout_ms / 3)
+                .max(500)
+                .to_string(),
+        )
+        .set("max.poll.interval.ms", "600000")
+        // Bounded prefetch: memory stays flat while the database is away. A few
+        // batches' worth is all the writers can use; more only held decompressed
+        // fetch buffers (heaptrack: 50 of an 86 MB peak heap with the defaults).
+        .set("queued.max.messages.kbytes", "2048")
+        .set("queued.min.messages", "5000")
+        .set("fetch.max.bytes", "4194304")
+        .set("max.partition.fetch.bytes", "524288")
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(context)
+        .context("cannot create the Kafka consumer")?;
+    consumer
+        .subscribe(&[&topic.name])
+        .with_context(|| format!("cannot subscribe to {}", topic.name))?;
+    let consumer = Arc::new(consumer);
+
+    let dead_letters = Arc::new(DeadLetters::new(
+        &settings.kafka.bootstrap_servers,
+        &settings.kafka.dlq_topic,
+        &topic.name,
+    )?);
+    let writers = (0..writer_count)
+        .map(|index| Writer {
+            index,
+            consumer: consumer.clone(),
+            store: store.clone(),
+            dead_letters: dead_letters.clone(),
+            metrics: metrics.clone(),
+            tuning: settings.consumer.clone(),
+            topic: topic.clone(),
+            assignment: assignment.clone(),
+            status: status.clone(),
+        })
+        .collect();
+    let claimer = Claimer {
+        consumer: consumer.clone(),
+        store,
+        assignment: assignment.clone(),
+        metrics: metrics.clone(),
+        topic: topic.clone(),
+    };
+    Ok(Pipeline {
+        consumer,
+        metrics,
+        tuning: settings.consumer.clone(),
+        topic,
+        unstored: Arc::default(),
+        assignment,
+        writers,
+        claimer,
+    })
 }
 
 async fn migrate_when_ready(store: &Store) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@
 
 use crate::dead_letter::DeadLetters;
 use crate::metrics::ConsumerMetrics;
-use crate::pipeline::{LogConsumer, PipelineStatus};
+use crate::pipeline::{LaneTopic, LogConsumer, PipelineStatus, UnstoredBatch};
 use crate::rebalance::Assignment;
 use crate::record::{AcceptedTimes, Inbound};
 use crate::retry::Retry;
@@ -36,14 +36,22 @@ pub struct Batch {
     commits: BTreeMap<i32, PartitionCommit>,
     /// The event times this batch stores, fixed when it was started.
     accepted: AcceptedTimes,
+    /// Its place among the lane's unstored batches, left when the batch is dropped.
+    _unstored: UnstoredBatch,
 }
 
 impl Batch {
-    pub fn new(generation: u64, started: Instant, accepted: AcceptedTimes) -> Self {
+    pub fn new(
+        generation: u64,
+        started: Instant,
+        accepted: AcceptedTimes,
+        unstored: UnstoredBatch,
+    ) -> Self {
         Batch {
             generation,
             started,
             accepted,
+            _unstored: unstored,
             records: 0,
             rows: Vec::new(),
             originals: Vec::new(),
@@ -54,7 +62,7 @@ impl Batch {
 
     /// Decodes one record into a row (or a reason it is poison) and moves its
     /// partition's next offset past it.
-    pub fn add(&mut self, record: Inbound, epoch: i64, topic: &str) {
+    pub fn add(&mut self, record: Inbound, epoch: i64, topic: &LaneTopic) {
         self.records += 1;
         let commit = self
             .commits
@@ -64,7 +72,7 @@ impl Batch {
                 epoch,
             });
         commit.next_offset = commit.next_offset.max(record.offset + 1);
-        match record.to_row(topic, &self.accepted) {
+        match record.to_row(&topic.name, topic.lane, &self.accepted) {
             Ok(row) => {
                 self.rows.push(row);
                 self.originals.push(record);
@@ -89,7 +97,7 @@ pub struct Writer {
     pub dead_letters: Arc<DeadLetters>,
     pub metrics: ConsumerMetrics,
     pub tuning: ConsumerTuning,
-    pub topic: String,
+    pub topic: LaneTopic,
     pub assignment: Arc<Assignment>,
     pub status: Arc<PipelineStatus>,
 }
@@ -325,7 +333,7 @@ impl Writer {
         let mut tpl = TopicPartitionList::new();
         for (partition, commit) in commits {
             if let Err(e) = tpl.add_partition_offset(
-                &self.topic,
+                &self.topic.name,
                 *partition,
                 Offset::Offset(commit.next_offset),
             ) {

@@ -6,6 +6,7 @@ use crate::metrics::ProducerMetrics;
 use crate::settings::{BreakerSettings, ProducerTuning};
 use futures::future::join_all;
 use log_common::breaker::{BreakerState, CircuitBreaker};
+use log_common::domain::Lane;
 use log_common::event::LogEvent;
 use log_common::settings::KafkaSettings;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -78,7 +79,7 @@ pub struct Publisher {
     producer: FutureProducer<KafkaLink>,
     connected: Arc<AtomicBool>,
     outage: Arc<Notify>,
-    topic: String,
+    kafka: KafkaSettings,
     breaker: CircuitBreaker,
     metrics: ProducerMetrics,
 }
@@ -128,7 +129,7 @@ impl Publisher {
             producer,
             connected,
             outage,
-            topic: kafka.topic.clone(),
+            kafka: kafka.clone(),
             breaker,
             metrics,
         })
@@ -202,7 +203,11 @@ impl Publisher {
         // stay large. A source key piled skewed traffic (a few sources write most lines)
         // onto a few partitions, so one of the consumer's writers set the pace for all;
         // an id key spread every request over all partitions and cost ~15% of ingest.
-        let record = FutureRecord::<(), _>::to(&self.topic)
+        //
+        // FATAL and ERROR go to the priority topic, which the consumer reads ahead of
+        // the normal topic's backlog.
+        let topic = self.kafka.topic_of(Lane::of(event.level));
+        let record = FutureRecord::<(), _>::to(topic)
             .payload(&payload)
             .headers(headers);
         self.producer.send_result(record).map_err(|(e, _record)| {
@@ -246,25 +251,29 @@ impl Publisher {
             .inc();
     }
 
-    /// Can we reach a broker and see the topic? Used by the readiness check.
+    /// Can we reach a broker and see both topics? Used by the readiness check: the
+    /// number of partitions of the normal topic.
     pub async fn check_kafka(self: &Arc<Self>) -> Result<usize, String> {
         let publisher = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            publisher
-                .producer
-                .client()
-                .fetch_metadata(Some(&publisher.topic), Duration::from_secs(2))
-                .map_err(|e| e.to_string())
-                .and_then(|metadata| {
-                    let topic = metadata
-                        .topics()
-                        .first()
-                        .ok_or("topic missing from metadata")?;
-                    if topic.error().is_some() || topic.partitions().is_empty() {
-                        return Err(format!("topic '{}' is not available", publisher.topic));
-                    }
-                    Ok(topic.partitions().len())
-                })
+            let mut partitions = 0;
+            for lane in [Lane::Priority, Lane::Normal] {
+                let name = publisher.kafka.topic_of(lane);
+                let metadata = publisher
+                    .producer
+                    .client()
+                    .fetch_metadata(Some(name), Duration::from_secs(2))
+                    .map_err(|e| e.to_string())?;
+                let topic = metadata
+                    .topics()
+                    .first()
+                    .ok_or("topic missing from metadata")?;
+                if topic.error().is_some() || topic.partitions().is_empty() {
+                    return Err(format!("topic '{name}' is not available"));
+                }
+                partitions = topic.partitions().len();
+            }
+            Ok(partitions)
         })
         .await
         .map_err(|e| e.to_string())?

@@ -21,12 +21,12 @@ use diesel::prelude::*;
 /// Inserts `rows`, returning the ones that were new.
 ///
 /// Raw SQL: diesel's DSL has no `INSERT … SELECT FROM unnest(arrays)`, the form that
-/// binds a whole batch as eleven parameters, so the statement is the same size
+/// binds a whole batch as twelve parameters, so the statement is the same size
 /// whatever the batch. (Multi-row `VALUES` and a binary COPY through a staging table
 /// were measured slower and removed; BENCHMARKS.md.)
 pub fn insert(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<Vec<Counted>> {
     use diesel::sql_types::{
-        Array, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+        Array, Int2, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
     };
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -38,10 +38,10 @@ pub fn insert(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<Vec<
         "WITH batch AS ( \
              SELECT DISTINCT ON (id) * \
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
-                         $6::jsonb[], $7::text[], $8::text[], $9::text[], $10::int4[], $11::int8[]) \
+                         $6::jsonb[], $7::text[], $8::text[], $9::text[], $10::int4[], $11::int8[], $12::int2[]) \
                   AS b(id, level, message, source, \"timestamp\", metadata, correlation_id, \
-                       request_id, trace_id, kafka_partition, kafka_offset) \
-             ORDER BY id, kafka_partition, kafka_offset \
+                       request_id, trace_id, kafka_partition, kafka_offset, lane) \
+             ORDER BY id, lane, kafka_partition, kafka_offset \
          ), new_ids AS ( \
              INSERT INTO log_event_ids (id, stored_on) \
              SELECT id, (SELECT stored_on FROM log_event_id_generation) FROM batch \
@@ -50,7 +50,7 @@ pub fn insert(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<Vec<
              RETURNING id \
          ) \
          INSERT INTO log_events (id, level, message, source, \"timestamp\", metadata, \
-                                 correlation_id, request_id, trace_id, kafka_partition, kafka_offset) \
+                                 correlation_id, request_id, trace_id, kafka_partition, kafka_offset, lane) \
          SELECT batch.* FROM batch JOIN new_ids USING (id) \
          ON CONFLICT DO NOTHING \
          RETURNING \"timestamp\", level, source, kafka_partition, \
@@ -68,5 +68,6 @@ pub fn insert(conn: &mut PgConnection, rows: &[NewLogEvent]) -> QueryResult<Vec<
     .bind::<Array<Nullable<Text>>, _>(optional(|r| r.trace_id.as_deref()))
     .bind::<Array<Int4>, _>(rows.iter().map(|r| r.kafka_partition).collect::<Vec<_>>())
     .bind::<Array<Int8>, _>(rows.iter().map(|r| r.kafka_offset).collect::<Vec<_>>())
+    .bind::<Array<Int2>, _>(rows.iter().map(|r| r.lane).collect::<Vec<_>>())
     .load(conn)
 }

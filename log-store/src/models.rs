@@ -5,6 +5,7 @@ use crate::error::InvalidRow;
 use crate::schema::log_events;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use log_common::domain::Lane;
 use log_common::event::{Level, LogEvent, Message, Source};
 use uuid::Uuid;
 
@@ -21,12 +22,14 @@ pub struct NewLogEvent {
     pub correlation_id: Option<String>,
     pub request_id: Option<String>,
     pub trace_id: Option<String>,
+    /// The topic it was read from, as [`Lane::code`]: offsets are per topic.
+    pub lane: i16,
     pub kafka_partition: i32,
     pub kafka_offset: i64,
 }
 
 impl NewLogEvent {
-    pub fn from_event(event: LogEvent, kafka_partition: i32, kafka_offset: i64) -> Self {
+    pub fn from_event(event: LogEvent, lane: Lane, kafka_partition: i32, kafka_offset: i64) -> Self {
         NewLogEvent {
             id: event.id.into(),
             level: event.level.as_str().to_owned(),
@@ -37,6 +40,7 @@ impl NewLogEvent {
             correlation_id: event.correlation_id,
             request_id: event.request_id,
             trace_id: event.trace_id,
+            lane: lane.code(),
             kafka_partition,
             kafka_offset,
         }
@@ -148,7 +152,7 @@ mod tests {
         let event = LogEvent::try_from(row("WARN")).expect("valid");
         assert_eq!(event.level, Level::Warn);
         assert_eq!(event.correlation_id.as_deref(), Some("c"));
-        let written = NewLogEvent::from_event(event.clone(), 3, 7);
+        let written = NewLogEvent::from_event(event.clone(), Lane::Normal, 3, 7);
         assert_eq!(written.id, event.id.as_uuid());
         assert_eq!(written.level, "WARN");
         assert_eq!(

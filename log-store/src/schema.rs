@@ -19,6 +19,7 @@ diesel::table! {
         kafka_partition -> Int4,
         kafka_offset -> Int8,
         created_at -> Timestamptz,
+        lane -> Int2,
     }
 }
 

@@ -62,6 +62,14 @@ impl Store {
         })
     }
 
+    /// The same database and pool, for another topic's offsets.
+    pub fn for_topic(&self, topic: &str) -> Store {
+        Store {
+            topic: topic.to_owned(),
+            ..self.clone()
+        }
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

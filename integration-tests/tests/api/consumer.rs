@@ -277,6 +277,7 @@ fn rows(
             correlation_id: None,
             request_id: None,
             trace_id: None,
+            lane: 0,
             kafka_partition: partition,
             kafka_offset: offset,
         })

@@ -222,6 +222,45 @@ pub async fn create_topic(name: &str, partitions: i32) {
     }
 }
 
+/// The priority topic of a test's own topic: FATAL and ERROR of a test that set its
+/// own `KAFKA_TOPIC` travel there, never on the stack's `log-events-priority`.
+pub fn priority_topic_of(topic: &str) -> String {
+    format!("{topic}-priority")
+}
+
+/// Creates `name` unless it exists (two services of one test may both ask for it).
+pub async fn ensure_topic(name: &str, partitions: i32) {
+    require_infrastructure();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topic");
+    for result in results {
+        match result {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err(e) => panic!("cannot create topic {name}: {e:?}"),
+        }
+    }
+}
+
+/// A test that set its own topic gets its own priority topic too (see
+/// [`priority_topic_of`]), created here.
+async fn own_priority_topic(kafka: &mut log_common::settings::KafkaSettings) {
+    let defaults = log_consumer::settings::Settings::defaults().kafka;
+    if kafka.topic != defaults.topic && kafka.priority_topic == defaults.priority_topic {
+        kafka.priority_topic = priority_topic_of(&kafka.topic);
+        ensure_topic(&kafka.priority_topic, 2).await;
+    }
+}
+
 /// A connection to this test binary's own database (see [`test_database_url`]).
 pub fn db() -> PgConnection {
     PgConnection::establish(test_database_url()).expect("connect to the test database")
@@ -265,6 +304,7 @@ pub fn new_row(
         correlation_id,
         request_id: None,
         trace_id: None,
+        lane: 0,
         kafka_partition: 0,
         kafka_offset: 0,
     }
@@ -274,6 +314,11 @@ pub fn new_row(
 pub struct StoredRow {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub level: String,
+    /// The topic it was read from: 0 normal, 1 priority.
+    #[diesel(sql_type = diesel::sql_types::SmallInt)]
+    pub lane: i16,
 }
 
 /// Rows stored for one source in the test database, oldest first.
@@ -282,7 +327,7 @@ pub fn rows_for_source(source: &str) -> Vec<StoredRow> {
 }
 
 fn rows_for_source_in(conn: &mut PgConnection, source: &str) -> Vec<StoredRow> {
-    diesel::sql_query("SELECT id FROM log_events WHERE source = $1 ORDER BY \"timestamp\", id")
+    diesel::sql_query("SELECT id, level::text, lane FROM log_events WHERE source = $1 ORDER BY \"timestamp\", id")
         .bind::<diesel::sql_types::Text, _>(source)
         .load(conn)
         .expect("query rows")
@@ -462,6 +507,7 @@ pub async fn spawn_producer(
     settings.http.port = Some(0);
     settings.http.workers = 2;
     configure(&mut settings);
+    own_priority_topic(&mut settings.kafka).await;
     let app = log_producer::startup::Application::build(settings)
         .await
         .expect("producer builds");
@@ -487,6 +533,11 @@ pub async fn spawn_gateway(
     // own tests set theirs.
     settings.limits.count_budget_ms = 10_000;
     configure(&mut settings);
+    let defaults = api_gateway::settings::Settings::defaults().tail;
+    if settings.tail.topic != defaults.topic && settings.tail.priority_topic == defaults.priority_topic
+    {
+        settings.tail.priority_topic = priority_topic_of(&settings.tail.topic);
+    }
     let app = api_gateway::startup::Application::build(settings)
         .await
         .expect("gateway builds");
@@ -518,6 +569,7 @@ pub async fn spawn_consumer_with(
     settings.consumer.group_id = group.to_owned();
     settings.consumer.batch_max_wait_ms = 50;
     configure(&mut settings);
+    own_priority_topic(&mut settings.kafka).await;
     let app = log_consumer::startup::Application::build(settings)
         .await
         .expect("consumer builds");

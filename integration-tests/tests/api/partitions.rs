@@ -31,6 +31,7 @@ fn row(id: Uuid, source: &str, timestamp: DateTime<Utc>, offset: i64) -> NewLogE
         correlation_id: None,
         request_id: None,
         trace_id: None,
+        lane: 0,
         kafka_partition: 0,
         kafka_offset: offset,
     }

@@ -199,6 +199,7 @@ impl Shape {
             correlation_id,
             request_id: None,
             trace_id: None,
+            lane: 0,
             kafka_partition: partition,
             kafka_offset: i as i64,
         }

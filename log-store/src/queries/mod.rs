@@ -31,5 +31,5 @@ pub use filter::{Conditions, EventFilter};
 pub use histogram::{histogram, BucketCounts, TEXT_MATCH_CAP};
 pub use page::{page, Budgets, Cursor, PageResult, Paging};
 pub use stats::{stats, HourLevelCount, SourceCount, StatsRows};
-pub use tail::{TailCursor, TailEvent, TailPoll};
+pub use tail::{TailCursor, TailEvent, TailPoll, TailTopics, TopicPartition};
 pub use total::COUNT_CAP;

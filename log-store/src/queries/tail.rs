@@ -12,35 +12,86 @@
 //! an event whose client set an old timestamp, or writers committing partitions out of
 //! order, change nothing. (A "timestamp > last seen" cursor fails on both.)
 //!
-//! Rows do not record their topic: the tail follows the topic and consumer group whose
-//! offsets it is given, in a database that one topic is stored into.
+//! Two topics are stored (the normal one and the priority one, see [`Lane`]), each with
+//! offsets of its own, so a position is a lane and a partition: a row's `lane` column
+//! says which topic it was read from.
 
 use crate::error::{InvalidRow, QueryError};
 use crate::models::EventRow;
 use crate::queries::filter::{Conditions, Predicate};
 use crate::schema::{consumer_offsets, log_events};
 use diesel::prelude::*;
+use log_common::domain::Lane;
 use log_common::event::LogEvent;
 use std::collections::{BTreeMap, VecDeque};
 
 /// The encoded cursor of a database with nothing stored yet.
 const EMPTY: &str = "-";
 
-/// Per partition, the next offset a tail has not yet delivered.
+/// A partition of one of the two topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub lane: Lane,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(lane: Lane, partition: i32) -> Self {
+        TopicPartition { lane, partition }
+    }
+
+    /// `3` for partition 3 of the normal topic, `p3` of the priority topic.
+    fn encode(self) -> String {
+        match self.lane {
+            Lane::Normal => self.partition.to_string(),
+            Lane::Priority => format!("p{}", self.partition),
+        }
+    }
+
+    fn decode(text: &str) -> Option<TopicPartition> {
+        let (lane, number) = match text.strip_prefix('p') {
+            Some(number) => (Lane::Priority, number),
+            None => (Lane::Normal, text),
+        };
+        let partition: i32 = number.parse().ok()?;
+        (partition >= 0 && !number.starts_with('+')).then_some(TopicPartition { lane, partition })
+    }
+}
+
+/// The two topics the consumer stores, by the names its offsets are kept under.
+#[derive(Debug, Clone)]
+pub struct TailTopics {
+    pub normal: String,
+    pub priority: String,
+}
+
+impl TailTopics {
+    fn lane_of(&self, topic: &str) -> Option<Lane> {
+        if topic == self.normal {
+            Some(Lane::Normal)
+        } else if topic == self.priority {
+            Some(Lane::Priority)
+        } else {
+            None
+        }
+    }
+}
+
+/// Per partition of each topic, the next offset a tail has not yet delivered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TailCursor {
-    next: BTreeMap<i32, i64>,
+    next: BTreeMap<TopicPartition, i64>,
 }
 
 impl TailCursor {
     /// Where `partition` resumes; a partition the cursor has never seen starts at 0
     /// (it had stored nothing when the cursor was made).
-    pub fn next_offset(&self, partition: i32) -> i64 {
+    pub fn next_offset(&self, partition: TopicPartition) -> i64 {
         self.next.get(&partition).copied().unwrap_or(0)
     }
 
     /// Moves `partition` to `next` (never backwards).
-    pub fn advance(&mut self, partition: i32, next: i64) {
+    pub fn advance(&mut self, partition: TopicPartition, next: i64) {
         let entry = self.next.entry(partition).or_insert(0);
         *entry = (*entry).max(next);
     }
@@ -60,13 +111,18 @@ impl TailCursor {
             .any(|(&partition, &next)| next > other.next_offset(partition))
     }
 
-    /// `0:120.1:98`: partition and next offset pairs, the SSE `id:` of an event;
-    /// `-` before anything is stored (an `EventSource` does not send an empty id back).
+    /// `0:120.1:98.p0:7`: partition and next offset pairs (`p`: of the priority
+    /// topic), the SSE `id:` of an event; `-` before anything is stored (an
+    /// `EventSource` does not send an empty id back).
     pub fn encode(&self) -> String {
         if self.next.is_empty() {
             return EMPTY.to_owned();
         }
-        let pairs: Vec<String> = self.next.iter().map(|(p, o)| format!("{p}:{o}")).collect();
+        let pairs: Vec<String> = self
+            .next
+            .iter()
+            .map(|(p, o)| format!("{}:{o}", p.encode()))
+            .collect();
         pairs.join(".")
     }
 
@@ -78,9 +134,9 @@ impl TailCursor {
         }
         for pair in text.trim().split('.').filter(|p| !p.is_empty()) {
             let (partition, offset) = pair.split_once(':')?;
-            let partition: i32 = partition.parse().ok()?;
+            let partition = TopicPartition::decode(partition)?;
             let offset: i64 = offset.parse().ok()?;
-            if partition < 0 || offset < 0 || cursor.next.insert(partition, offset).is_some() {
+            if offset < 0 || cursor.next.insert(partition, offset).is_some() {
                 return None;
             }
         }
@@ -91,7 +147,7 @@ impl TailCursor {
 /// One event of a poll, with where it was stored from.
 #[derive(Debug, Clone)]
 pub struct TailEvent {
-    pub partition: i32,
+    pub partition: TopicPartition,
     pub offset: i64,
     pub event: LogEvent,
 }
@@ -111,23 +167,28 @@ pub struct TailPoll {
 /// A poll examines at most `limit` × this many offsets of a partition, matching or not.
 pub const SCAN_PER_LIMIT: i64 = 100;
 
-/// The stored next offset of each partition of `topic` under `group`: the cursor of
-/// "from now on".
+/// The stored next offset of each partition of both topics under `group`: the cursor
+/// of "from now on".
 pub fn stored_offsets(
     conn: &mut PgConnection,
     group: &str,
-    topic: &str,
+    topics: &TailTopics,
 ) -> Result<TailCursor, QueryError> {
     use consumer_offsets::dsl as o;
-    let rows: Vec<(i32, i64)> = o::consumer_offsets
+    let rows: Vec<(String, i32, i64)> = o::consumer_offsets
         .filter(o::consumer_group.eq(group))
-        .filter(o::topic.eq(topic))
+        .filter(o::topic.eq_any([&topics.normal, &topics.priority]))
         .filter(o::next_offset.is_not_null())
-        .select((o::partition, o::next_offset.assume_not_null()))
+        .select((o::topic, o::partition, o::next_offset.assume_not_null()))
         .load(conn)?;
-    Ok(TailCursor {
-        next: rows.into_iter().collect(),
-    })
+    let next = rows
+        .into_iter()
+        .filter_map(|(topic, partition, next)| {
+            let lane = topics.lane_of(&topic)?;
+            Some((TopicPartition::new(lane, partition), next))
+        })
+        .collect();
+    Ok(TailCursor { next })
 }
 
 /// The events matching `conditions` stored after `from`, at most `limit` per
@@ -135,17 +196,20 @@ pub fn stored_offsets(
 /// rows must come from one snapshot.
 ///
 /// One statement per partition that has moved: `(kafka_partition, kafka_offset)` is
-/// indexed, so each reads only the new rows, whatever the retention.
+/// indexed, so each reads only the new rows, whatever the retention. (The index does
+/// not hold the lane: the other topic's rows in the same offset range are read and
+/// passed over. Priority traffic is small and its offsets lag far behind the normal
+/// topic's, so the ranges rarely meet.)
 pub fn poll(
     conn: &mut PgConnection,
     group: &str,
-    topic: &str,
+    topics: &TailTopics,
     from: &TailCursor,
     conditions: &Conditions,
     limit: i64,
 ) -> Result<TailPoll, QueryError> {
     use log_events::dsl as e;
-    let stored = stored_offsets(conn, group, topic)?;
+    let stored = stored_offsets(conn, group, topics)?;
     let mut cursor = from.clone();
     let mut per_partition: Vec<Vec<TailEvent>> = Vec::new();
     let mut invalid = Vec::new();
@@ -162,7 +226,8 @@ pub fn poll(
             stored_next.min(start.saturating_add(limit.saturating_mul(SCAN_PER_LIMIT)));
         let range: Predicate = Box::new(
             e::kafka_partition
-                .eq(partition)
+                .eq(partition.partition)
+                .and(e::lane.eq(partition.lane.code()))
                 .and(e::kafka_offset.ge(start))
                 .and(e::kafka_offset.lt(window_end)),
         );
@@ -224,14 +289,16 @@ mod tests {
     #[test]
     fn a_cursor_reads_back_what_it_wrote() {
         let mut cursor = TailCursor::default();
-        cursor.advance(3, 17);
-        cursor.advance(0, 5);
-        cursor.advance(0, 2);
-        assert_eq!(cursor.encode(), "0:5.3:17");
-        assert_eq!(TailCursor::decode("0:5.3:17"), Some(cursor));
+        let normal = |p| TopicPartition::new(Lane::Normal, p);
+        cursor.advance(normal(3), 17);
+        cursor.advance(normal(0), 5);
+        cursor.advance(normal(0), 2);
+        cursor.advance(TopicPartition::new(Lane::Priority, 0), 4);
+        assert_eq!(cursor.encode(), "0:5.3:17.p0:4");
+        assert_eq!(TailCursor::decode("0:5.3:17.p0:4"), Some(cursor));
         assert_eq!(TailCursor::default().encode(), "-");
         assert_eq!(TailCursor::decode("-"), Some(TailCursor::default()));
-        assert_eq!(TailCursor::default().next_offset(9), 0);
+        assert_eq!(TailCursor::default().next_offset(normal(9)), 0);
     }
 
     #[test]
@@ -253,7 +320,8 @@ mod tests {
     #[test]
     fn anything_else_is_not_a_cursor() {
         for text in [
-            "x", "0:", ":1", "0:1.0:2", "-1:0", "0:-4", "0:1,1:2", "0:1:2",
+            "x", "0:", ":1", "0:1.0:2", "-1:0", "0:-4", "0:1,1:2", "0:1:2", "p:1", "p-1:0",
+            "pp1:0", "q1:0", "p1:1.p1:2", "+1:0",
         ] {
             assert_eq!(TailCursor::decode(text), None, "{text}");
         }
@@ -284,7 +352,8 @@ mod tests {
                                 trace_id: None,
                             };
                             let event = LogEvent::try_from(row).expect("a valid row");
-                            TailEvent { partition: p as i32, offset: o as i64, event }
+                            let partition = TopicPartition::new(Lane::Normal, p as i32);
+                            TailEvent { partition, offset: o as i64, event }
                         })
                         .collect()
                 })
@@ -294,7 +363,7 @@ mod tests {
             for (p, list) in times.iter().enumerate() {
                 let offsets: Vec<i64> = merged
                     .iter()
-                    .filter(|e| e.partition == p as i32)
+                    .filter(|e| e.partition.partition == p as i32)
                     .map(|e| e.offset)
                     .collect();
                 prop_assert_eq!(offsets, (0..list.len() as i64).collect::<Vec<_>>());
