@@ -572,11 +572,11 @@ mod tests {
         .map(|(lane, partition, offset, message)| {
             SharedEvent::from(TailEvent {
                 partition: TopicPartition::new(lane, partition),
-                    offset,
-                    event: event(message),
-                })
+                offset,
+                event: event(message),
             })
-            .collect();
+        })
+        .collect();
         let mut out = String::new();
         let last = write_events(&mut out, &from, &events);
         assert_eq!(last.encode(), "0:13.1:26.p0:4");
@@ -584,7 +584,10 @@ mod tests {
         assert_eq!(messages.len(), 3, "{out}");
         assert!(messages[0].starts_with("id: 0:10.1:26\ndata: {"), "{out}");
         assert!(messages[1].starts_with("id: 0:13.1:26\ndata: {"), "{out}");
-        assert!(messages[2].starts_with("id: 0:13.1:26.p0:4\ndata: {"), "{out}");
+        assert!(
+            messages[2].starts_with("id: 0:13.1:26.p0:4\ndata: {"),
+            "{out}"
+        );
         // A newline in a message is escaped by JSON, so a data line never splits.
         assert!(messages.iter().all(|m| m.lines().count() == 2), "{out}");
     }

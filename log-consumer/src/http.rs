@@ -71,7 +71,10 @@ async fn health(state: web::Data<HealthState>) -> HttpResponse {
     };
     let mut lanes = serde_json::Map::new();
     for lane in &state.lanes {
-        lanes.insert(lane.topic.lane.as_str().to_owned(), lane.details(&state.metrics));
+        lanes.insert(
+            lane.topic.lane.as_str().to_owned(),
+            lane.details(&state.metrics),
+        );
     }
     let normal = &state.lanes[0];
     let consumer = normal.consumer.clone();

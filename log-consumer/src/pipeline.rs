@@ -13,9 +13,9 @@ use crate::rebalance::{Assignment, Claimer, PipelineContext};
 use crate::record::{AcceptedTimes, Inbound};
 use crate::settings::ConsumerTuning;
 use crate::writer::{Batch, Writer};
+use log_common::domain::Lane;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{Headers, Message};
-use log_common::domain::Lane;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -282,7 +282,9 @@ async fn report_unstored(
             _ = tick.tick() => {}
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let age_ms = unstored.oldest_ms().map_or(0, |oldest| (now_ms - oldest).max(0));
+        let age_ms = unstored
+            .oldest_ms()
+            .map_or(0, |oldest| (now_ms - oldest).max(0));
         gauge.set(age_ms as f64 / 1000.0);
     }
 }

@@ -126,11 +126,25 @@ mod tests {
     #[test]
     fn events_without_id_get_the_same_id_on_replay() {
         let msg = inbound(br#"{"level":"INFO","message":"m","source":"s"}"#);
-        let first = msg.to_row("t", Lane::Normal, &any_time()).expect("valid").id;
-        assert_eq!(msg.to_row("t", Lane::Normal, &any_time()).expect("valid").id, first);
+        let first = msg
+            .to_row("t", Lane::Normal, &any_time())
+            .expect("valid")
+            .id;
+        assert_eq!(
+            msg.to_row("t", Lane::Normal, &any_time())
+                .expect("valid")
+                .id,
+            first
+        );
         let mut other = msg.clone();
         other.offset += 1;
-        assert_ne!(other.to_row("t", Lane::Normal, &any_time()).expect("valid").id, first);
+        assert_ne!(
+            other
+                .to_row("t", Lane::Normal, &any_time())
+                .expect("valid")
+                .id,
+            first
+        );
     }
 
     #[test]

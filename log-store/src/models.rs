@@ -29,7 +29,12 @@ pub struct NewLogEvent {
 }
 
 impl NewLogEvent {
-    pub fn from_event(event: LogEvent, lane: Lane, kafka_partition: i32, kafka_offset: i64) -> Self {
+    pub fn from_event(
+        event: LogEvent,
+        lane: Lane,
+        kafka_partition: i32,
+        kafka_offset: i64,
+    ) -> Self {
         NewLogEvent {
             id: event.id.into(),
             level: event.level.as_str().to_owned(),

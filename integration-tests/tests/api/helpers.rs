@@ -327,10 +327,12 @@ pub fn rows_for_source(source: &str) -> Vec<StoredRow> {
 }
 
 fn rows_for_source_in(conn: &mut PgConnection, source: &str) -> Vec<StoredRow> {
-    diesel::sql_query("SELECT id, level::text, lane FROM log_events WHERE source = $1 ORDER BY \"timestamp\", id")
-        .bind::<diesel::sql_types::Text, _>(source)
-        .load(conn)
-        .expect("query rows")
+    diesel::sql_query(
+        "SELECT id, level::text, lane FROM log_events WHERE source = $1 ORDER BY \"timestamp\", id",
+    )
+    .bind::<diesel::sql_types::Text, _>(source)
+    .load(conn)
+    .expect("query rows")
 }
 
 /// `LOCK TABLE log_events IN ACCESS EXCLUSIVE MODE` in this binary's database, held
@@ -534,7 +536,8 @@ pub async fn spawn_gateway(
     settings.limits.count_budget_ms = 10_000;
     configure(&mut settings);
     let defaults = api_gateway::settings::Settings::defaults().tail;
-    if settings.tail.topic != defaults.topic && settings.tail.priority_topic == defaults.priority_topic
+    if settings.tail.topic != defaults.topic
+        && settings.tail.priority_topic == defaults.priority_topic
     {
         settings.tail.priority_topic = priority_topic_of(&settings.tail.topic);
     }

@@ -13,6 +13,7 @@ mod gateway_limits;
 mod helpers;
 mod histogram;
 mod partitions;
+mod priority;
 mod producer;
 mod stack;
 mod tail;
