@@ -168,8 +168,6 @@ impl QueryService {
         Ok(event)
     }
 
-    /// Freshness bound: a window reaching into the recent past can still change
-    /// (late events), so it is cached only seconds; a closed window, minutes.
     /// The tail cursor of "from now on": every partition's stored next offset.
     pub async fn tail_start(&self, tail: &TailSettings) -> Result<TailCursor, ApiError> {
         let (group, topics) = (tail.group_id.clone(), tail.topics());
@@ -209,6 +207,8 @@ impl QueryService {
         Ok(poll)
     }
 
+    /// Freshness bound: a window reaching into the recent past can still change
+    /// (late events), so it is cached only seconds; a closed window, minutes.
     fn ttl_for(&self, filter: &LogFilter, now: DateTime<Utc>) -> std::time::Duration {
         let recent = Duration::seconds(self.cache_settings.recent_window_secs as i64);
         let secs = if filter.open_ended || filter.query.end > now - recent {
