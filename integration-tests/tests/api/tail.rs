@@ -4,8 +4,8 @@
 
 use crate::consumer::{producer, topics};
 use crate::helpers::{
-    db, eventually, get_json, http, json, metrics_text, spawn_consumer_with, spawn_gateway, unique,
-    Running,
+    db, eventually, get_json, http, json, metrics_text, priority_topic_of, spawn_consumer_with,
+    spawn_gateway, unique, Running,
 };
 use api_gateway::settings::TailSettings;
 use diesel::prelude::*;
@@ -190,11 +190,14 @@ async fn a_resumed_tail_has_no_gap_and_no_duplicate_through_parallel_writers_and
 
     // Half the events carry timestamps two days old, in no order: a tail that
     // followed timestamps would skip them. Keys spread them over the three
-    // partitions, which two writers commit independently.
+    // partitions, which two writers commit independently. The ERRORs go to the
+    // priority topic, as the producer sends them: its offsets are a second series,
+    // committed by the priority lane's own writer.
     let producer = producer();
     let send = |round: usize| {
         let producer = producer.clone();
         let (topic, source) = (t.topic.clone(), source.clone());
+        let priority = priority_topic_of(&topic);
         async move {
             let mut sent = Vec::new();
             for i in 0..60 {
@@ -204,12 +207,13 @@ async fn a_resumed_tail_has_no_gap_and_no_duplicate_through_parallel_writers_and
                 } else {
                     chrono::Duration::seconds(i as i64)
                 };
-                let event = json!({"id": id, "level": if i % 5 == 0 { "ERROR" } else { "INFO" },
+                let error = i % 5 == 0;
+                let event = json!({"id": id, "level": if error { "ERROR" } else { "INFO" },
                     "message": format!("round {round} event {i}"), "source": source,
                     "timestamp": chrono::Utc::now() - age});
                 producer
                     .send(
-                        FutureRecord::to(&topic)
+                        FutureRecord::to(if error { &priority } else { &topic })
                             .key(&format!("key-{i}"))
                             .payload(&event.to_string()),
                         Timeout::After(Duration::from_secs(10)),
@@ -245,6 +249,14 @@ async fn a_resumed_tail_has_no_gap_and_no_duplicate_through_parallel_writers_and
     );
     assert_eq!(by_text.len(), sent.len(), "and each once");
 
+    assert!(
+        second
+            .last_id
+            .as_deref()
+            .is_some_and(|id| id.contains(".p")),
+        "the cursor covers the priority topic's partitions: {:?}",
+        second.last_id
+    );
     let mut received = ids_of(&before_drop);
     received.extend(ids_of(&after_resume));
     let unique_received: HashSet<&String> = received.iter().collect();
