@@ -20,13 +20,26 @@ const MAX_PAGE: i64 = 1_000_000;
 
 const KINDS: &str = "empty, not_json, invalid_event, too_old or rejected_by_database";
 
+/// The reason kinds, as the OpenAPI document lists them (the parameter itself is
+/// read as a string, so a wrong one is a 400 naming it).
+#[derive(Debug, Clone, Copy, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ReasonKindName {
+    Empty,
+    NotJson,
+    InvalidEvent,
+    TooOld,
+    RejectedByDatabase,
+}
+
 /// `GET /admin/dead-letters` parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct DeadLetterListParams {
     /// Only this kind of reason.
-    #[param(value_type = Option<String>, pattern = "^(empty|not_json|invalid_event|too_old|rejected_by_database)$")]
+    #[param(value_type = Option<ReasonKindName>)]
     pub reason_kind: Option<String>,
     /// Failed at or after this instant: RFC 3339 or `2024-01-01T00:00:00` (UTC).
     #[param(value_type = Option<String>, format = DateTime)]
@@ -75,7 +88,7 @@ impl DeadLetterListParams {
 #[serde(rename_all = "camelCase")]
 pub struct BulkReplayRequest {
     /// Only this kind of reason.
-    #[schema(value_type = Option<String>, pattern = "^(empty|not_json|invalid_event|too_old|rejected_by_database)$")]
+    #[schema(value_type = Option<ReasonKindName>)]
     pub reason_kind: Option<Value>,
     /// Failed at or after this instant (RFC 3339).
     #[schema(value_type = Option<String>, format = DateTime)]

@@ -10,7 +10,7 @@ use crate::api::{
     DurationPercentiles, Histogram, HistogramBucket, HourlyCount, LogPage, SourceCount, Stats,
     TimeRange,
 };
-use crate::params::dead_letters::{BulkReplayRequest, ReplayBody};
+use crate::params::dead_letters::{BulkReplayRequest, ReasonKindName, ReplayBody};
 use log_common::error::{ErrorBody, UnavailableBody};
 use log_common::event::{FieldError, Level, LogEvent};
 use log_common::http::{ComponentHealth, HealthReport};
@@ -23,7 +23,7 @@ use utoipa::OpenApi;
         admin::list, admin::counts, admin::detail, admin::replays, admin::replay, admin::replay_many),
     components(schemas(LogPage, LogEvent, Level, Stats, Histogram, HistogramBucket, TimeRange, SourceCount, HourlyCount, DurationPercentiles,
         ErrorBody, UnavailableBody, FieldError, HealthReport, ComponentHealth,
-        DeadLetterPage, DeadLetterEntry, DeadLetterDetail, PayloadEncoding, DeadLetterCounts, ReasonKindCount, ReplayResult, BulkReplayResult, ReplayAudit, BulkReplayRequest, ReplayBody)),
+        DeadLetterPage, DeadLetterEntry, DeadLetterDetail, PayloadEncoding, DeadLetterCounts, ReasonKindCount, ReplayResult, BulkReplayResult, ReplayAudit, BulkReplayRequest, ReplayBody, ReasonKindName)),
     tags((name = "query", description = "Search and page through log events"), (name = "health", description = "Liveness and readiness"),
         (name = "admin", description = "Dead letters: list, counts, inspect, replay through the producer, audit"))
 )]
