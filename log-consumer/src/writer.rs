@@ -227,7 +227,8 @@ impl Writer {
             failed_at,
         ));
         let mut retry = Retry::for_writes(&self.tuning);
-        loop {
+        let mut retrying = false;
+        let indexed = loop {
             let (store, row) = (self.store.clone(), entry.clone());
             let indexed = tokio::task::spawn_blocking(move || store.index_dead_letter(&row))
                 .await
@@ -237,21 +238,33 @@ impl Writer {
                     ))
                 });
             match indexed {
-                Ok(_) => return true,
+                Ok(_) => break true,
                 Err(StoreError::Transient(e)) => {
                     self.metrics.retries.inc();
+                    // Health says the writer is down meanwhile, as for a batch write.
+                    if !retrying {
+                        retrying = true;
+                        self.status.writers_retrying.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if let Ok(mut last) = self.status.last_error.lock() {
+                        *last = Some(format!("dead-letter index: {e}"));
+                    }
                     tracing::warn!(writer = self.index, error = %e, "dead-letter index write failed; retrying");
                     if !retry.wait(shutdown).await {
-                        return false;
+                        break false;
                     }
                 }
                 Err(e) => {
                     tracing::error!(writer = self.index, error = %e, partition = message.partition,
                         offset = message.offset, "dead letter not indexed (it is in the dead-letter topic)");
-                    return true;
+                    break true;
                 }
             }
+        };
+        if retrying {
+            self.status.writers_retrying.fetch_sub(1, Ordering::SeqCst);
         }
+        indexed
     }
 
     /// One write on the blocking pool (diesel is synchronous).

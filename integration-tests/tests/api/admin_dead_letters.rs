@@ -581,3 +581,202 @@ async fn with_api_keys_only_an_admin_key_reaches_the_admin_endpoints_and_its_fin
     p.consumer.stop().await;
     p.producer.stop().await;
 }
+
+/// Dead letters in the index of the database at `url`.
+fn indexed(url: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = PgConnection::establish(url).expect("connect");
+    diesel::sql_query("SELECT count(*) AS n FROM dead_letters")
+        .get_result::<Count>(&mut conn)
+        .expect("count")
+        .n
+}
+
+fn execute(url: &str, sql: &str) {
+    let mut conn = PgConnection::establish(url).expect("connect");
+    diesel::sql_query(sql).execute(&mut conn).expect(sql);
+}
+
+/// A counter's value in Prometheus text, 0 when absent.
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The consumer alone, with one writer and quick retries, on a fresh topic and database.
+async fn consumer_alone(database: &str) -> (String, Running) {
+    let (topic, dlq, group) = (
+        unique("admin-dlq"),
+        unique("admin-dlq-dlq"),
+        unique("admin-dlq-group"),
+    );
+    create_topic(&topic, 1).await;
+    create_topic(&dlq, 1).await;
+    let url = database.to_owned();
+    let consumer = spawn_consumer_with(&topic, &dlq, &group, move |s| {
+        s.postgres.url = url;
+        s.consumer.writers = 1;
+        s.consumer.retry_initial_ms = 50;
+        s.consumer.retry_max_ms = 200;
+    })
+    .await;
+    (topic, consumer)
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_indexed_before_its_partition_moves_on_retrying_while_postgresql_fails() {
+    let database = new_migrated_database();
+    // The index insert fails (42501, a code diesel does not name: retried as transient).
+    execute(&database, "REVOKE INSERT ON dead_letters FROM CURRENT_USER");
+    let (topic, consumer) = consumer_alone(&database).await;
+    send_raw(&topic, b"not json").await;
+    let good = Uuid::now_v7();
+    send_raw(
+        &topic,
+        json!({"id": good, "level": "INFO", "message": "after", "source": "s"})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    let metrics_url = format!("{}/actuator/prometheus", consumer.base);
+    eventually("the index write retried", Duration::from_secs(60), || {
+        let url = metrics_url.clone();
+        async move {
+            let metrics = metrics_text(&url).await;
+            (counter(&metrics, "dead_letter_messages_total") == 1.0
+                && counter(&metrics, "db_write_retries_total") >= 3.0)
+                .then_some(())
+        }
+    })
+    .await;
+    let (_, health) = get(format!("{}/actuator/health", consumer.base), None).await;
+    assert!(
+        health.to_string().contains("dead-letter index"),
+        "health says what the writer retries: {health}"
+    );
+    // Retrying, the writer holds the batch: the event after the poison waits.
+    assert_eq!(
+        rows_with_id(&database, good),
+        0,
+        "nothing commits past an unindexed dead letter"
+    );
+    assert_eq!(indexed(&database), 0);
+
+    execute(&database, "GRANT INSERT ON dead_letters TO CURRENT_USER");
+    eventually(
+        "the event after the poison stored",
+        Duration::from_secs(60),
+        || async { (rows_with_id(&database, good) == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(indexed(&database), 1, "indexed once");
+    let metrics = metrics_text(&metrics_url).await;
+    assert_eq!(
+        counter(&metrics, "dead_letter_messages_total"),
+        1.0,
+        "sent to Kafka once"
+    );
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_the_index_refuses_for_good_does_not_stall_its_partition() {
+    let database = new_migrated_database();
+    execute(&database, "ALTER TABLE dead_letters ADD CONSTRAINT test_refuses CHECK (reason_kind <> 'not_json') NOT VALID");
+    let (topic, consumer) = consumer_alone(&database).await;
+    send_raw(&topic, b"not json").await;
+    let good = Uuid::now_v7();
+    send_raw(
+        &topic,
+        json!({"id": good, "level": "INFO", "message": "after", "source": "s"})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    eventually(
+        "the event after the poison stored",
+        Duration::from_secs(60),
+        || async { (rows_with_id(&database, good) == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(indexed(&database), 0, "refused, logged, skipped");
+    let metrics = metrics_text(&format!("{}/actuator/prometheus", consumer.base)).await;
+    assert_eq!(
+        counter(&metrics, "dead_letter_messages_total"),
+        1.0,
+        "still in the topic"
+    );
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn the_upkeep_deletes_dead_letters_past_their_retention_with_their_audit() {
+    let database = new_migrated_database();
+    execute(
+        &database,
+        "INSERT INTO dead_letters (original_topic, original_partition, original_offset, reason_kind, reason, failed_at, payload) VALUES \
+         ('t', 0, 1, 'empty', 'empty message', now() - interval '40 days', ''), \
+         ('t', 0, 2, 'empty', 'empty message', now() - interval '2 days', '')",
+    );
+    execute(
+        &database,
+        "INSERT INTO dead_letter_replays (dead_letter_id, key_fingerprint, original_topic, original_partition, original_offset, corrected, event_id, outcome, detail) \
+         SELECT id, 'anonymous', 't', 0, 1, false, gen_random_uuid(), 'rejected', 'x' FROM dead_letters",
+    );
+    let mut conn = PgConnection::establish(&database).expect("connect");
+    let upkeep = |days| log_store::Upkeep {
+        retention_days: 30,
+        id_memory_days: 2,
+        dead_letter_retention_days: days,
+    };
+    let now = chrono::Utc::now();
+    assert_eq!(
+        upkeep(0)
+            .run(&mut conn, now)
+            .expect("upkeep")
+            .dead_letters_purged,
+        0,
+        "0 keeps all"
+    );
+    assert_eq!(
+        upkeep(30)
+            .run(&mut conn, now)
+            .expect("upkeep")
+            .dead_letters_purged,
+        1
+    );
+    assert_eq!(indexed(&database), 1, "the recent one is kept");
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let audit: Count = diesel::sql_query("SELECT count(*) AS n FROM dead_letter_replays")
+        .get_result(&mut conn)
+        .expect("audit");
+    assert_eq!(audit.n, 1, "the purged one's audit went with it");
+}
+
+#[tokio::test]
+async fn without_postgresql_the_admin_endpoints_answer_503() {
+    let gateway = spawn_gateway(|s| {
+        s.postgres.url = "postgres://127.0.0.1:1/nowhere".to_owned();
+        s.postgres.connect_timeout_ms = 200;
+    })
+    .await;
+    for (status, body) in [
+        get(format!("{}{ADMIN}", gateway.base), None).await,
+        get(format!("{}{ADMIN}/counts", gateway.base), None).await,
+        post(format!("{}{ADMIN}/1/replay", gateway.base), None, None).await,
+    ] {
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["status"], "unavailable", "{body}");
+    }
+    gateway.stop().await;
+}
