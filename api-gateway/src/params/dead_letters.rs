@@ -149,14 +149,14 @@ pub struct ReplayBody {
 }
 
 impl ReplayBody {
-    /// The corrected event, if any; from the raw body, which may be empty.
+    /// The corrected event, if any; from the raw body, which may be empty or `null`.
     pub fn parse(body: &[u8]) -> Result<Option<Map<String, Value>>, ApiError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        let parsed: ReplayBody = serde_json::from_slice(body)
+        let parsed: Option<ReplayBody> = serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
-        match parsed.event {
+        match parsed.and_then(|body| body.event) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Object(event)) => Ok(Some(event)),
             Some(_) => Err(ApiError::invalid_field(
@@ -327,6 +327,7 @@ mod tests {
     fn a_replay_body_is_optional_and_its_event_an_object() {
         assert_eq!(ReplayBody::parse(b"").expect("empty"), None);
         assert_eq!(ReplayBody::parse(b"{}").expect("no event"), None);
+        assert_eq!(ReplayBody::parse(b"null").expect("null"), None);
         let event = ReplayBody::parse(br#"{"event":{"level":"INFO"}}"#).expect("event");
         assert_eq!(event.expect("some")["level"], "INFO");
         assert_eq!(
