@@ -11,6 +11,8 @@
 //!   assembly.
 //! - [`cache`]: Redis cache-aside with bounded freshness and single-flight misses;
 //!   Redis trouble degrades to PostgreSQL, never to an error.
+//! - [`dead_letters`]: the admin side of the dead letters: the consumer's index,
+//!   replays through the producer, their audit, the gauges.
 //! - [`tail`]: the live tail's streams (Server-Sent Events), one polling task each.
 //! - [`routes`]: the HTTP handlers, the explorer's embedded files (`ui/`) and the
 //!   OpenAPI document.
@@ -18,6 +20,7 @@
 
 pub mod api;
 pub mod cache;
+pub mod dead_letters;
 pub mod metrics;
 pub mod params;
 pub mod routes;

@@ -1,7 +1,8 @@
 //! The gateway's Prometheus metrics.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 #[derive(Clone)]
@@ -29,6 +30,14 @@ pub struct GatewayMetrics {
     /// `log_tail_drops_total{reason="slow_client"|"too_many_clients"}`: streams
     /// closed, or refused, by the gateway.
     pub tail_drops: IntCounterVec,
+    /// `log_dead_letters{reason_kind}`: dead letters never replayed with success, read
+    /// from the index every 15 s.
+    pub dead_letters: IntGaugeVec,
+    /// `log_dead_letter_oldest_unreplayed_age_seconds`: age of the oldest of them (0
+    /// when there is none).
+    pub dead_letter_oldest_age: Gauge,
+    /// `log_dead_letter_replays_total{outcome}`: replay attempts by outcome.
+    pub dead_letter_replays: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -92,6 +101,24 @@ impl GatewayMetrics {
                 ),
                 &["reason"],
             )?,
+            dead_letters: IntGaugeVec::new(
+                Opts::new(
+                    "log_dead_letters",
+                    "Dead letters never replayed with success, by reason kind",
+                ),
+                &["reason_kind"],
+            )?,
+            dead_letter_oldest_age: Gauge::new(
+                "log_dead_letter_oldest_unreplayed_age_seconds",
+                "Age of the oldest dead letter never replayed with success (0: none)",
+            )?,
+            dead_letter_replays: IntCounterVec::new(
+                Opts::new(
+                    "log_dead_letter_replays_total",
+                    "Dead-letter replay attempts, by outcome",
+                ),
+                &["outcome"],
+            )?,
         };
         // Known label values start at 0, so the series exist before the first query.
         for endpoint in ["logs", "search", "stats", "histogram", "log_by_id"] {
@@ -122,6 +149,15 @@ impl GatewayMetrics {
         registry.register(Box::new(m.tail_clients.clone()))?;
         registry.register(Box::new(m.tail_events_sent.clone()))?;
         registry.register(Box::new(m.tail_drops.clone()))?;
+        for kind in log_store::dead_letters::ReasonKind::ALL {
+            m.dead_letters.with_label_values(&[kind.as_str()]);
+        }
+        for outcome in ["published", "rejected", "failed"] {
+            m.dead_letter_replays.with_label_values(&[outcome]);
+        }
+        registry.register(Box::new(m.dead_letters.clone()))?;
+        registry.register(Box::new(m.dead_letter_oldest_age.clone()))?;
+        registry.register(Box::new(m.dead_letter_replays.clone()))?;
         Ok(m)
     }
 }

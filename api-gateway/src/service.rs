@@ -329,7 +329,7 @@ impl QueryClass {
 /// The one conversion from the store's errors to the API's, with what each means for
 /// the breaker: only an unreachable database or a broken connection counts against
 /// it; a query that was too costly or failed says nothing about its health.
-fn api_error(
+pub(crate) fn api_error(
     error: QueryError,
     breaker: &CircuitBreaker,
     class: QueryClass,

@@ -27,6 +27,8 @@ pub struct Settings {
     #[command(flatten)]
     pub auth: AuthSettings,
     #[command(flatten)]
+    pub replay: ReplaySettings,
+    #[command(flatten)]
     pub metrics: MetricsSettings,
 }
 
@@ -156,6 +158,19 @@ pub struct TailSettings {
         default_value_t = 5_000
     )]
     pub slow_client_ms: u64,
+}
+
+/// Where the admin endpoints send a replayed dead letter.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReplaySettings {
+    /// Base URL of the producer whose `/producer/api/logs/ingest` validates and
+    /// publishes replayed dead letters (the caller's API key goes along).
+    #[arg(
+        long = "producer-url",
+        env = "PRODUCER_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub producer_url: String,
 }
 
 #[derive(clap::Args, Debug, Clone)]

@@ -1,6 +1,7 @@
 //! Builds the gateway: PostgreSQL and Redis pools, breakers, the app, shutdown.
 
 use crate::cache::Cache;
+use crate::dead_letters::{refresh_gauges_until, DeadLetterAdmin};
 use crate::metrics::GatewayMetrics;
 use crate::routes;
 use crate::service::QueryService;
@@ -93,6 +94,13 @@ impl Application {
             &database_name(&settings.postgres.url),
         );
 
+        let dead_letters = DeadLetterAdmin::new(
+            pg_pool.clone(),
+            pg_breaker.clone(),
+            settings.limits.clone(),
+            metrics.clone(),
+            &settings.replay.producer_url,
+        )?;
         let service = QueryService {
             pool: pg_pool,
             breaker: pg_breaker,
@@ -108,6 +116,12 @@ impl Application {
             metrics,
             service.clone(),
         ));
+        // The dead-letter gauges, read from the index every 15 s until shutdown.
+        tokio::spawn(refresh_gauges_until(
+            dead_letters.clone(),
+            closing.subscribe(),
+        ));
+        let dead_letters = web::Data::new(dead_letters);
         let state = web::Data::new(service);
         let listener = settings.http.listen(Settings::DEFAULT_PORT)?;
         let listener_address = listener.local_addr()?;
@@ -122,6 +136,7 @@ impl Application {
                 .wrap(from_fn(observe))
                 .app_data(state.clone())
                 .app_data(tails.clone())
+                .app_data(dead_letters.clone())
                 .app_data(api_keys.clone())
                 .app_data(registry.clone())
                 .app_data(http_metrics.clone())

@@ -5,6 +5,12 @@
 //! neither is set, every request is let through (local development).
 //!
 //! Keys are compared in constant time and never logged or printed.
+//!
+//! Admin scope: `ADMIN_API_KEYS` / `ADMIN_API_KEYS_FILE` (same syntax) name the keys that
+//! may also use the admin endpoints ([`require_admin_key`]: 401 without a valid key, 403
+//! with a valid key that is not an admin key). An admin key is an ordinary key too, and
+//! keys are "on" when any key of either kind is configured. An audit names a key by its
+//! [`fingerprint`], never by the key.
 
 use crate::error::ApiError;
 use crate::settings::Secret;
@@ -13,7 +19,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 use actix_web::middleware::Next;
 use actix_web::web;
+use actix_web::HttpRequest;
 use anyhow::Context;
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use subtle::ConstantTimeEq;
 
@@ -28,43 +36,92 @@ pub struct AuthSettings {
     /// A file with one API key per line (`#` starts a comment).
     #[arg(long = "api-keys-file", env = "API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
+    /// Comma-separated admin API keys: also valid as ordinary keys, and the only ones
+    /// the admin endpoints (dead letters) accept.
+    #[arg(
+        long = "admin-api-keys",
+        env = "ADMIN_API_KEYS",
+        hide_env_values = true
+    )]
+    pub admin_api_keys: Option<Secret>,
+    /// A file with one admin API key per line (`#` starts a comment).
+    #[arg(long = "admin-api-keys-file", env = "ADMIN_API_KEYS_FILE")]
+    pub admin_api_keys_file: Option<PathBuf>,
 }
 
-/// The accepted keys; empty means authentication is off.
+/// The accepted keys; none at all means authentication is off.
 #[derive(Clone, Default)]
 pub struct ApiKeys {
     keys: Vec<Vec<u8>>,
+    /// Admin keys, accepted everywhere ordinary keys are, and in the admin scope.
+    admin: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ApiKeys({} keys)", self.keys.len())
+        write!(
+            f,
+            "ApiKeys({} keys, {} admin keys)",
+            self.keys.len(),
+            self.admin.len()
+        )
     }
+}
+
+/// The keys of a comma-separated list and of a file (one a line, `#` comments);
+/// `file_var` names the file's variable in an error.
+fn read_keys(
+    list: Option<&Secret>,
+    file: Option<&PathBuf>,
+    file_var: &str,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    if let Some(list) = list {
+        keys.extend(
+            list.expose()
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(|k| k.as_bytes().to_vec()),
+        );
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{file_var}: cannot read {}", path.display()))?;
+        keys.extend(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|k| !k.is_empty())
+                .map(|k| k.as_bytes().to_vec()),
+        );
+    }
+    Ok(keys)
+}
+
+/// Constant time in the key's content: every key of `keys` is compared, whatever
+/// matched first.
+fn any_matches(keys: &[Vec<u8>], presented: &[u8]) -> bool {
+    let mut accepted = subtle::Choice::from(0);
+    for key in keys {
+        accepted |= key.as_slice().ct_eq(presented);
+    }
+    accepted.into()
 }
 
 impl ApiKeys {
     pub fn from_settings(settings: &AuthSettings) -> anyhow::Result<Self> {
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        if let Some(list) = &settings.api_keys {
-            keys.extend(
-                list.expose()
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(|k| k.as_bytes().to_vec()),
-            );
-        }
-        if let Some(path) = &settings.api_keys_file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("API_KEYS_FILE: cannot read {}", path.display()))?;
-            keys.extend(
-                text.lines()
-                    .map(|l| l.split('#').next().unwrap_or("").trim())
-                    .filter(|k| !k.is_empty())
-                    .map(|k| k.as_bytes().to_vec()),
-            );
-        }
-        Ok(ApiKeys { keys })
+        Ok(ApiKeys {
+            keys: read_keys(
+                settings.api_keys.as_ref(),
+                settings.api_keys_file.as_ref(),
+                "API_KEYS_FILE",
+            )?,
+            admin: read_keys(
+                settings.admin_api_keys.as_ref(),
+                settings.admin_api_keys_file.as_ref(),
+                "ADMIN_API_KEYS_FILE",
+            )?,
+        })
     }
 
     /// [`ApiKeys::from_settings`], saying at start which mode the service runs in.
@@ -81,17 +138,44 @@ impl ApiKeys {
     }
 
     pub fn enabled(&self) -> bool {
-        !self.keys.is_empty()
+        !self.keys.is_empty() || !self.admin.is_empty()
     }
 
-    /// Constant time in the key's content: every stored key is compared, whatever
-    /// matched first.
+    /// An ordinary or an admin key. Constant time in the key's content: every stored
+    /// key is compared, whatever matched first.
     pub fn accepts(&self, presented: &[u8]) -> bool {
-        let mut accepted = subtle::Choice::from(0);
-        for key in &self.keys {
-            accepted |= key.as_slice().ct_eq(presented);
-        }
-        accepted.into()
+        // `|` rather than `||`: both lists are always compared.
+        any_matches(&self.keys, presented) | any_matches(&self.admin, presented)
+    }
+
+    /// An admin key (constant time, like [`ApiKeys::accepts`]).
+    pub fn accepts_admin(&self, presented: &[u8]) -> bool {
+        any_matches(&self.admin, presented)
+    }
+}
+
+/// What an audit records of the key a request came with: the first 12 hex characters
+/// of its SHA-256 (enough to tell a deployment's keys apart, useless to recover one).
+pub fn fingerprint(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The audit's name for a caller while keys are off.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Who made `req`, for an audit: the [`fingerprint`] of its key when keys are on (the
+/// middleware has checked it), else [`ANONYMOUS`].
+pub fn caller_fingerprint(req: &HttpRequest) -> String {
+    let keys_on = req
+        .app_data::<web::Data<ApiKeys>>()
+        .is_some_and(|k| k.enabled());
+    match presented_key(req.headers()) {
+        Some(key) if keys_on => fingerprint(key),
+        _ => ANONYMOUS.to_owned(),
     }
 }
 
@@ -145,6 +229,36 @@ pub async fn require_api_key(
     Ok(next.call(req).await?.map_into_boxed_body())
 }
 
+/// Middleware (via `from_fn`) for the admin scope. Keys on: 401 without a valid key,
+/// 403 with a valid key that is not an admin key, through with an admin key. Keys off:
+/// open, like every scope (local development).
+pub async fn require_admin_key(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let keys = req.app_data::<web::Data<ApiKeys>>().cloned();
+    if let Some(keys) = keys.filter(|k| k.enabled()) {
+        let refusal = match presented_key(req.headers()) {
+            None => Some(ApiError::Unauthorized(
+                "an admin API key is required: send X-API-Key: <key> or Authorization: Bearer <key>"
+                    .to_owned(),
+            )),
+            Some(key) if !keys.accepts(key.as_bytes()) => Some(ApiError::Unauthorized(
+                "the API key is not valid".to_owned(),
+            )),
+            Some(key) if !keys.accepts_admin(key.as_bytes()) => Some(ApiError::Forbidden(
+                "this API key has no admin scope: use a key of ADMIN_API_KEYS".to_owned(),
+            )),
+            Some(_) => None,
+        };
+        if let Some(error) = refusal {
+            let path = req.path().to_owned();
+            return Ok(req.into_response(error.response_at(&path)));
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,9 +268,99 @@ mod tests {
     fn keys(list: &str) -> ApiKeys {
         ApiKeys::from_settings(&AuthSettings {
             api_keys: Some(list.parse().expect("infallible")),
-            api_keys_file: None,
+            ..AuthSettings::default()
         })
         .expect("keys")
+    }
+
+    fn with_admin(list: &str, admin: &str) -> ApiKeys {
+        ApiKeys::from_settings(&AuthSettings {
+            api_keys: Some(list.parse().expect("infallible")),
+            admin_api_keys: Some(admin.parse().expect("infallible")),
+            ..AuthSettings::default()
+        })
+        .expect("keys")
+    }
+
+    #[test]
+    fn an_admin_key_is_an_ordinary_key_too_and_turns_keys_on_alone() {
+        let keys = with_admin("reader", "root");
+        assert!(keys.accepts(b"reader") && keys.accepts(b"root"));
+        assert!(keys.accepts_admin(b"root"));
+        assert!(!keys.accepts_admin(b"reader"));
+        assert!(!keys.accepts_admin(b"roo"));
+        let admin_only = ApiKeys::from_settings(&AuthSettings {
+            admin_api_keys: Some("root".parse().expect("infallible")),
+            ..AuthSettings::default()
+        })
+        .expect("keys");
+        assert!(admin_only.enabled());
+        assert!(admin_only.accepts(b"root"));
+        assert!(!format!("{admin_only:?}").contains("root"));
+    }
+
+    #[test]
+    fn admin_keys_file_errors_name_their_variable() {
+        let error = ApiKeys::from_settings(&AuthSettings {
+            admin_api_keys_file: Some("/nonexistent/admin-keys".into()),
+            ..AuthSettings::default()
+        })
+        .expect_err("missing file");
+        assert!(
+            format!("{error:#}").contains("ADMIN_API_KEYS_FILE"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn a_fingerprint_is_twelve_hex_characters_of_the_sha256() {
+        // sha256("abc") = ba7816bf8f01cfea414140de5dae2223…
+        assert_eq!(fingerprint("abc"), "ba7816bf8f01");
+        assert_ne!(fingerprint("abd"), fingerprint("abc"));
+    }
+
+    #[actix_web::test]
+    async fn the_admin_scope_answers_401_403_or_lets_through() {
+        let app = |keys: ApiKeys| {
+            http_test::init_service(App::new().app_data(web::Data::new(keys)).service(
+                web::scope("/admin").wrap(from_fn(require_admin_key)).route(
+                    "/x",
+                    web::get().to(|req: HttpRequest| async move {
+                        HttpResponse::Ok().body(caller_fingerprint(&req))
+                    }),
+                ),
+            ))
+        };
+        let call = |key: Option<&'static str>| {
+            let mut req = http_test::TestRequest::get().uri("/admin/x");
+            if let Some(key) = key {
+                req = req.insert_header((API_KEY_HEADER, key));
+            }
+            req.to_request()
+        };
+        let keyed = app(with_admin("reader", "root")).await;
+        for (key, status) in [
+            (None, 401),
+            (Some("wrong"), 401),
+            (Some("reader"), 403),
+            (Some("root"), 200),
+        ] {
+            let response = http_test::call_service(&keyed, call(key)).await;
+            assert_eq!(response.status(), status, "{key:?}");
+            if status == 403 {
+                let body: serde_json::Value = http_test::read_body_json(response).await;
+                assert_eq!(body["status"], 403);
+                assert_eq!(body["error"], "Forbidden");
+                assert_eq!(body["path"], "/admin/x");
+            } else if status == 200 {
+                let body = http_test::read_body(response).await;
+                assert_eq!(body, fingerprint("root").as_bytes());
+            }
+        }
+        let open = app(ApiKeys::default()).await;
+        let response = http_test::call_service(&open, call(Some("anything"))).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(http_test::read_body(response).await, ANONYMOUS.as_bytes());
     }
 
     #[test]
@@ -177,8 +381,10 @@ mod tests {
         assert!(!format!("{keys:?}").contains("topsecret"));
         let settings = AuthSettings {
             api_keys: Some("topsecret".parse().expect("infallible")),
-            api_keys_file: None,
+            admin_api_keys: Some("rootsecret".parse().expect("infallible")),
+            ..AuthSettings::default()
         };
+        assert!(!format!("{settings:?}").contains("rootsecret"));
         assert!(!format!("{settings:?}").contains("topsecret"));
     }
 
@@ -187,16 +393,16 @@ mod tests {
         let path = std::env::temp_dir().join(format!("keys-{}", uuid::Uuid::new_v4()));
         std::fs::write(&path, "# team a\nkey-one\n\nkey-two # ci\n").expect("write");
         let keys = ApiKeys::from_settings(&AuthSettings {
-            api_keys: None,
             api_keys_file: Some(path.clone()),
+            ..AuthSettings::default()
         })
         .expect("keys");
         assert!(keys.accepts(b"key-one") && keys.accepts(b"key-two"));
         assert!(!keys.accepts(b"# team a"));
         let _ = std::fs::remove_file(path);
         assert!(ApiKeys::from_settings(&AuthSettings {
-            api_keys: None,
             api_keys_file: Some("/nonexistent/keys".into()),
+            ..AuthSettings::default()
         })
         .is_err());
     }

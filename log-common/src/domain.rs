@@ -132,6 +132,21 @@ impl TryFrom<String> for Level {
     }
 }
 
+/// Namespace of the ids derived from a Kafka record's origin: the consumer gives one
+/// to an event that arrives without an id (written to the topic by something other than
+/// our producer), and the gateway to a replayed dead letter whose payload has no valid
+/// id of its own. Derived from topic/partition/offset, so reading or replaying the same
+/// record again gives the same id and the pipeline stores it once.
+pub const DERIVED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c6f_6770_6970_656c_696e_6500_0000_0001);
+
+/// The id [`DERIVED_ID_NAMESPACE`] gives the record at `topic`/`partition`/`offset`.
+pub fn derived_event_id(topic: &str, partition: i32, offset: i64) -> Uuid {
+    Uuid::new_v5(
+        &DERIVED_ID_NAMESPACE,
+        format!("{topic}/{partition}/{offset}").as_bytes(),
+    )
+}
+
 /// The event id: a UUID (the producer assigns a time-ordered v7 when absent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]

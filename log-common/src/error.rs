@@ -26,6 +26,9 @@ pub enum ApiError {
     /// 401: no API key, or not one of ours.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: a valid key without the scope the route needs (the admin endpoints).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -72,6 +75,7 @@ impl ApiError {
             },
             ApiError::BadRequest(m) => ApiError::BadRequest(m.clone()),
             ApiError::Unauthorized(m) => ApiError::Unauthorized(m.clone()),
+            ApiError::Forbidden(m) => ApiError::Forbidden(m.clone()),
             ApiError::NotFound(m) => ApiError::NotFound(m.clone()),
             ApiError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m.clone()),
             ApiError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(m.clone()),
@@ -146,6 +150,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Validation { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -269,6 +274,7 @@ mod tests {
             ApiError::invalid_field("size", "must be at most 1000"),
             ApiError::BadRequest("not JSON".into()),
             ApiError::Unauthorized("no key".into()),
+            ApiError::Forbidden("no admin scope".into()),
             ApiError::NotFound("no such event".into()),
             ApiError::UnsupportedMediaType("text/plain".into()),
             ApiError::PayloadTooLarge("over 1 MiB".into()),

@@ -5,7 +5,8 @@
 //!   (id, level, source, message), each with the one `parse` serde uses too.
 //! - [`event`]: the log event as users send it and as it travels through Kafka,
 //!   with the contract's validation and normalisation (levels, timestamps, limits).
-//! - [`auth`]: optional API keys (`API_KEYS`, `API_KEYS_FILE`) for ingest and queries.
+//! - [`auth`]: optional API keys (`API_KEYS`, `API_KEYS_FILE`) for ingest and queries,
+//!   admin keys (`ADMIN_API_KEYS`, `ADMIN_API_KEYS_FILE`) for the admin scope.
 //! - [`breaker`]: a circuit breaker whose state shows in metrics and health.
 //! - [`error`]: the one error type at the HTTP boundary and its Spring-shaped JSON.
 //! - [`http`]: middleware every service wraps its app in (request metrics, error

@@ -1,9 +1,15 @@
 //! The dead-letter topic: where messages go that can never be stored, so nothing is
 //! dropped silently. A dead letter is the original record, unchanged (key, payload
-//! bytes and headers, in order), plus `dlq-*` headers saying why and where it came from.
+//! bytes and headers, in order), plus `dlq-*` headers saying why (`dlq-error`, and
+//! `dlq-reason-kind`: one of `empty`, `not_json`, `invalid_event`, `too_old`,
+//! `rejected_by_database`) and where it came from.
+//!
+//! Once Kafka has it, the writer also indexes it in PostgreSQL ([`index_entry`]), so the
+//! gateway's admin endpoints can list and replay it.
 
-use crate::record::Inbound;
-use chrono::Utc;
+use crate::record::{Inbound, Poison};
+use chrono::{DateTime, Utc};
+use log_store::dead_letters::NewDeadLetter;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
@@ -38,12 +44,14 @@ impl DeadLetters {
     }
 
     /// Sends one message and waits for Kafka's acknowledgement: its offset is only
-    /// committed after this returns Ok.
-    pub async fn send(&self, message: &Inbound, reason: &str) -> Result<(), String> {
+    /// committed after this returns Ok, with the time it says the record failed.
+    pub async fn send(&self, message: &Inbound, poison: &Poison) -> Result<DateTime<Utc>, String> {
         let partition = message.partition.to_string();
         let offset = message.offset.to_string();
-        let failed_at = Utc::now().to_rfc3339();
-        let mut headers = OwnedHeaders::new_with_capacity(message.headers.len() + 5);
+        let failed = Utc::now();
+        let failed_at = failed.to_rfc3339();
+        let reason = poison.reason.as_str();
+        let mut headers = OwnedHeaders::new_with_capacity(message.headers.len() + 6);
         for (key, value) in &message.headers {
             headers = headers.insert(Header {
                 key: key.as_str(),
@@ -54,6 +62,10 @@ impl DeadLetters {
             .insert(Header {
                 key: "dlq-error",
                 value: Some(reason),
+            })
+            .insert(Header {
+                key: "dlq-reason-kind",
+                value: Some(poison.kind.as_str()),
             })
             .insert(Header {
                 key: "dlq-original-topic",
@@ -81,7 +93,27 @@ impl DeadLetters {
         self.producer
             .send(record, Timeout::Never)
             .await
-            .map(|_| ())
+            .map(|_| failed)
             .map_err(|(e, _)| e.to_string())
+    }
+}
+
+/// The index row of a dead letter of `topic`: its origin, reason and whole payload.
+pub fn index_entry(
+    topic: &str,
+    message: &Inbound,
+    poison: &Poison,
+    failed_at: DateTime<Utc>,
+) -> NewDeadLetter {
+    NewDeadLetter {
+        original_topic: topic.to_owned(),
+        original_partition: message.partition,
+        original_offset: message.offset,
+        reason_kind: poison.kind.as_str().to_owned(),
+        // PostgreSQL's text cannot hold NUL (a reason may quote the payload).
+        reason: poison.reason.replace('\0', "\u{fffd}"),
+        failed_at,
+        kafka_key: message.key.clone(),
+        payload: message.payload.clone().unwrap_or_default(),
     }
 }

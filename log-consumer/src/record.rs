@@ -1,10 +1,10 @@
 //! From a Kafka message to a row, or to the reason it can never be one.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use log_common::domain::Lane;
+use log_common::domain::{derived_event_id, Lane};
 use log_common::event::LogEvent;
+use log_store::dead_letters::ReasonKind;
 use log_store::{partitions, NewLogEvent, Upkeep};
-use uuid::Uuid;
 
 /// The oldest day an event may carry to be stored: an older day's partition is gone
 /// (or about to be), so such an event is dead-lettered with the reason, never stalled
@@ -22,13 +22,39 @@ impl AcceptedTimes {
         }
     }
 
-    fn check(&self, timestamp: DateTime<Utc>) -> Result<(), String> {
+    fn check(&self, timestamp: DateTime<Utc>) -> Result<(), Poison> {
         match self.oldest_day {
-            Some(oldest) if partitions::day_of(timestamp) < oldest => Err(format!(
-                "timestamp {timestamp} is before {oldest}, the oldest day RETENTION_DAYS keeps"
+            Some(oldest) if partitions::day_of(timestamp) < oldest => Err(Poison::new(
+                ReasonKind::TooOld,
+                format!(
+                    "timestamp {timestamp} is before {oldest}, the oldest day RETENTION_DAYS keeps"
+                ),
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// Why a record can never be stored: its kind (what an operator filters the dead
+/// letters on) and the details, made where the reason is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poison {
+    pub kind: ReasonKind,
+    pub reason: String,
+}
+
+impl Poison {
+    pub fn new(kind: ReasonKind, reason: impl Into<String>) -> Self {
+        Poison {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Poison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
     }
 }
 
@@ -45,11 +71,6 @@ pub struct Inbound {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
-/// Namespace of the ids given to events that arrive without one (written to the topic
-/// by something other than our producer): derived from topic/partition/offset, so a
-/// replay of the same message produces the same id and stays idempotent.
-const DERIVED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c6f_6770_6970_656c_696e_6500_0000_0001);
-
 impl Inbound {
     /// Parses and validates with the producer's own rules; an error is the reason
     /// the message goes to the dead-letter topic.
@@ -58,30 +79,30 @@ impl Inbound {
         topic: &str,
         lane: Lane,
         accepted: &AcceptedTimes,
-    ) -> Result<NewLogEvent, String> {
+    ) -> Result<NewLogEvent, Poison> {
         let payload = self
             .payload
             .as_deref()
             .filter(|p| !p.is_empty())
-            .ok_or("empty message")?;
-        let value: serde_json::Value =
-            serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
+            .ok_or_else(|| Poison::new(ReasonKind::Empty, "empty message"))?;
+        let value: serde_json::Value = serde_json::from_slice(payload)
+            .map_err(|e| Poison::new(ReasonKind::NotJson, format!("not JSON: {e}")))?;
         let received_at = self
             .timestamp_ms
             .and_then(DateTime::<Utc>::from_timestamp_millis)
             .unwrap_or_else(Utc::now);
-        let derived_id = || {
-            Uuid::new_v5(
-                &DERIVED_ID_NAMESPACE,
-                format!("{topic}/{}/{}", self.partition, self.offset).as_bytes(),
-            )
-        };
+        // An event without an id gets one from its origin, so a replay of the same
+        // message produces the same id and stays idempotent.
+        let derived_id = || derived_event_id(topic, self.partition, self.offset);
         let event = LogEvent::from_json(value, derived_id, received_at).map_err(|errors| {
             let details: Vec<String> = errors
                 .iter()
                 .map(|e| format!("{}: {}", e.field, e.message))
                 .collect();
-            format!("invalid event: {}", details.join("; "))
+            Poison::new(
+                ReasonKind::InvalidEvent,
+                format!("invalid event: {}", details.join("; ")),
+            )
         })?;
         accepted.check(event.timestamp)?;
         Ok(NewLogEvent::from_event(
@@ -152,6 +173,7 @@ mod tests {
         let upkeep = Upkeep {
             retention_days: 30,
             id_memory_days: 2,
+            dead_letter_retention_days: 30,
         };
         let accepted = AcceptedTimes::now(&upkeep);
         let at = |ts: DateTime<Utc>| {
@@ -166,25 +188,28 @@ mod tests {
         let now = Utc::now();
         assert!(at(now - TimeDelta::days(29)).is_ok());
         let old = at(now - TimeDelta::days(31)).expect_err("past retention");
-        assert!(old.contains("RETENTION_DAYS"), "{old}");
+        assert!(old.reason.contains("RETENTION_DAYS"), "{old}");
+        assert_eq!(old.kind, ReasonKind::TooOld);
     }
 
     #[test]
     fn poison_messages_say_why() {
-        for (payload, reason) in [
-            (&b""[..], "empty"),
-            (&b"not json"[..], "not JSON"),
-            (&b"[1]"[..], "invalid event"),
+        for (payload, kind, reason) in [
+            (&b""[..], ReasonKind::Empty, "empty"),
+            (&b"not json"[..], ReasonKind::NotJson, "not JSON"),
+            (&b"[1]"[..], ReasonKind::InvalidEvent, "invalid event"),
             (
                 &br#"{"level":"LOUD","message":"m","source":"s"}"#[..],
+                ReasonKind::InvalidEvent,
                 "unknown level",
             ),
-            (&b"\xff\xfe"[..], "not JSON"),
+            (&b"\xff\xfe"[..], ReasonKind::NotJson, "not JSON"),
         ] {
             let err = inbound(payload)
                 .to_row("t", Lane::Normal, &any_time())
                 .expect_err("poison");
-            assert!(err.contains(reason), "{err} should mention {reason}");
+            assert!(err.reason.contains(reason), "{err} should mention {reason}");
+            assert_eq!(err.kind, kind, "{err}");
         }
     }
 }

@@ -84,6 +84,16 @@ pub struct ConsumerTuning {
     #[arg(long = "id-memory-days", env = "ID_MEMORY_DAYS", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub id_memory_days: u32,
+    /// Days the dead-letter index (the admin endpoints' list and replay, payloads
+    /// included) keeps an entry and its replay audit, counted from when the record
+    /// failed; purged by the upkeep every five minutes. 0 keeps everything. Independent
+    /// of the dead-letter topic's own Kafka retention.
+    #[arg(
+        long = "dead-letter-retention-days",
+        env = "DEAD_LETTER_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub dead_letter_retention_days: u32,
     /// Kafka session timeout: how soon a killed consumer's partitions move on.
     #[arg(
         long = "kafka-session-timeout-ms",
@@ -98,6 +108,7 @@ impl ConsumerTuning {
         log_store::Upkeep {
             retention_days: self.retention_days,
             id_memory_days: self.id_memory_days,
+            dead_letter_retention_days: self.dead_letter_retention_days,
         }
     }
 

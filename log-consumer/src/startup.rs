@@ -272,7 +272,8 @@ async fn migrate_when_ready(store: &Store) -> anyhow::Result<()> {
 
 /// Partition upkeep at start and every five minutes: days ahead created, the id
 /// generation moved at midnight (UTC), the partitions past `RETENTION_DAYS` and the id
-/// memory dropped whole, and settled rollups folded. Each round is a few catalog
+/// memory dropped whole, settled rollups folded, and dead-letter index entries past
+/// `DEAD_LETTER_RETENTION_DAYS` deleted. Each round is a few catalog
 /// lookups and index range scans when there is little to do.
 async fn upkeep_loop(store: Store, upkeep: Upkeep, metrics: ConsumerMetrics) {
     let mut tick = tokio::time::interval(Duration::from_secs(300));
@@ -286,6 +287,13 @@ async fn upkeep_loop(store: Store, upkeep: Upkeep, metrics: ConsumerMetrics) {
                     .partitions_dropped
                     .inc_by(report.dropped.len() as u64);
                 metrics.rollup_rows_folded.inc_by(report.folded as u64);
+                if report.dead_letters_purged > 0 {
+                    tracing::info!(
+                        purged = report.dead_letters_purged,
+                        dead_letter_retention_days = upkeep.dead_letter_retention_days,
+                        "dead-letter index entries past retention deleted"
+                    );
+                }
                 if !report.dropped.is_empty() {
                     tracing::info!(
                         dropped = ?report.dropped,

@@ -3,13 +3,15 @@
 //! first, then the rows and the next offsets in one transaction, fenced on the claim
 //! epochs, retrying transient failures with backoff.
 
-use crate::dead_letter::DeadLetters;
+use crate::dead_letter::{self, DeadLetters};
 use crate::metrics::ConsumerMetrics;
 use crate::pipeline::{LaneTopic, LogConsumer, PipelineStatus, UnstoredBatch};
 use crate::rebalance::Assignment;
-use crate::record::{AcceptedTimes, Inbound};
+use crate::record::{AcceptedTimes, Inbound, Poison};
 use crate::retry::Retry;
 use crate::settings::ConsumerTuning;
+use chrono::{DateTime, Utc};
+use log_store::dead_letters::ReasonKind;
 use log_store::{NewLogEvent, PartitionCommit, Store, StoreError};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -32,7 +34,7 @@ pub struct Batch {
     /// `log_pipeline_latency_seconds`. (The bytes were read anyway; keeping them costs
     /// no copy.)
     originals: Vec<Inbound>,
-    poison: Vec<(Inbound, String)>,
+    poison: Vec<(Inbound, Poison)>,
     commits: BTreeMap<i32, PartitionCommit>,
     /// The event times this batch stores, fixed when it was started.
     accepted: AcceptedTimes,
@@ -131,9 +133,10 @@ impl Writer {
         }
         self.metrics.batch_size.observe(batch.len() as f64);
 
-        // Dead letters first: once Kafka has them, their offsets may advance with
-        // the transaction below. A crash in between sends them again (at-least-once
-        // for the DLQ), never loses them.
+        // Dead letters first: once Kafka has them (and their index rows are written),
+        // their offsets may advance with the transaction below. A crash in between
+        // sends them again (at-least-once for the DLQ; the index keeps one row per
+        // origin), never loses them.
         for (message, reason) in &batch.poison {
             if !self.dead_letter(message, reason, shutdown).await {
                 return;
@@ -178,27 +181,29 @@ impl Writer {
         self.commit_to_kafka(&batch.commits, batch.generation);
     }
 
-    /// Sends one poison message to the DLQ, retrying until Kafka takes it. False if
-    /// shutdown came first (the batch is abandoned, nothing committed).
+    /// Sends one poison message to the DLQ, retrying until Kafka takes it, then
+    /// writes its index row. False if shutdown came first (the batch is abandoned,
+    /// nothing committed).
     async fn dead_letter(
         &self,
         message: &Inbound,
-        reason: &str,
+        poison: &Poison,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
         let mut retry = Retry::for_writes(&self.tuning);
-        loop {
-            match self.dead_letters.send(message, reason).await {
-                Ok(()) => {
+        let failed_at = loop {
+            match self.dead_letters.send(message, poison).await {
+                Ok(failed_at) => {
                     self.metrics.dead_letters.inc();
                     self.metrics.errors.with_label_values(&["poison"]).inc();
                     tracing::warn!(
                         partition = message.partition,
                         offset = message.offset,
-                        reason,
+                        reason_kind = poison.kind.as_str(),
+                        reason = %poison,
                         "message sent to the dead-letter topic"
                     );
-                    return true;
+                    break failed_at;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "dead-letter send failed; retrying");
@@ -207,7 +212,67 @@ impl Writer {
                     }
                 }
             }
+        };
+        self.index_dead_letter(message, poison, failed_at, shutdown)
+            .await
+    }
+
+    /// Writes a dead letter's index row (`ON CONFLICT DO NOTHING`: one row per origin),
+    /// retrying transient PostgreSQL failures like the batch write does. A row the
+    /// database refuses for good is logged and skipped: the record is in the DLQ
+    /// topic, and the partition must not stall on its index entry. False on shutdown.
+    async fn index_dead_letter(
+        &self,
+        message: &Inbound,
+        poison: &Poison,
+        failed_at: DateTime<Utc>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let entry = Arc::new(dead_letter::index_entry(
+            &self.topic.name,
+            message,
+            poison,
+            failed_at,
+        ));
+        let mut retry = Retry::for_writes(&self.tuning);
+        let mut retrying = false;
+        let indexed = loop {
+            let (store, row) = (self.store.clone(), entry.clone());
+            let indexed = tokio::task::spawn_blocking(move || store.index_dead_letter(&row))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(StoreError::Transient(
+                        format!("index task failed: {e}").into(),
+                    ))
+                });
+            match indexed {
+                Ok(_) => break true,
+                Err(StoreError::Transient(e)) => {
+                    self.metrics.retries.inc();
+                    // Health says the writer is down meanwhile, as for a batch write.
+                    if !retrying {
+                        retrying = true;
+                        self.status.writers_retrying.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if let Ok(mut last) = self.status.last_error.lock() {
+                        *last = Some(format!("dead-letter index: {e}"));
+                    }
+                    tracing::warn!(writer = self.index, error = %e, "dead-letter index write failed; retrying");
+                    if !retry.wait(shutdown).await {
+                        break false;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(writer = self.index, error = %e, partition = message.partition,
+                        offset = message.offset, "dead letter not indexed (it is in the dead-letter topic)");
+                    break true;
+                }
+            }
+        };
+        if retrying {
+            self.status.writers_retrying.fetch_sub(1, Ordering::SeqCst);
         }
+        indexed
     }
 
     /// One write on the blocking pool (diesel is synchronous).
@@ -299,10 +364,8 @@ impl Writer {
             {
                 Ok(n) => inserted += n,
                 Err(StoreError::Permanent(reason)) => {
-                    if !self
-                        .dead_letter(original, &reason.to_string(), shutdown)
-                        .await
-                    {
+                    let poison = Poison::new(ReasonKind::RejectedByDatabase, reason.to_string());
+                    if !self.dead_letter(original, &poison, shutdown).await {
                         return Written::Abandoned;
                     }
                 }

@@ -15,11 +15,14 @@
 //!   - [`insert`]: the statement that stores a batch's new rows and remembers their ids;
 //!   - [`partitions`]: day partitions created ahead and on demand, dropped for
 //!     retention, and the id generations;
+//!   - [`dead_letters`]: the dead-letter index (payloads, reason kinds) and its replay
+//!     audit; the gateway's admin endpoints read and replay from it;
 //!   - [`rollups`]: events per minute and hour by level and source, and the duration
 //!     [`sketch`], added in the same transaction as the rows; folded when settled.
 //! - Reading (the gateway), one module per query family under [`queries`]: filters,
 //!   pages with their totals, full-text search, stats, one event by id.
 
+pub mod dead_letters;
 pub mod error;
 pub mod insert;
 pub mod models;

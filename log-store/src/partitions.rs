@@ -84,6 +84,8 @@ pub struct Upkeep {
     pub retention_days: u32,
     /// Generations of ids kept, today's included (at least 1).
     pub id_memory_days: u32,
+    /// Days the dead-letter index keeps an entry (and its replay audit); 0 keeps all.
+    pub dead_letter_retention_days: u32,
 }
 
 /// What one round of maintenance did.
@@ -93,6 +95,8 @@ pub struct UpkeepReport {
     pub dropped: Vec<String>,
     /// Per-partition rollup rows folded into one a key.
     pub folded: usize,
+    /// Dead-letter index entries past `DEAD_LETTER_RETENTION_DAYS`, deleted.
+    pub dead_letters_purged: usize,
 }
 
 impl Upkeep {
@@ -135,6 +139,11 @@ impl Upkeep {
                 generation - TimeDelta::days(memory),
             )?);
             report.folded = crate::rollups::fold(conn, now)?;
+            if let Some(before) =
+                crate::dead_letters::purge_before(self.dead_letter_retention_days, now)
+            {
+                report.dead_letters_purged = crate::dead_letters::purge(conn, before)?;
+            }
             Ok(())
         })();
         diesel::sql_query("RESET lock_timeout").execute(conn)?;
@@ -204,6 +213,7 @@ mod tests {
         let upkeep = |retention_days| Upkeep {
             retention_days,
             id_memory_days: 2,
+            dead_letter_retention_days: 30,
         };
         assert_eq!(
             upkeep(30).oldest_kept_day(today),

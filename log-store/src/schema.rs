@@ -33,3 +33,35 @@ diesel::table! {
         owner_epoch -> Int8,
     }
 }
+
+diesel::table! {
+    dead_letters (id) {
+        id -> Int8,
+        original_topic -> Text,
+        original_partition -> Int4,
+        original_offset -> Int8,
+        reason_kind -> Text,
+        reason -> Text,
+        failed_at -> Timestamptz,
+        kafka_key -> Nullable<Bytea>,
+        payload -> Bytea,
+        replayed_at -> Nullable<Timestamptz>,
+        replay_count -> Int4,
+    }
+}
+
+diesel::table! {
+    dead_letter_replays (id) {
+        id -> Int8,
+        dead_letter_id -> Int8,
+        replayed_at -> Timestamptz,
+        key_fingerprint -> Text,
+        original_topic -> Text,
+        original_partition -> Int4,
+        original_offset -> Int8,
+        corrected -> Bool,
+        event_id -> Uuid,
+        outcome -> Text,
+        detail -> Text,
+    }
+}

@@ -2,6 +2,7 @@
 //! strings so that every rejection is a 400 that names the parameter (serde's own
 //! errors would not).
 
+pub mod dead_letters;
 mod histogram;
 
 pub use histogram::{HistogramParams, HistogramRequest};

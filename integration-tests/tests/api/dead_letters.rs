@@ -162,6 +162,11 @@ async fn poison_records_go_to_the_dead_letter_topic_unchanged_and_the_partition_
         assert!(dlq.contains_key("dlq-original-offset"), "{dlq:?}");
         assert!(dlq.contains_key("dlq-original-partition"), "{dlq:?}");
         assert!(dlq.contains_key("dlq-failed-at"), "{dlq:?}");
+        assert!(
+            ["empty", "not_json", "invalid_event", "too_old"]
+                .contains(&dlq["dlq-reason-kind"].as_str()),
+            "{dlq:?}"
+        );
         reasons.push(dlq["dlq-error"].clone());
     }
     for expected in [
@@ -232,6 +237,7 @@ async fn a_row_postgresql_rejects_for_good_goes_to_the_dead_letter_topic_unchang
         dlq["dlq-error"].contains("integration_test_rejects"),
         "the reason names what refused it: {dlq:?}"
     );
+    assert_eq!(dlq["dlq-reason-kind"], "rejected_by_database", "{dlq:?}");
     assert_eq!(
         rows_for_source(&source).len(),
         10,

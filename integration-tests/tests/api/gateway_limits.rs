@@ -168,6 +168,7 @@ async fn stats_and_page_totals_equal_the_rows_and_percentiles_are_within_two_per
     let upkeep = log_store::Upkeep {
         retention_days: 30,
         id_memory_days: 2,
+        dead_letter_retention_days: 30,
     };
     assert!(upkeep.run(&mut conn, now).expect("upkeep").folded > 0);
     assert_eq!(store_rows_in(&url, &rows[3000..]), 3000);

@@ -5,6 +5,7 @@
 //! the stack's database, reading back only what it sent. Data is isolated per test by
 //! unique source names.
 
+mod admin_dead_letters;
 mod cache;
 mod consumer;
 mod dead_letters;

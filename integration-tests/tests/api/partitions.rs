@@ -214,6 +214,7 @@ fn an_id_is_remembered_for_id_memory_days_and_a_replay_for_as_long_as_its_row() 
     let upkeep = Upkeep {
         retention_days: 30,
         id_memory_days: 2,
+        dead_letter_retention_days: 30,
     };
     let now = Utc::now();
     let (retried, replayed) = (Uuid::now_v7(), Uuid::now_v7());
@@ -294,6 +295,7 @@ fn retention_drops_whole_days_of_events_and_their_counts() {
     let upkeep = Upkeep {
         retention_days: 30,
         id_memory_days: 2,
+        dead_letter_retention_days: 30,
     };
     let report = upkeep.run(&mut conn, now).expect("upkeep");
     for table in ["log_events", "log_rollup_minute", "log_rollup_hour"] {

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS dead_letter_replays;
+DROP TABLE IF EXISTS dead_letters;
