@@ -204,21 +204,8 @@ pub fn require_infrastructure() {
 }
 
 pub async fn create_topic(name: &str, partitions: i32) {
-    require_infrastructure();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", KAFKA)
-        .create()
-        .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let results = admin
-        .create_topics(
-            [&topic],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("create topic");
-    for result in results {
-        result.expect("topic created");
+    if let Err(e) = try_create_topic(name, partitions).await {
+        panic!("cannot create topic {name}: {e:?}");
     }
 }
 
@@ -230,6 +217,16 @@ pub fn priority_topic_of(topic: &str) -> String {
 
 /// Creates `name` unless it exists (two services of one test may both ask for it).
 pub async fn ensure_topic(name: &str, partitions: i32) {
+    match try_create_topic(name, partitions).await {
+        Ok(()) | Err(rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists) => {}
+        Err(e) => panic!("cannot create topic {name}: {e:?}"),
+    }
+}
+
+async fn try_create_topic(
+    name: &str,
+    partitions: i32,
+) -> Result<(), rdkafka::types::RDKafkaErrorCode> {
     require_infrastructure();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", KAFKA)
@@ -243,12 +240,9 @@ pub async fn ensure_topic(name: &str, partitions: i32) {
         )
         .await
         .expect("create topic");
-    for result in results {
-        match result {
-            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err(e) => panic!("cannot create topic {name}: {e:?}"),
-        }
-    }
+    results
+        .into_iter()
+        .try_for_each(|result| result.map(drop).map_err(|(_, code)| code))
 }
 
 /// A test that set its own topic gets its own priority topic too (see
