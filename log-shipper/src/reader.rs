@@ -298,6 +298,13 @@ impl Reader {
     ) -> std::io::Result<()> {
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
+        if self
+            .files
+            .iter()
+            .any(|t| (t.key.dev, t.key.ino) == (meta.dev(), meta.ino()))
+        {
+            return Ok(());
+        }
         let Some(fp) = fingerprint(&mut file)? else {
             // No complete first line yet: looked at again at the next scan.
             return Ok(());
