@@ -48,7 +48,8 @@ impl Joiner {
                     pending.text.push('\n');
                     pending.text.push_str(&line[..cut]);
                 }
-                pending.flags.original_bytes = end - pending.start;
+                // The newline ending the last line is not counted, as for one line.
+                pending.flags.original_bytes = end - pending.start - 1;
                 return None;
             }
         }
@@ -62,10 +63,7 @@ impl Joiner {
             text: line,
             start,
             end,
-            flags: RawFlags {
-                original_bytes: end - start,
-                ..flags
-            },
+            flags,
         });
         done
     }

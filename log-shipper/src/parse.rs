@@ -19,7 +19,8 @@ use uuid::Uuid;
 pub struct RawFlags {
     /// The text was cut: the line (or the joined trace) was longer than the limit.
     pub truncated: bool,
-    /// Bytes the event really had in the file when it was cut.
+    /// Bytes the event really had in the file when it was cut: the line without its
+    /// newline, or for a joined trace, its lines with their newlines but the last.
     pub original_bytes: u64,
     /// The bytes were not valid UTF-8; invalid sequences became U+FFFD.
     pub invalid_utf8: bool,
