@@ -272,7 +272,7 @@ fn epoch(n: f64) -> Option<DateTime<Utc>> {
     } else {
         n
     };
-    if !nanos.is_finite() || nanos < 0.0 || nanos > 9.2e18 {
+    if !nanos.is_finite() || !(0.0..=9.2e18).contains(&nanos) {
         return None;
     }
     #[allow(clippy::cast_possible_truncation)]

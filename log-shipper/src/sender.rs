@@ -163,7 +163,7 @@ impl Sender {
             self.metrics.retries.with_label_values(&[reason]).inc();
             let wait = wait.unwrap_or_else(|| backoff(attempt));
             attempt = attempt.saturating_add(1);
-            if attempt == 1 || attempt % 10 == 0 {
+            if attempt == 1 || attempt.is_multiple_of(10) {
                 tracing::warn!(
                     reason,
                     attempt,
