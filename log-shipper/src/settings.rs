@@ -274,6 +274,8 @@ mod tests {
                 ("SHIPPER_START_AT".to_owned(), "beginning".to_owned()),
             ]
         );
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("shipper.example.toml");
+        config_as_env(&example).expect("the example config file is valid");
         std::fs::write(&file, "pth = \"x\"\n").expect("write");
         let error = config_as_env(&file).expect_err("unknown key").to_string();
         assert!(error.contains("unknown key `pth`"), "{error}");
