@@ -28,6 +28,7 @@ pub struct Settings {
     /// environment and the config file, several globs are separated by commas.
     #[arg(
         long = "path",
+        value_name = "GLOB",
         env = "SHIPPER_PATHS",
         value_delimiter = ',',
         required = true
