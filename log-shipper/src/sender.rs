@@ -1,5 +1,6 @@
-//! Sends batches to the producer's `/bulk`, one at a time and in order, until each is
-//! acknowledged; then, and only then, moves the checkpoints the batch covers.
+//! Sends batches to the producer's `/bulk` (a few requests in flight) until each is
+//! acknowledged; then, in the order the batches were read, and only then, moves the
+//! checkpoints each batch covers.
 //!
 //! - 2xx: done. Events listed with a `logId` were valid but not delivered (Kafka
 //!   failed them): the whole batch is sent again (the ids make the repeats one row).
@@ -18,6 +19,7 @@ use crate::identity::FileKey;
 use crate::metrics::Metrics;
 use crate::settings::Compression;
 use anyhow::Context;
+use futures::stream::{FuturesOrdered, StreamExt};
 use log_common::settings::Secret;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -55,13 +57,22 @@ impl Batch {
 /// Acknowledged offset per file, shared with the reader for the lag gauge.
 pub type Acked = Arc<Mutex<HashMap<FileKey, u64>>>;
 
+/// Acknowledges batches in the order they were read, whatever order their requests
+/// finish in, so a checkpoint never passes a batch still in flight.
 pub struct Sender {
+    pub http: Arc<Http>,
+    pub checkpoints: Checkpoints,
+    pub acked: Acked,
+    /// Requests in flight at once (each a batch); their answers are applied in order.
+    pub max_inflight: usize,
+}
+
+/// What a request needs; shared by the requests in flight.
+pub struct Http {
     pub client: reqwest::Client,
     pub url: String,
     pub compression: Compression,
     pub api_key: Option<Secret>,
-    pub checkpoints: Checkpoints,
-    pub acked: Acked,
     pub metrics: Metrics,
 }
 
@@ -97,15 +108,38 @@ impl Sender {
         mut batches: mpsc::Receiver<Batch>,
         mut give_up: watch::Receiver<bool>,
     ) {
-        while let Some(batch) = batches.recv().await {
-            if batch.events > 0 && self.deliver(&batch, &mut give_up).await.is_err() {
-                tracing::warn!(
-                    events = batch.events,
-                    "shutting down with a batch unacknowledged: it is read and sent again at the next start"
-                );
-                return;
+        let mut inflight = FuturesOrdered::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                batch = batches.recv(), if open && inflight.len() < self.max_inflight => match batch {
+                    Some(batch) => {
+                        let http = self.http.clone();
+                        let mut give_up = give_up.clone();
+                        inflight.push_back(async move {
+                            if batch.events > 0 {
+                                http.deliver(&batch, &mut give_up).await?;
+                            }
+                            Ok::<Batch, GaveUp>(batch)
+                        });
+                    }
+                    None => open = false,
+                },
+                Some(done) = inflight.next(), if !inflight.is_empty() => match done {
+                    Ok(batch) => self.acknowledge(batch),
+                    Err(GaveUp) => {
+                        tracing::warn!(
+                            "shutting down with batches unacknowledged: they are read and sent again at the next start"
+                        );
+                        return;
+                    }
+                },
+                _ = wait_for(&mut give_up), if inflight.is_empty() && open => {
+                    // Stopped for good: what is still queued is read again at the next start.
+                    return;
+                }
+                else => return,
             }
-            self.acknowledge(batch);
         }
     }
 
@@ -133,7 +167,9 @@ impl Sender {
             tracing::error!(error = format!("{e:#}"), "cannot write the checkpoints");
         }
     }
+}
 
+impl Http {
     async fn deliver(
         &self,
         batch: &Batch,

@@ -85,6 +85,11 @@ pub struct Settings {
     #[arg(long = "max-pending-batches", env = "SHIPPER_MAX_PENDING_BATCHES", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_pending_batches: u32,
+    /// Requests to the producer in flight at once. Their answers are applied in the
+    /// order the batches were read, so checkpoints only move over acknowledged lines.
+    #[arg(long = "max-inflight-requests", env = "SHIPPER_MAX_INFLIGHT_REQUESTS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_inflight_requests: u32,
     /// A multi-line event (stack trace) is complete when its next line starts a new
     /// event, or when the file has been quiet this long.
     #[arg(

@@ -4,7 +4,7 @@
 use crate::checkpoint::Checkpoints;
 use crate::metrics::{self, Metrics};
 use crate::reader::{Channels, Reader};
-use crate::sender::{Acked, Sender};
+use crate::sender::{Acked, Http, Sender};
 use crate::settings::{Settings, Watch};
 use anyhow::Context;
 use std::future::Future;
@@ -94,7 +94,7 @@ impl Application {
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
             .build()?;
-        let sender = Sender {
+        let http = Arc::new(Http {
             client,
             url: format!(
                 "{}/producer/api/logs/bulk",
@@ -102,11 +102,15 @@ impl Application {
             ),
             compression: settings.compression,
             api_key: settings.api_key.clone(),
+            metrics: metrics.clone(),
+        });
+        let sender = Sender {
+            http,
             checkpoints,
             acked,
-            metrics: metrics.clone(),
+            max_inflight: settings.max_inflight_requests as usize,
         };
-        tracing::info!(host, paths = ?settings.paths, url = %sender.url, "log-shipper started");
+        tracing::info!(host, paths = ?settings.paths, url = %sender.http.url, "log-shipper started");
 
         let reader_thread = std::thread::Builder::new()
             .name("shipper-reader".to_owned())
