@@ -9,6 +9,8 @@
 # Needs the stack (./setup.sh up). Leaves the rows (source shipper-bench-*) in the
 # stack's database and removes its temporary files.
 #   ./load-test/shipper.sh [lines] [lag samples]
+# SINK=1 measures the shipper alone: a local sink answers every /bulk with 200 at once
+# (python3, reading and discarding the body) instead of the producer; no rows, no lag.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/logpipeline/target}"
@@ -22,9 +24,12 @@ cargo build --release -q -p log-shipper
 BIN="$CARGO_TARGET_DIR/release/log-shipper"
 WORK="$(mktemp -d /tmp/shipper-bench.XXXXXX)"
 SOURCE="shipper-bench-$(date +%s)-$$"
-METRICS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 SHIPPER_PID=""
+SINK_PID=""
 cleanup() {
+    if [[ -n "$SINK_PID" ]]; then
+        kill "$SINK_PID" 2>/dev/null || true
+    fi
     if [[ -n "$SHIPPER_PID" ]] && kill -0 "$SHIPPER_PID" 2>/dev/null; then
         kill "$SHIPPER_PID"
         wait "$SHIPPER_PID" 2>/dev/null || true
@@ -45,6 +50,34 @@ cpu_seconds() {
     awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
 }
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+if [[ "${SINK:-0}" == 1 ]]; then
+    SINK_PORT="$(free_port)"
+    python3 - "$SINK_PORT" <<'PY' &
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Sink(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b'{"status":"completed","errors":[]}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+PY
+    SINK_PID=$!
+    PRODUCER="http://127.0.0.1:$SINK_PORT"
+    SAMPLES=0
+    sleep 0.5
+fi
+METRICS_PORT="$(free_port)"
 touch "$WORK/app.log"
 "$BIN" --path "$WORK/app.log" --state-dir "$WORK/state" --producer-url "$PRODUCER" \
     --source "$SOURCE" --start-at beginning --metrics-port "$METRICS_PORT" \
@@ -66,14 +99,18 @@ T_WRITTEN="$(now)"
 until [[ "$(metric shipper_events_sent_total)" == "$LINES" ]]; do sleep 0.05; done
 T_SENT="$(now)"
 CPU1="$(cpu_seconds)"
-until [[ "$(rows)" == "$LINES" ]]; do sleep 0.5; done
-T_STORED="$(now)"
+if [[ "${SINK:-0}" == 1 ]]; then
+    T_STORED="$T_SENT"
+else
+    until [[ "$(rows)" == "$LINES" ]]; do sleep 0.5; done
+    T_STORED="$(now)"
+fi
 BYTES="$(stat -c %s "$WORK/app.log")"
 WIRE="$(metric shipper_bytes_sent_total)"
 
 # Lag: one line at a time, written, then polled for until its row is there.
 LAGS=()
-for i in $(seq 1 "$SAMPLES"); do
+for ((i = 1; i <= SAMPLES; i++)); do
     MARK="lag-probe-$i-$$"
     W="$(now)"
     echo "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ) INFO $MARK" >>"$WORK/app.log"
@@ -86,15 +123,18 @@ done
 RSS_KB="$(awk '/^VmHWM/ { print $2 }' "/proc/$SHIPPER_PID/status")"
 
 awk -v n="$LINES" -v t0="$T0" -v tw="$T_WRITTEN" -v ts="$T_SENT" -v tr="$T_STORED" \
-    -v c0="$CPU0" -v c1="$CPU1" -v rss="$RSS_KB" -v bytes="$BYTES" -v wire="$WIRE" 'BEGIN {
+    -v sink="${SINK:-0}" -v c0="$CPU0" -v c1="$CPU1" -v rss="$RSS_KB" -v bytes="$BYTES" -v wire="$WIRE" 'BEGIN {
     printf "written by awk:          %.2f s\n", tw - t0;
     printf "read and acknowledged:   %.2f s  -> %.0f lines/s (%.1f MiB/s of file)\n", ts - t0, n / (ts - t0), bytes / (ts - t0) / 1048576;
-    printf "stored (rows counted):   %.2f s  -> %.0f lines/s end to end\n", tr - t0, n / (tr - t0);
+    if (sink != 1)
+        printf "stored (rows counted):   %.2f s  -> %.0f lines/s end to end\n", tr - t0, n / (tr - t0);
     printf "shipper CPU:             %.2f s over the send window (%.0f%% of one core)\n", c1 - c0, 100 * (c1 - c0) / (ts - t0);
     printf "shipper peak RSS:        %.1f MiB\n", rss / 1024;
     printf "on the wire (zstd):      %.1f MiB for %.1f MiB of file\n", wire / 1048576, bytes / 1048576;
 }'
-printf '%s\n' "${LAGS[@]}" | sort -n | awk '{ a[NR] = $1 } END {
-    printf "lag write -> queryable:  median %.3f s, p90 %.3f s, max %.3f s (%d samples)\n",
-        a[int((NR + 1) / 2)], a[int(NR * 0.9 + 0.5)], a[NR], NR;
-}'
+if [[ "$SAMPLES" -gt 0 ]]; then
+    printf '%s\n' "${LAGS[@]}" | sort -n | awk '{ a[NR] = $1 } END {
+        printf "lag write -> queryable:  median %.3f s, p90 %.3f s, max %.3f s (%d samples)\n",
+            a[int((NR + 1) / 2)], a[int(NR * 0.9 + 0.5)], a[NR], NR;
+    }'
+fi
