@@ -236,10 +236,12 @@ async fn every_line_is_stored_once_across_rotations_and_kills() {
                         2 => {
                             // copytruncate loses what the shipper has not read yet (the
                             // README says so): like logrotate's users, wait until it has.
-                            loop {
-                                if count(&source) == n as i64 {
-                                    break;
-                                }
+                            let waiting = std::time::Instant::now();
+                            while count(&source) != n as i64 {
+                                assert!(
+                                    waiting.elapsed() < Duration::from_secs(120),
+                                    "the shipper never caught up with {n} lines before the copytruncate"
+                                );
                                 std::thread::sleep(Duration::from_millis(50));
                             }
                             std::fs::copy(&live, dir.join("app.log.2.copy")).expect("copy");
@@ -267,7 +269,7 @@ async fn every_line_is_stored_once_across_rotations_and_kills() {
     // Kill -9 twice while lines are written; the second restart comes after the last
     // rename happened, so the restarted shipper finds the rotated file by its inode.
     for (kill_at, down) in [(70_000, 1_000), (145_000, 1_500)] {
-        while written.load(Ordering::SeqCst) < kill_at {
+        while written.load(Ordering::SeqCst) < kill_at && !writer.is_finished() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         shipper.kill();
