@@ -26,6 +26,12 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        anyhow::ensure!(
+            settings.producer_url.starts_with("http://"),
+            "--producer-url / SHIPPER_PRODUCER_URL must be an http:// URL (this build has no TLS; \
+             put a TLS-terminating proxy beside the producer), got {}",
+            settings.producer_url
+        );
         let checkpoints = Checkpoints::load(&settings.state_dir)?;
         let metrics = Metrics::new()?;
         let metrics_listener = if settings.metrics_port == 0 {
