@@ -32,7 +32,7 @@ struct ConsumerProcess {
 
 impl ConsumerProcess {
     async fn start(name: &str, topic: &str, dlq: &str, group: &str) -> ConsumerProcess {
-        let binary = consumer_binary();
+        let binary = helpers::release_binary("log-consumer");
         let log = std::env::temp_dir().join(format!("{}.log", unique(name)));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(&binary)
@@ -96,22 +96,6 @@ impl Drop for ConsumerProcess {
         let _ = self.child.wait();
         eprintln!("consumer log kept at {}", self.log.display());
     }
-}
-
-/// The release binary beside this test's own (`target/release/deps/…`).
-fn consumer_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("log-consumer"))
-        .expect("target dir");
-    assert!(
-        binary.exists(),
-        "{} not found: build it with ./setup.sh up (cargo build --release --workspace --bins)",
-        binary.display()
-    );
-    binary
 }
 
 /// The port from the consumer's "log-consumer listening" line (JSON logs, fields flattened).

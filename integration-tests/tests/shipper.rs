@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,21 +22,6 @@ use std::time::Duration;
 use uuid::Uuid;
 
 const HOST: &str = "shipper-test-host";
-
-fn shipper_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("log-shipper"))
-        .expect("target dir");
-    assert!(
-        binary.exists(),
-        "{} not found: build it with ./setup.sh up (cargo build --release --workspace --bins)",
-        binary.display()
-    );
-    binary
-}
 
 /// A `log-shipper` process, killed (SIGKILL) when dropped.
 struct Shipper {
@@ -50,7 +35,7 @@ impl Shipper {
             .append(true)
             .open(dir.join("shipper.log"))
             .expect("shipper log");
-        let child = Command::new(shipper_binary())
+        let child = Command::new(helpers::release_binary("log-shipper"))
             .args([
                 "--path",
                 glob,

@@ -624,3 +624,20 @@ pub async fn metrics_text(url: &str) -> String {
         .await
         .expect("metrics text")
 }
+
+/// A release binary of the workspace beside the running test's own
+/// (`target/release/deps/…`), for tests that run a service as a process of its own.
+pub fn release_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let binary = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join(name))
+        .expect("target dir");
+    assert!(
+        binary.exists(),
+        "{} not found: build it with ./setup.sh up (cargo build --release --workspace --bins)",
+        binary.display()
+    );
+    binary
+}
