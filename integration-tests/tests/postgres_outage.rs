@@ -79,10 +79,16 @@ async fn events_wait_for_postgres_and_queries_fail_fast_meanwhile() {
     let client = helpers::http_with_timeout(Duration::from_secs(20));
     let source = unique("pg-outage");
 
+    // More than the writers can hold (a batch in each one's hands and one queued, a
+    // batch gathering): the dispatcher has to wait for them, and must keep polling
+    // Kafka meanwhile, or the rebalance below would wait for PostgreSQL too.
+    const BATCHES: usize = 30;
+    const PER_BATCH: usize = 2_000;
+    const EVENTS: usize = BATCHES * PER_BATCH;
     let outage = Outage::begin("postgres");
-    for i in 0..5 {
+    for i in 0..BATCHES {
         // Ingest does not need PostgreSQL.
-        stack::ingest_batch(&source, "INFO", 100, |j| format!("{i}-{j}")).await;
+        stack::ingest_batch(&source, "INFO", PER_BATCH, |j| format!("{i}-{j}")).await;
     }
 
     let consumer_health = eventually(
@@ -147,13 +153,13 @@ async fn events_wait_for_postgres_and_queries_fail_fast_meanwhile() {
 
     outage.end();
     let rows = eventually(
-        "all 500 events stored after PostgreSQL is back",
+        "every event stored after PostgreSQL is back",
         Duration::from_secs(90),
         || {
             let source = source.clone();
             async move {
                 let n = stack::rows_for_source(&source).len();
-                (n >= 500).then_some(n)
+                (n >= EVENTS).then_some(n)
             }
         },
     )
@@ -161,7 +167,7 @@ async fn events_wait_for_postgres_and_queries_fail_fast_meanwhile() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         (rows, stack::rows_for_source(&source).len()),
-        (500, 500),
+        (EVENTS, EVENTS),
         "nothing lost, nothing doubled"
     );
     // The rebalance that came while the claim waited (the test member leaving) was

@@ -14,12 +14,14 @@ use crate::record::{AcceptedTimes, Inbound};
 use crate::settings::ConsumerTuning;
 use crate::writer::{Batch, Writer};
 use log_common::domain::Lane;
+use rdkafka::consumer::Consumer;
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::message::{Headers, Message};
-use std::collections::BTreeMap;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -163,39 +165,29 @@ impl Dispatcher {
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut owned = self.assignment.current();
         let mut gathering: Vec<Option<Gathering>> = self.senders.iter().map(|_| None).collect();
+        // Records taken off Kafka while a hand-over waited, dealt before the next poll.
+        let mut held: VecDeque<Inbound> = VecDeque::new();
         loop {
-            let deadline = gathering.iter().flatten().map(|g| g.deadline).min();
-            let received = tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => break,
-                r = recv_until(&self.consumer, deadline) => r,
+            let received = match held.pop_front() {
+                Some(inbound) => Some(Ok(inbound)),
+                None => {
+                    let deadline = gathering.iter().flatten().map(|g| g.deadline).min();
+                    tokio::select! {
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                        r = recv_until(&self.consumer, deadline) => r.map(|r| r.map(|m| self.take(&m))),
+                    }
+                }
             };
             match received {
-                Some(Ok(message)) => {
-                    self.metrics.consumed.inc();
+                Some(Ok(inbound)) => {
                     if owned.generation != self.assignment.generation() {
                         owned = self.assignment.current();
                         self.drop_stale(&mut gathering, owned.generation);
                     }
                     // A record of a partition this instance no longer owns: its new
                     // owner reads it again from the offset stored in PostgreSQL.
-                    let Some(partition) = owned.partitions.get(&message.partition()) else {
+                    let Some(partition) = owned.partitions.get(&inbound.partition) else {
                         continue;
-                    };
-                    let inbound = Inbound {
-                        partition: message.partition(),
-                        offset: message.offset(),
-                        key: message.key().map(<[u8]>::to_vec),
-                        payload: message.payload().map(<[u8]>::to_vec),
-                        timestamp_ms: message.timestamp().to_millis(),
-                        headers: message
-                            .headers()
-                            .map(|headers| {
-                                headers
-                                    .iter()
-                                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
                     };
                     let slot = &mut gathering[partition.writer];
                     let first_ms = inbound
@@ -213,7 +205,7 @@ impl Dispatcher {
                     });
                     entry.batch.add(inbound, partition.epoch, &self.topic);
                     if entry.batch.len() >= self.tuning.batch_max_records {
-                        self.hand_over(&mut gathering, partition.writer).await;
+                        held.extend(self.hand_over(&mut gathering, partition.writer).await);
                     }
                 }
                 Some(Err(e)) => {
@@ -227,24 +219,103 @@ impl Dispatcher {
                             .as_ref()
                             .is_some_and(|g| g.deadline <= now)
                         {
-                            self.hand_over(&mut gathering, writer).await;
+                            held.extend(self.hand_over(&mut gathering, writer).await);
                         }
                     }
                 }
             }
         }
-        // Shutdown: what was gathered is written before the writers stop.
+        // Shutdown: what was gathered is written before the writers stop. (Records
+        // held or taken meanwhile are not: nothing commits them, so they are read again.)
         for writer in 0..gathering.len() {
             self.hand_over(&mut gathering, writer).await;
         }
     }
 
-    /// Sends the writer its batch, waiting while it still has one queued.
-    async fn hand_over(&self, gathering: &mut [Option<Gathering>], writer: usize) {
-        if let Some(gathered) = gathering[writer].take() {
-            if self.senders[writer].send(gathered.batch).await.is_err() {
-                tracing::error!(writer, "writer has stopped; batch left uncommitted");
+    /// A record copied out of the consumer.
+    fn take(&self, message: &BorrowedMessage<'_>) -> Inbound {
+        self.metrics.consumed.inc();
+        Inbound {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            timestamp_ms: message.timestamp().to_millis(),
+            headers: message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Sends the writer its batch. While the writer still has one queued (PostgreSQL
+    /// slow or away), fetching is paused but Kafka is still polled: librdkafka serves a
+    /// rebalance only to a consumer that polls, so a dispatcher waiting without polling
+    /// would hold up the whole group until PostgreSQL came back. (A paused partition
+    /// drops what it prefetched and resumes at the next record not taken.) A record that
+    /// arrives meanwhile, of a partition assigned during the wait, is returned to be
+    /// dealt like any other, and its partition is paused too.
+    async fn hand_over(&self, gathering: &mut [Option<Gathering>], writer: usize) -> Vec<Inbound> {
+        let mut held = Vec::new();
+        let Some(gathered) = gathering[writer].take() else {
+            return held;
+        };
+        let sender = &self.senders[writer];
+        let permit = match sender.try_reserve() {
+            Ok(permit) => Some(permit),
+            Err(TrySendError::Closed(())) => None,
+            Err(TrySendError::Full(())) => {
+                self.pause_fetching(true);
+                let permit = loop {
+                    tokio::select! {
+                        permit = sender.reserve() => break permit.ok(),
+                        received = self.consumer.recv() => match received {
+                            Ok(message) => {
+                                held.push(self.take(&message));
+                                self.pause_fetching(true);
+                            }
+                            Err(e) => {
+                                self.metrics.errors.with_label_values(&["poll"]).inc();
+                                tracing::warn!(error = %e, "Kafka poll error");
+                            }
+                        },
+                    }
+                };
+                self.pause_fetching(false);
+                permit
             }
+        };
+        match permit {
+            Some(permit) => permit.send(gathered.batch),
+            None => tracing::error!(writer, "writer has stopped; batch left uncommitted"),
+        }
+        held
+    }
+
+    /// Pauses (or resumes) every partition Kafka has assigned to this consumer.
+    fn pause_fetching(&self, pause: bool) {
+        let assigned = match self.consumer.assignment() {
+            Ok(assigned) => assigned,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the assignment");
+                return;
+            }
+        };
+        if assigned.count() == 0 {
+            return;
+        }
+        let result = if pause {
+            self.consumer.pause(&assigned)
+        } else {
+            self.consumer.resume(&assigned)
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, pause, "cannot pause or resume fetching");
         }
     }
 
