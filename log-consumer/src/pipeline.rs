@@ -190,18 +190,21 @@ impl Dispatcher {
                         continue;
                     };
                     let slot = &mut gathering[partition.writer];
-                    let first_ms = inbound
-                        .timestamp_ms
-                        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-                    let entry = slot.get_or_insert_with(|| Gathering {
-                        batch: Batch::new(
-                            owned.generation,
-                            Instant::now(),
-                            AcceptedTimes::now(&self.tuning.upkeep()),
-                            self.unstored.enter(first_ms),
-                        ),
-                        deadline: tokio::time::Instant::now()
-                            + Duration::from_millis(self.tuning.batch_max_wait_ms),
+                    let entry = slot.get_or_insert_with(|| {
+                        // The batch's first record is its oldest.
+                        let first_ms = inbound
+                            .timestamp_ms
+                            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+                        Gathering {
+                            batch: Batch::new(
+                                owned.generation,
+                                Instant::now(),
+                                AcceptedTimes::now(&self.tuning.upkeep()),
+                                self.unstored.enter(first_ms),
+                            ),
+                            deadline: tokio::time::Instant::now()
+                                + Duration::from_millis(self.tuning.batch_max_wait_ms),
+                        }
                     });
                     entry.batch.add(inbound, partition.epoch, &self.topic);
                     if entry.batch.len() >= self.tuning.batch_max_records {

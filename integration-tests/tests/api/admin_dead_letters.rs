@@ -610,6 +610,16 @@ fn counter(metrics: &str, name: &str) -> f64 {
 }
 
 /// The consumer alone, with one writer and quick retries, on a fresh topic and database.
+/// A record that is not JSON, then a valid event behind it on the same partition:
+/// the event's id, to see whether the partition moved past the poison.
+async fn send_poison_then_an_event(topic: &str) -> Uuid {
+    send_raw(topic, b"not json").await;
+    let good = Uuid::now_v7();
+    let event = json!({"id": good, "level": "INFO", "message": "after", "source": "s"});
+    send_raw(topic, event.to_string().as_bytes()).await;
+    good
+}
+
 async fn consumer_alone(database: &str) -> (String, Running) {
     let (topic, dlq, group) = (
         unique("admin-dlq"),
@@ -635,15 +645,7 @@ async fn a_dead_letter_is_indexed_before_its_partition_moves_on_retrying_while_p
     // The index insert fails (42501, a code diesel does not name: retried as transient).
     execute(&database, "REVOKE INSERT ON dead_letters FROM CURRENT_USER");
     let (topic, consumer) = consumer_alone(&database).await;
-    send_raw(&topic, b"not json").await;
-    let good = Uuid::now_v7();
-    send_raw(
-        &topic,
-        json!({"id": good, "level": "INFO", "message": "after", "source": "s"})
-            .to_string()
-            .as_bytes(),
-    )
-    .await;
+    let good = send_poison_then_an_event(&topic).await;
     let metrics_url = format!("{}/actuator/prometheus", consumer.base);
     eventually("the index write retried", Duration::from_secs(60), || {
         let url = metrics_url.clone();
@@ -690,15 +692,7 @@ async fn a_dead_letter_the_index_refuses_for_good_does_not_stall_its_partition()
     let database = new_migrated_database();
     execute(&database, "ALTER TABLE dead_letters ADD CONSTRAINT test_refuses CHECK (reason_kind <> 'not_json') NOT VALID");
     let (topic, consumer) = consumer_alone(&database).await;
-    send_raw(&topic, b"not json").await;
-    let good = Uuid::now_v7();
-    send_raw(
-        &topic,
-        json!({"id": good, "level": "INFO", "message": "after", "source": "s"})
-            .to_string()
-            .as_bytes(),
-    )
-    .await;
+    let good = send_poison_then_an_event(&topic).await;
     eventually(
         "the event after the poison stored",
         Duration::from_secs(60),
