@@ -55,9 +55,25 @@ const GRAINS: [(TimeDelta, SpanOf); 3] = [
 
 /// The spans that count `since <= timestamp < end` exactly, given the time `now`.
 pub fn cover(since: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> Vec<Span> {
+    cover_from(since, end, now, 0)
+}
+
+/// [`cover`] with no span coarser than an hour: for answers broken down by hour (a
+/// day's rollup cannot say which hour its events fell in).
+pub fn cover_by_hour(since: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> Vec<Span> {
+    cover_from(since, end, now, 1)
+}
+
+/// Covers with grain `coarsest` of [`GRAINS`] and finer.
+fn cover_from(
+    since: DateTime<Utc>,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+    coarsest: usize,
+) -> Vec<Span> {
     let mut spans = Vec::new();
     if since < end {
-        fill(since, end, now, 0, &mut spans);
+        fill(since, end, now, coarsest, &mut spans);
     }
     // Adjacent spans of one grain become one (one statement instead of two).
     let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
@@ -137,6 +153,23 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use Span::*;
+
+    #[test]
+    fn an_hourly_cover_never_uses_a_day() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().expect("time");
+        // Three hours across midnight, ending now: `cover` takes today's day rollup
+        // less the rest of the day; by the hour, today's hours stay apart.
+        let (since, now) = (t("2026-11-29T23:25:00Z"), t("2026-11-30T02:25:00Z"));
+        assert!(cover(since, now, now).iter().any(|s| matches!(s, Days(..))));
+        let hourly = cover_by_hour(since, now, now);
+        assert!(!hourly.iter().any(|s| matches!(s, Days(..))), "{hourly:?}");
+        // A week, too.
+        let week = cover_by_hour(t("2026-11-20T00:00:00Z"), t("2026-11-27T00:00:00Z"), now);
+        assert_eq!(
+            week,
+            vec![Hours(t("2026-11-20T00:00:00Z"), t("2026-11-27T00:00:00Z"))]
+        );
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().expect("timestamp")

@@ -2,11 +2,12 @@
 //! and the sketch of `metadata.duration`, from the rollups, never from a scan of the
 //! window's rows.
 //!
-//! A window is covered exactly by [`cover`]: whole days, hours and minutes from the
-//! rollups, only the partial minutes at its edges from the rows.
+//! A window is covered exactly by [`cover_by_hour`]: whole hours and minutes from the
+//! rollups, only the partial minutes at its edges from the rows. (Not whole days: a
+//! day's rollup cannot say which hour its events fell in.)
 
 use crate::error::{InvalidRow, QueryError};
-use crate::queries::cover::{cover, floor, Span};
+use crate::queries::cover::{cover_by_hour, floor, Span};
 use crate::rollups::ALL;
 use crate::sketch::DurationSketch;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -60,7 +61,8 @@ pub fn stats(
 ) -> Result<StatsRows, QueryError> {
     let mut totals = Totals::default();
     // Timestamps are stored to the microsecond: `<= until` is `< until + 1 µs`.
-    for span in cover(since, until + TimeDelta::microseconds(1), now) {
+    // By the hour at the coarsest: `hourly` breaks the counts down by hour.
+    for span in cover_by_hour(since, until + TimeDelta::microseconds(1), now) {
         match span {
             Span::Days(from, to) => add_rollup(conn, &mut totals, "log_rollup_day", from, to)?,
             Span::Hours(from, to) => add_rollup(conn, &mut totals, "log_rollup_hour", from, to)?,
