@@ -1,6 +1,7 @@
 //! Optional API keys. When `API_KEYS` (comma-separated) or `API_KEYS_FILE` (one key a
-//! line, `#` comments) is set, ingest and query endpoints require `X-API-Key: <key>`
-//! or `Authorization: Bearer <key>`; metrics and the API docs (outside the keyed scopes)
+//! line, `#` comments) is set, ingest and query endpoints require a key, presented in
+//! any of the forms the log agents send ([`presented_key`]: `X-API-Key`, `Authorization:
+//! Bearer`, `Authorization: ApiKey`, or the password of basic auth); metrics and the API docs (outside the keyed scopes)
 //! and each service's liveness route (registered with [`open_resource`]) stay open. When
 //! neither is set, every request is let through (local development).
 //!
@@ -21,11 +22,13 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use actix_web::HttpRequest;
 use anyhow::Context;
+use base64::Engine;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::path::PathBuf;
 use subtle::ConstantTimeEq;
 
-/// Header carrying the client's API key (also accepted: `Authorization: Bearer`).
+/// Header carrying the client's API key (for the other forms, see [`presented_key`]).
 pub const API_KEY_HEADER: &str = "X-API-Key";
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -174,22 +177,49 @@ pub fn caller_fingerprint(req: &HttpRequest) -> String {
         .app_data::<web::Data<ApiKeys>>()
         .is_some_and(|k| k.enabled());
     match presented_key(req.headers()) {
-        Some(key) if keys_on => fingerprint(key),
+        Some(key) if keys_on => fingerprint(&key),
         _ => ANONYMOUS.to_owned(),
     }
 }
 
-/// The key a request presents, from `X-API-Key` or `Authorization: Bearer`.
-pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+/// The key a request presents. One rule for every route, in the forms the clients and
+/// agents people run send it:
+/// - `X-API-Key: <key>` (ours; it wins when a request also has `Authorization`);
+/// - `Authorization: Bearer <key>` (OTLP exporters, Promtail's `bearer_token`);
+/// - `Authorization: ApiKey <key>` (Elasticsearch clients' `api_key`, sent as given);
+/// - `Authorization: Basic …`, whose password is the key and whose user name is ignored
+///   (Loki clients, Filebeat's and Fluent Bit's username/password).
+///
+/// The scheme is matched case-insensitively, as HTTP says.
+pub fn presented_key(headers: &HeaderMap) -> Option<Cow<'_, str>> {
     if let Some(key) = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok()) {
-        return Some(key.trim());
+        return Some(Cow::Borrowed(key.trim()));
     }
-    headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+    let authorization = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, credentials) = authorization.split_once(' ')?;
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("Bearer") || scheme.eq_ignore_ascii_case("ApiKey") {
+        Some(Cow::Borrowed(credentials))
+    } else if scheme.eq_ignore_ascii_case("Basic") {
+        basic_auth_password(credentials).map(Cow::Owned)
+    } else {
+        None
+    }
 }
+
+/// The password of `Basic` credentials (`base64(user:password)`), when they decode.
+fn basic_auth_password(credentials: &str) -> Option<String> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (_user, password) = text.split_once(':')?;
+    Some(password.to_owned())
+}
+
+/// What a 401 tells the client about presenting a key.
+const KEY_FORMS: &str = "send X-API-Key: <key>, Authorization: Bearer <key> or ApiKey <key>, \
+     or basic auth with the key as password";
 
 /// The route name [`require_api_key`] lets through without a key.
 pub const OPEN_ROUTE: &str = "open-without-api-key";
@@ -213,15 +243,15 @@ pub async fn require_api_key(
         // whole path against every registered resource.
         if req.match_name() != Some(OPEN_ROUTE) {
             let refusal = match presented_key(req.headers()) {
-                None => Some(
-                    "an API key is required: send X-API-Key: <key> or Authorization: Bearer <key>",
-                ),
-                Some(key) if !keys.accepts(key.as_bytes()) => Some("the API key is not valid"),
+                None => Some(format!("an API key is required: {KEY_FORMS}")),
+                Some(key) if !keys.accepts(key.as_bytes()) => {
+                    Some("the API key is not valid".to_owned())
+                }
                 Some(_) => None,
             };
             if let Some(message) = refusal {
                 let path = req.path().to_owned();
-                let response = ApiError::Unauthorized(message.to_owned()).response_at(&path);
+                let response = ApiError::Unauthorized(message).response_at(&path);
                 return Ok(req.into_response(response));
             }
         }
@@ -239,10 +269,9 @@ pub async fn require_admin_key(
     let keys = req.app_data::<web::Data<ApiKeys>>().cloned();
     if let Some(keys) = keys.filter(|k| k.enabled()) {
         let refusal = match presented_key(req.headers()) {
-            None => Some(ApiError::Unauthorized(
-                "an admin API key is required: send X-API-Key: <key> or Authorization: Bearer <key>"
-                    .to_owned(),
-            )),
+            None => Some(ApiError::Unauthorized(format!(
+                "an admin API key is required: {KEY_FORMS}"
+            ))),
             Some(key) if !keys.accepts(key.as_bytes()) => Some(ApiError::Unauthorized(
                 "the API key is not valid".to_owned(),
             )),
@@ -361,6 +390,63 @@ mod tests {
         let response = http_test::call_service(&open, call(Some("anything"))).await;
         assert_eq!(response.status(), 200);
         assert_eq!(http_test::read_body(response).await, ANONYMOUS.as_bytes());
+    }
+
+    #[test]
+    fn a_key_is_read_from_every_form_the_agents_send() {
+        use actix_web::http::header::{HeaderName, HeaderValue};
+        let read = |pairs: &[(&str, &str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(
+                    HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                    HeaderValue::from_str(value).expect("value"),
+                );
+            }
+            presented_key(&headers).map(|k| k.into_owned())
+        };
+        let basic = |userpass: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(userpass)
+            )
+        };
+        assert_eq!(read(&[("x-api-key", " k1 ")]).as_deref(), Some("k1"));
+        assert_eq!(
+            read(&[("authorization", "Bearer k2")]).as_deref(),
+            Some("k2")
+        );
+        assert_eq!(
+            read(&[("authorization", "bearer k2")]).as_deref(),
+            Some("k2")
+        );
+        assert_eq!(
+            read(&[("authorization", "ApiKey k3")]).as_deref(),
+            Some("k3")
+        );
+        assert_eq!(
+            read(&[("authorization", &basic("elastic:k4:with-colon"))]).as_deref(),
+            Some("k4:with-colon"),
+            "the password is everything after the first colon"
+        );
+        assert_eq!(
+            read(&[("authorization", &basic("tenant:"))]).as_deref(),
+            Some("")
+        );
+        // X-API-Key wins over Authorization.
+        assert_eq!(
+            read(&[("x-api-key", "k1"), ("authorization", "Bearer k2")]).as_deref(),
+            Some("k1")
+        );
+        for refused in [
+            "Basic !!!not-base64",
+            "Basic dXNlcm9ubHk=", // "useronly": no password
+            "Digest k5",
+            "k6",
+        ] {
+            assert_eq!(read(&[("authorization", refused)]), None, "{refused}");
+        }
+        assert_eq!(read(&[]), None);
     }
 
     #[test]

@@ -100,12 +100,17 @@ impl IngestState {
     }
 
     fn unavailable(&self, error: PublishError, events: usize) -> ApiError {
+        self.unavailable_because(error.to_string(), events)
+    }
+
+    /// 503 with `Retry-After`, counting the request's `events` as refused.
+    pub fn unavailable_because(&self, message: String, events: usize) -> ApiError {
         self.metrics
             .rejected
             .with_label_values(&["unavailable"])
             .inc_by(events as u64);
         ApiError::Unavailable {
-            message: error.to_string(),
+            message,
             retry_after_secs: self.publisher.retry_after_secs(),
         }
     }
@@ -118,7 +123,7 @@ impl IngestState {
         ApiError::validation(errors)
     }
 
-    fn observe(&self, endpoint: &str, started: Instant) {
+    pub fn observe(&self, endpoint: &str, started: Instant) {
         self.metrics
             .duration
             .with_label_values(&[endpoint])
@@ -284,21 +289,93 @@ async fn ingest_many_indexed(
     items: Vec<(usize, Result<Value, String>)>,
 ) -> Result<HttpResponse, ApiError> {
     let total = items.len();
+    let outcomes = publish_many(req, state, endpoint, items, MAX_BATCH_EVENTS).await?;
+    let mut field_errors = Vec::new();
+    let mut errors = Vec::new();
+    let mut delivered = 0;
+    for (index, outcome) in outcomes {
+        match outcome {
+            Outcome::Stored(_) => delivered += 1,
+            Outcome::Invalid(errs) => {
+                errors.push(BatchItemError {
+                    index,
+                    log_id: None,
+                    message: joined(&errs),
+                });
+                field_errors.extend(
+                    errs.into_iter()
+                        .map(|e| FieldError::new(format!("[{index}].{}", e.field), e.message)),
+                );
+            }
+            Outcome::Undelivered(id, message) => errors.push(BatchItemError {
+                index,
+                log_id: Some(id),
+                message,
+            }),
+        }
+    }
+    if delivered == 0 && errors.iter().all(|e| e.log_id.is_none()) {
+        return Err(ApiError::validation(field_errors));
+    }
+    Ok(HttpResponse::Ok().json(BatchResponse {
+        status: "completed",
+        total_events: total,
+        success_count: delivered,
+        failure_count: total - delivered,
+        errors,
+    }))
+}
+
+/// What became of one record of a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Kafka acknowledged it, under this id.
+    Stored(Uuid),
+    /// It is not a valid event; nothing was published.
+    Invalid(Vec<FieldError>),
+    /// It was valid but Kafka did not take it.
+    Undelivered(Uuid, String),
+}
+
+/// `field: message; …`: one line for a record's field errors.
+pub fn joined(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The path every multi-record request takes, whatever its wire format: `items` are
+/// the request's records in our event's JSON form (or why one could not be read), each
+/// with its position. In the module's order: the request's count limits (400 when
+/// empty, 413 over `max_records`), the rate limit charged per record (429), the
+/// breaker (503), each record's validation, then publishing the valid ones and awaiting
+/// their acknowledgements. 503 when there were valid records and Kafka took none;
+/// otherwise each record's [`Outcome`], in request order, for the caller to answer in
+/// its protocol's shape.
+pub async fn publish_many(
+    req: &HttpRequest,
+    state: &IngestState,
+    endpoint: &str,
+    items: Vec<(usize, Result<Value, String>)>,
+    max_records: usize,
+) -> Result<Vec<(usize, Outcome)>, ApiError> {
+    let total = items.len();
     if total == 0 {
         return Err(ApiError::BadRequest(
             "no events: the body holds no log event".to_owned(),
         ));
     }
-    if total > MAX_BATCH_EVENTS {
+    if total > max_records {
         return Err(ApiError::PayloadTooLarge(format!(
-            "{total} events; the limit is {MAX_BATCH_EVENTS} per request"
+            "{total} events; the limit is {max_records} per request"
         )));
     }
     state.charge(req, endpoint, total)?;
     state.check_breaker(total)?;
 
-    let mut errors = Vec::new();
-    let mut field_errors = Vec::new();
+    let mut outcomes = Vec::with_capacity(total);
     let mut valid = Vec::with_capacity(total);
     for (index, item) in items {
         match item
@@ -306,33 +383,18 @@ async fn ingest_many_indexed(
             .and_then(parse_event)
         {
             Ok(event) => valid.push((index, event)),
-            Err(errs) => {
-                let message = errs
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                field_errors.extend(
-                    errs.into_iter()
-                        .map(|e| FieldError::new(format!("[{index}].{}", e.field), e.message)),
-                );
-                errors.push(BatchItemError {
-                    index,
-                    log_id: None,
-                    message,
-                });
-            }
+            Err(errs) => outcomes.push((index, Outcome::Invalid(errs))),
         }
     }
-    if valid.is_empty() {
-        return Err(state.invalid(field_errors));
-    }
-    if !errors.is_empty() {
+    if !outcomes.is_empty() {
         state
             .metrics
             .rejected
             .with_label_values(&["validation"])
-            .inc_by(errors.len() as u64);
+            .inc_by(outcomes.len() as u64);
+    }
+    if valid.is_empty() {
+        return Ok(outcomes);
     }
 
     let (positions, events) = split_positions(valid);
@@ -340,14 +402,14 @@ async fn ingest_many_indexed(
     let mut delivered = 0;
     let mut last_failure = None;
     for ((index, event), result) in positions.into_iter().zip(&events).zip(results) {
+        let id = event.id.into();
         match result {
-            Ok(()) => delivered += 1,
+            Ok(()) => {
+                delivered += 1;
+                outcomes.push((index, Outcome::Stored(id)));
+            }
             Err(e) => {
-                errors.push(BatchItemError {
-                    index,
-                    log_id: Some(event.id.into()),
-                    message: e.to_string(),
-                });
+                outcomes.push((index, Outcome::Undelivered(id, e.to_string())));
                 last_failure = Some(e);
             }
         }
@@ -357,14 +419,8 @@ async fn ingest_many_indexed(
             return Err(state.unavailable(e, events.len()));
         }
     }
-    errors.sort_by_key(|e| e.index);
-    Ok(HttpResponse::Ok().json(BatchResponse {
-        status: "completed",
-        total_events: total,
-        success_count: delivered,
-        failure_count: total - delivered,
-        errors,
-    }))
+    outcomes.sort_by_key(|(index, _)| *index);
+    Ok(outcomes)
 }
 
 /// Separates the valid events from their positions in the request by moving them: a

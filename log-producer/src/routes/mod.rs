@@ -1,5 +1,6 @@
 //! HTTP surface of the producer, all under `/producer`.
 
+pub mod agents;
 mod health;
 mod ingest;
 mod ndjson;
@@ -11,7 +12,7 @@ pub use openapi::ApiDoc;
 use crate::admission::{admit, RouteBodyLimit};
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, Resource};
 use log_common::auth::{open_resource, require_api_key};
 use log_common::error::json_config;
@@ -50,6 +51,42 @@ pub fn configure(cfg: &mut web::ServiceConfig, prometheus_enabled: bool) {
                 ingest_route("/bulk", MAX_BATCH_BODY_BYTES).route(web::post().to(ingest::bulk)),
             )
             .service(open_resource("/health").route(web::get().to(health::liveness))),
+    )
+    .service(
+        web::scope("/producer/v1")
+            .wrap(from_fn(require_api_key))
+            .wrap(from_fn(agents::otlp::status_errors))
+            .service(
+                ingest_route("/logs", MAX_BATCH_BODY_BYTES)
+                    .route(web::post().to(agents::otlp::export)),
+            ),
+    )
+    .service(
+        web::scope("/producer/es")
+            .wrap(from_fn(require_api_key))
+            .wrap(from_fn(agents::elasticsearch::es_errors))
+            .wrap(DefaultHeaders::new().add(agents::elasticsearch::PRODUCT_HEADER))
+            .service(
+                ingest_route("/_bulk", MAX_BATCH_BODY_BYTES)
+                    .route(web::post().to(agents::elasticsearch::bulk))
+                    .route(web::put().to(agents::elasticsearch::bulk)),
+            )
+            .configure(agents::elasticsearch::startup_routes)
+            .service(
+                ingest_route("/{index}/_bulk", MAX_BATCH_BODY_BYTES)
+                    .route(web::post().to(agents::elasticsearch::bulk))
+                    .route(web::put().to(agents::elasticsearch::bulk)),
+            )
+            .default_service(web::to(agents::elasticsearch::not_found)),
+    )
+    .service(
+        web::scope("/producer/loki")
+            .wrap(from_fn(require_api_key))
+            .service(
+                ingest_route("/api/v1/push", MAX_BATCH_BODY_BYTES)
+                    .route(web::post().to(agents::loki::push)),
+            )
+            .service(open_resource("/ready").route(web::get().to(agents::loki::ready))),
     )
     .service(actuator)
     .service(

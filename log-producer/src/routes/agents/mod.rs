@@ -1,0 +1,250 @@
+//! The protocols of the log agents people already run: OTLP/HTTP logs, the
+//! Elasticsearch bulk API and Loki's push API.
+//!
+//! Each is an adapter, not a pipeline of its own: it decodes its wire format into
+//! [`Record`]s, which become our event's JSON form and take the path of `/batch`
+//! ([`publish_many`](super::ingest::publish_many): the rate limit counted in records,
+//! the breaker, validation, Kafka), and it answers in its protocol's shape.
+//!
+//! A record that does not carry an id of its own gets a UUID v5 over its content
+//! ([`content_id`]), so an agent that sends a request again after a timeout stores each
+//! record once. The consequence, documented in the README: two records with the same
+//! stream or resource, the same nanosecond, line and attributes are one record.
+
+pub mod elasticsearch;
+pub mod loki;
+pub mod loki_push;
+pub mod otlp;
+
+use super::ingest::Outcome;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
+use actix_web::http::StatusCode;
+use actix_web::HttpRequest;
+use chrono::{DateTime, SecondsFormat, Utc};
+use log_common::domain::Level;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// The source of a record whose agent names none: what OpenTelemetry SDKs and Loki
+/// call a service that did not say its name.
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// Records one agent request may carry. Agents batch by bytes (Promtail and Vector send
+/// up to 1 MB), so a batch of short lines holds far more than `/batch`'s 10,000 events;
+/// memory stays bounded by the 16 MiB body limit and admission.
+pub const MAX_AGENT_RECORDS: usize = 100_000;
+
+/// The first reason a record was valid but Kafka did not take it, if any was.
+pub fn undelivered(outcomes: &[(usize, Outcome)]) -> Option<String> {
+    outcomes.iter().find_map(|(_, outcome)| match outcome {
+        Outcome::Undelivered(_, reason) => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+/// The namespace of the ids derived from a record's content (fixed: changing it would
+/// give a retried record a new id).
+const CONTENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c0f_7a3e_52d1_4b8e_9a47_0e5c_3f21_d9b4);
+
+/// A UUID v5 over a record's canonical content: the protocol's name, then each part
+/// length-prefixed, so no two different part lists hash the same bytes.
+pub fn content_id(protocol: &str, parts: &[&[u8]]) -> Uuid {
+    let mut name =
+        Vec::with_capacity(protocol.len() + parts.iter().map(|p| p.len() + 8).sum::<usize>());
+    name.extend_from_slice(protocol.as_bytes());
+    for part in parts {
+        name.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        name.extend_from_slice(part);
+    }
+    Uuid::new_v5(&CONTENT_ID_NAMESPACE, &name)
+}
+
+/// Canonical bytes of a JSON value: serde_json's map keeps its keys sorted, so equal
+/// values serialise alike whatever order their keys came in.
+pub fn canonical(value: &Value) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// One record read from an agent's request, in our event's fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The id the agent gave the record (an Elasticsearch `_id`); `None`: derived from
+    /// the record's content.
+    pub id: Option<Uuid>,
+    pub level: Level,
+    pub message: String,
+    pub source: String,
+    /// `None`: the producer's receive time.
+    pub timestamp: Option<DateTime<Utc>>,
+    pub trace_id: Option<String>,
+    pub metadata: Map<String, Value>,
+}
+
+impl Record {
+    /// Our event's JSON form, with its id: the agent's, or else a [`content_id`] over
+    /// `protocol` and everything else the event holds (its timestamp to the
+    /// nanosecond, its metadata with the stream labels or resource and the
+    /// attributes). Validation (lengths, the future bound) is that of every route.
+    pub fn into_event_json(self, protocol: &str) -> Value {
+        let given_id = self.id;
+        let mut event = Map::new();
+        event.insert("level".into(), Value::String(self.level.as_str().into()));
+        event.insert("message".into(), Value::String(self.message));
+        event.insert("source".into(), Value::String(self.source));
+        if let Some(timestamp) = self.timestamp {
+            event.insert(
+                "timestamp".into(),
+                Value::String(timestamp.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+            );
+        }
+        if let Some(trace_id) = self.trace_id {
+            event.insert("traceId".into(), Value::String(trace_id));
+        }
+        if !self.metadata.is_empty() {
+            event.insert("metadata".into(), Value::Object(self.metadata));
+        }
+        let mut event = Value::Object(event);
+        let id = given_id.unwrap_or_else(|| content_id(protocol, &[&canonical(&event)]));
+        event["id"] = Value::String(id.to_string());
+        event
+    }
+}
+
+/// A time in nanoseconds since the Unix epoch, or why it is not one we can store.
+pub fn time_from_nanos(nanos: u64) -> Result<DateTime<Utc>, String> {
+    i64::try_from(nanos)
+        .map(DateTime::from_timestamp_nanos)
+        .map_err(|_| format!("{nanos} ns since the epoch is out of range"))
+}
+
+/// The level a line starts with (`ERROR …`, `[warn] …`, `E: …`), the way Loki guesses
+/// one when no label names it; `None` when the first word is not a level.
+pub fn leading_level(line: &str) -> Option<Level> {
+    let word = line
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || c == ':' || c == ']' || c == '|')
+        .find(|w| !w.trim_start_matches('[').is_empty())?
+        .trim_start_matches('[');
+    word.parse().ok()
+}
+
+/// A level named by text an agent sent (`severity_text`, a label, a document field),
+/// any case and our aliases; `None` when it names none.
+pub fn level_named(text: &str) -> Option<Level> {
+    text.trim().parse().ok()
+}
+
+/// Rewrites an error answer in our error JSON (every 4xx and 5xx of the routes and of
+/// the key and admission checks before them) into a protocol's own error shape, which
+/// its agents read: `shape` gets the status and our message and gives the content type
+/// and body. Headers such as `Retry-After` are kept; any other answer passes as it is.
+pub async fn reshape_errors<B: MessageBody + 'static>(
+    response: ServiceResponse<B>,
+    shape: impl FnOnce(&HttpRequest, StatusCode, &str) -> (HeaderValue, Vec<u8>),
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return Ok(response.map_into_boxed_body());
+    }
+    let (req, response) = response.into_parts();
+    let (mut head, body) = response.into_parts();
+    let bytes = actix_web::body::to_bytes(body)
+        .await
+        .map_err(|_| actix_web::error::ErrorInternalServerError("error body unreadable"))?;
+    let ours = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
+        v.get("message")
+            .and_then(Value::as_str)
+            .filter(|_| v.get("error").is_some_and(Value::is_string))
+            .map(str::to_owned)
+    });
+    let Some(message) = ours else {
+        let response = head.set_body(BoxBody::new(bytes));
+        return Ok(ServiceResponse::new(req, response));
+    };
+    let (content_type, body) = shape(&req, status, &message);
+    head.headers_mut().insert(CONTENT_TYPE, content_type);
+    Ok(ServiceResponse::new(req, head.set_body(BoxBody::new(body))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_content_id_depends_on_every_part_and_on_where_parts_end() {
+        let id = content_id("loki", &[b"{job=\"a\"}", b"1", b"line"]);
+        assert_eq!(id, content_id("loki", &[b"{job=\"a\"}", b"1", b"line"]));
+        assert_eq!(id.get_version_num(), 5);
+        assert_ne!(id, content_id("otlp", &[b"{job=\"a\"}", b"1", b"line"]));
+        assert_ne!(id, content_id("loki", &[b"{job=\"a\"}", b"1", b"line!"]));
+        assert_ne!(id, content_id("loki", &[b"{job=\"a\"}", b"2", b"line"]));
+        // Moving a byte from one part to the next changes the id.
+        assert_ne!(
+            content_id("loki", &[b"ab", b"c"]),
+            content_id("loki", &[b"a", b"bc"])
+        );
+    }
+
+    fn record(message: &str) -> Record {
+        Record {
+            id: None,
+            level: Level::Info,
+            message: message.to_owned(),
+            source: "svc".to_owned(),
+            timestamp: Some(time_from_nanos(1_700_000_000_000_000_001).expect("in range")),
+            trace_id: None,
+            metadata: Map::new(),
+        }
+    }
+
+    #[test]
+    fn a_record_without_an_id_gets_the_same_one_each_time_it_is_sent() {
+        let first = record("m").into_event_json("loki");
+        assert_eq!(first, record("m").into_event_json("loki"));
+        let id: Uuid = first["id"].as_str().expect("id").parse().expect("uuid");
+        assert_eq!(id.get_version_num(), 5);
+        assert_ne!(first["id"], record("n").into_event_json("loki")["id"]);
+        assert_ne!(first["id"], record("m").into_event_json("otlp")["id"]);
+        let mut later = record("m");
+        later.timestamp = Some(time_from_nanos(1_700_000_000_000_000_002).expect("in range"));
+        assert_ne!(
+            first["id"],
+            later.into_event_json("loki")["id"],
+            "1 ns apart"
+        );
+        let mut given = record("m");
+        let own = Uuid::new_v4();
+        given.id = Some(own);
+        assert_eq!(given.into_event_json("loki")["id"], own.to_string());
+        assert_eq!(first["timestamp"], "2023-11-14T22:13:20.000000001Z");
+    }
+
+    #[test]
+    fn canonical_json_ignores_key_order() {
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"y":2,"x":3}}"#).expect("json");
+        let b: Value = serde_json::from_str(r#"{"a":{"x":3,"y":2},"b":1}"#).expect("json");
+        assert_eq!(canonical(&a), canonical(&b));
+    }
+
+    #[test]
+    fn leading_levels_as_loki_guesses_them() {
+        assert_eq!(leading_level("ERROR disk full"), Some(Level::Error));
+        assert_eq!(leading_level("  [warn] slow"), Some(Level::Warn));
+        assert_eq!(leading_level("fatal: out of memory"), Some(Level::Fatal));
+        assert_eq!(leading_level("debug| x"), Some(Level::Debug));
+        assert_eq!(leading_level("user ERROR later"), None);
+        assert_eq!(leading_level(""), None);
+    }
+
+    #[test]
+    fn nanosecond_times_keep_their_nanoseconds_or_say_why_not() {
+        let t = time_from_nanos(1_700_000_000_123_456_789).expect("in range");
+        assert_eq!(
+            t.to_rfc3339_opts(SecondsFormat::Nanos, true),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+        assert!(time_from_nanos(u64::MAX).is_err());
+    }
+}
