@@ -53,19 +53,7 @@ impl QueryService {
     ) -> Result<LogPage, ApiError> {
         let started = Instant::now();
         let ttl = self.ttl_for(&filter, Utc::now());
-        // "Until now" is keyed as such, not by the moving instant, or no two
-        // requests would share an entry; such entries live only seconds (`ttl_for`).
-        let mut keyed = filter.clone();
-        if keyed.open_ended {
-            keyed.query.end = DateTime::<Utc>::UNIX_EPOCH;
-        }
-        if keyed.default_start {
-            keyed.query.start = DateTime::<Utc>::UNIX_EPOCH;
-        }
-        let key = format!(
-            "{endpoint}:{}",
-            serde_json::to_string(&(&keyed, &paging)).unwrap_or_default()
-        );
+        let key = page_key(endpoint, &filter, &paging);
         let budgets = queries::Budgets {
             search_walk: std::time::Duration::from_millis(self.limits.search_walk_budget_ms),
             count: std::time::Duration::from_millis(self.limits.count_budget_ms),
@@ -285,6 +273,24 @@ impl QueryService {
     }
 }
 
+/// The cache key of a page of `endpoint`: every validated filter (levels, source,
+/// correlation id, trace id, full text, window) and the paging, serialised.
+fn page_key(endpoint: &str, filter: &LogFilter, paging: &Paging) -> String {
+    // "Until now" is keyed as such, not by the moving instant, or no two
+    // requests would share an entry; such entries live only seconds (`ttl_for`).
+    let mut keyed = filter.clone();
+    if keyed.open_ended {
+        keyed.query.end = DateTime::<Utc>::UNIX_EPOCH;
+    }
+    if keyed.default_start {
+        keyed.query.start = DateTime::<Utc>::UNIX_EPOCH;
+    }
+    format!(
+        "{endpoint}:{}",
+        serde_json::to_string(&(&keyed, paging)).unwrap_or_default()
+    )
+}
+
 /// The classes of query, each with its own time limit (`QueryLimits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryClass {
@@ -295,11 +301,11 @@ pub enum QueryClass {
 }
 
 impl QueryClass {
-    /// The class of a page: full text is a search, a correlation id a lookup.
+    /// The class of a page: full text is a search, a correlation or trace id a lookup.
     pub fn of(filter: &queries::EventFilter) -> QueryClass {
         if filter.text.is_some() {
             QueryClass::Search
-        } else if filter.correlation_id.is_some() {
+        } else if filter.correlation_id.is_some() || filter.trace_id.is_some() {
             QueryClass::Lookup
         } else {
             QueryClass::Page
@@ -409,6 +415,44 @@ mod tests {
             Duration::from_millis(300),
             metrics,
         )
+    }
+
+    fn filter_of(query: &str) -> (LogFilter, Paging) {
+        actix_web::web::Query::<crate::params::LogsParams>::from_query(query)
+            .expect("params")
+            .into_inner()
+            .validate(Utc::now())
+            .expect("valid")
+    }
+
+    #[test]
+    fn the_page_key_tells_ids_apart() {
+        let key = |query: &str| {
+            let (filter, paging) = filter_of(query);
+            page_key("logs", &filter, &paging)
+        };
+        let plain = key("level=ERROR");
+        let traced = key("level=ERROR&traceId=t-1");
+        let other_trace = key("level=ERROR&traceId=t-2");
+        let correlated = key("level=ERROR&correlationId=t-1");
+        assert_ne!(plain, traced, "{traced}");
+        assert_ne!(traced, other_trace);
+        assert_ne!(
+            traced, correlated,
+            "the same value as a trace and a correlation id"
+        );
+        assert_ne!(plain, correlated);
+        // Normalised like every parameter: the same filter, the same entry.
+        assert_eq!(traced, key("traceId=%20t-1%20&level=error"));
+        assert_eq!(plain, key("level=ERROR&traceId="));
+    }
+
+    #[test]
+    fn an_id_filter_is_a_lookup() {
+        let class = |query: &str| QueryClass::of(&filter_of(query).0.query);
+        assert_eq!(class("level=ERROR"), QueryClass::Page);
+        assert_eq!(class("correlationId=c-1"), QueryClass::Lookup);
+        assert_eq!(class("traceId=t-1"), QueryClass::Lookup);
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl Settings {
 /// the limit, and the connection and worker are free again at once.
 #[derive(clap::Args, Debug, Clone)]
 pub struct QueryLimits {
-    /// One event by id, a correlation id's events, the health probe.
+    /// One event by id, a correlation or trace id's events, the health probe.
     #[arg(
         long = "query-timeout-lookup-ms",
         env = "QUERY_TIMEOUT_LOOKUP_MS",
@@ -85,7 +85,7 @@ pub struct QueryLimits {
         default_value_t = 300
     )]
     pub search_walk_budget_ms: u64,
-    /// Longest the count behind a full-text or correlation id total may run; past it
+    /// Longest the count behind a full-text, correlation or trace id total may run; past it
     /// the total is the planner's estimate (`totalElementsExact: false`).
     #[arg(
         long = "count-budget-ms",

@@ -5,7 +5,7 @@
 //! One reader, the [`Hub`], polls PostgreSQL every `TAIL_POLL_MS` for everything
 //! stored since its last poll, turns each event into JSON once, and publishes the lot
 //! as a [`Chunk`] on a broadcast channel. Each stream filters chunks in memory by
-//! level, source and correlation id: PostgreSQL reads each new row once however many
+//! level, source, correlation id and trace id: PostgreSQL reads each new row once however many
 //! streams are open. A stream whose cursor is behind the hub's (a resume, or a stream
 //! that fell more than [`HUB_CHUNKS`] chunks behind) catches up with polls of its own,
 //! filtered in SQL, until it is level again. A stream with full text (`query`) always
@@ -440,7 +440,8 @@ pub enum Chunk {
 }
 
 /// `conditions` (without full text) evaluated here, as the SQL of
-/// `Conditions::and_to` would: any of the levels, the exact source and correlation id.
+/// `Conditions::and_to` would: any of the levels, the exact source, correlation id and
+/// trace id.
 fn matches(conditions: &Conditions, event: &LogEvent) -> bool {
     (conditions.levels.is_empty() || conditions.levels.contains(&event.level))
         && conditions
@@ -451,6 +452,10 @@ fn matches(conditions: &Conditions, event: &LogEvent) -> bool {
             .correlation_id
             .as_deref()
             .is_none_or(|id| event.correlation_id.as_deref() == Some(id))
+        && conditions
+            .trace_id
+            .as_deref()
+            .is_none_or(|id| event.trace_id.as_deref() == Some(id))
 }
 
 /// The one reader of new rows for every stream without full text.
@@ -596,7 +601,7 @@ mod tests {
     fn the_in_memory_filter_agrees_with_the_sql_one() {
         let mut e: LogEvent = serde_json::from_value(serde_json::json!({
             "level": "ERROR", "message": "m", "source": "checkout",
-            "correlationId": "c-1", "timestamp": "2024-01-01T00:00:00Z",
+            "correlationId": "c-1", "traceId": "t-1", "timestamp": "2024-01-01T00:00:00Z",
             "id": uuid::Uuid::now_v7(),
         }))
         .expect("event");
@@ -627,10 +632,38 @@ mod tests {
             ..Conditions::default()
         };
         assert!(matches(&correlation, &e));
+        let trace = Conditions {
+            trace_id: Some("t-1".to_owned()),
+            ..Conditions::default()
+        };
+        assert!(matches(&trace, &e));
+        let other_trace = Conditions {
+            trace_id: Some("T-1".to_owned()),
+            ..Conditions::default()
+        };
+        assert!(!matches(&other_trace, &e), "exact, case and all");
+        let trace_as_correlation = Conditions {
+            correlation_id: Some("t-1".to_owned()),
+            ..Conditions::default()
+        };
+        assert!(
+            !matches(&trace_as_correlation, &e),
+            "a trace id is not a correlation id"
+        );
+        let both = Conditions {
+            correlation_id: Some("c-1".to_owned()),
+            trace_id: Some("t-1".to_owned()),
+            ..Conditions::default()
+        };
+        assert!(matches(&both, &e));
         e.correlation_id = None;
         assert!(
             !matches(&correlation, &e),
             "no correlation id never matches one"
         );
+        assert!(!matches(&both, &e), "every filter given must match");
+        assert!(matches(&trace, &e));
+        e.trace_id = None;
+        assert!(!matches(&trace, &e), "no trace id never matches one");
     }
 }

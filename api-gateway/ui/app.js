@@ -2,7 +2,7 @@
 // page is a handful of views over four endpoints of the query API, and without a
 // toolchain the gateway binary can embed these files as they are.
 //
-// State lives in the URL (?q=&level=&source=&range=&from=&to=&cid=&live=), so a link
+// State lives in the URL (?q=&level=&source=&range=&from=&to=&cid=&tid=&live=), so a link
 // reproduces the view. The live tail reads /tail with fetch() rather than EventSource
 // so that the API key travels in a header, never in a URL (URLs end up in logs and
 // browser history); it resumes with Last-Event-ID after any drop.
@@ -39,6 +39,7 @@ function readState() {
     from: p.get("from") || "",
     to: p.get("to") || "",
     cid: p.get("cid") || "",
+    tid: p.get("tid") || "",
     live: p.get("live") === "1",
   };
 }
@@ -55,6 +56,7 @@ function urlOf(s) {
     if (s.to) p.set("to", s.to);
   }
   if (s.cid) p.set("cid", s.cid);
+  if (s.tid) p.set("tid", s.tid);
   if (s.live) p.set("live", "1");
   return `${location.pathname}?${p}`;
 }
@@ -76,6 +78,8 @@ function showStateInForm() {
   for (const el of document.querySelectorAll(".custom")) el.hidden = s.range !== "custom";
   $("correlation").hidden = !s.cid;
   $("correlation-value").textContent = s.cid;
+  $("trace").hidden = !s.tid;
+  $("trace-value").textContent = s.tid;
   $("live").setAttribute("aria-pressed", String(s.live));
 }
 
@@ -194,6 +198,7 @@ async function load() {
 function fetchPage(state, win, cursor) {
   const params = { ...filterParams(state, win), size: PAGE_SIZE };
   if (state.cid) params.correlationId = state.cid;
+  if (state.tid) params.traceId = state.tid;
   if (cursor) params.cursor = cursor;
   if (state.q) return api("/search", { ...params, query: state.q });
   return api("/logs", params);
@@ -240,7 +245,8 @@ async function loadMore() {
 async function loadHistogram(state, win, generation) {
   const params = filterParams(state, win);
   if (state.q) params.query = state.q;
-  $("histogram-note").textContent = state.cid ? "(without the correlation id filter)" : "";
+  const ids = [state.cid && "correlation id", state.tid && "trace id"].filter(Boolean);
+  $("histogram-note").textContent = ids.length ? `(without the ${ids.join(" and ")} filter${ids.length > 1 ? "s" : ""})` : "";
   try {
     const histogram = await api("/histogram", params);
     if (generation === view.generation) drawHistogram(histogram);
@@ -354,7 +360,19 @@ function openDetails(event) {
     add("correlation id", link);
   }
   add("request id", event.requestId);
-  add("trace id", event.traceId);
+  if (event.traceId) {
+    const link = document.createElement("a");
+    link.href = linkWith({ tid: event.traceId, q: "" });
+    link.textContent = event.traceId;
+    link.title = "Show every event with this trace id";
+    link.addEventListener("click", (e) => {
+      e.preventDefault();
+      $("details").close();
+      Object.assign(view.state, { tid: event.traceId, q: "" });
+      apply(true);
+    });
+    add("trace id", link);
+  }
   $("details-metadata").textContent = event.metadata ? JSON.stringify(event.metadata, null, 2) : "(none)";
   $("details").showModal();
 }
@@ -510,6 +528,7 @@ function tailParams(state) {
   if (state.source) p.source = state.source;
   if (state.q) p.query = state.q;
   if (state.cid) p.correlationId = state.cid;
+  if (state.tid) p.traceId = state.tid;
   return p;
 }
 
@@ -762,6 +781,10 @@ function init() {
   });
   $("correlation-clear").addEventListener("click", () => {
     view.state.cid = "";
+    apply(true);
+  });
+  $("trace-clear").addEventListener("click", () => {
+    view.state.tid = "";
     apply(true);
   });
   $("new-events").addEventListener("click", () => {

@@ -15,7 +15,7 @@ pub struct LogPage {
     pub number: i64,
     pub size: i64,
     /// Matches of the whole filter. Exact for time, level and source filters (from the
-    /// rollups). With `query` or `correlationId`: exact up to 10,000; past that 10,000,
+    /// rollups). With `query`, `correlationId` or `traceId`: exact up to 10,000; past that 10,000,
     /// and past the count's time budget an estimate, both with `totalElementsExact: false`.
     pub total_elements: i64,
     pub total_elements_exact: bool,

@@ -1,5 +1,5 @@
 //! `GET /histogram` parameters: the window and filters of `/logs` (no paging, no
-//! correlation id), a bucket width, and an optional full-text query.
+//! correlation or trace id), a bucket width, and an optional full-text query.
 
 use super::{search_text, FilterParams, LogFilter};
 use chrono::{DateTime, TimeDelta, Utc};

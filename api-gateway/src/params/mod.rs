@@ -36,6 +36,8 @@ pub struct FilterParams {
     pub source: Option<String>,
     /// Exact correlation id.
     pub correlation_id: Option<String>,
+    /// Exact trace id (OpenTelemetry).
+    pub trace_id: Option<String>,
     /// 0-based page number (offset paging). Ignored when `cursor` is given.
     #[param(value_type = Option<u32>, minimum = 0, maximum = 1000000)]
     pub page: Option<String>,
@@ -232,6 +234,7 @@ impl FilterParams {
                 levels,
                 source: text_param("source", self.source)?,
                 correlation_id: text_param("correlationId", self.correlation_id)?,
+                trace_id: text_param("traceId", self.trace_id)?,
                 text,
             },
             open_ended,
@@ -255,6 +258,8 @@ pub struct TailParams {
     pub query: Option<String>,
     /// Exact correlation id.
     pub correlation_id: Option<String>,
+    /// Exact trace id (OpenTelemetry).
+    pub trace_id: Option<String>,
 }
 
 impl TailParams {
@@ -263,6 +268,7 @@ impl TailParams {
             levels: levels(self.level.as_deref())?,
             source: text_param("source", self.source)?,
             correlation_id: text_param("correlationId", self.correlation_id)?,
+            trace_id: text_param("traceId", self.trace_id)?,
             text: search_text(self.query)?,
         })
     }
@@ -414,8 +420,43 @@ mod tests {
             field_of(logs(&[("cursor", "garbage")]).expect_err("bad")),
             "cursor"
         );
-        for field in ["source", "correlationId"] {
+        for field in ["source", "correlationId", "traceId"] {
             assert_eq!(field_of(logs(&[(field, "a\0b")]).expect_err("NUL")), field);
+        }
+    }
+
+    #[test]
+    fn ids_are_exact_trimmed_and_blank_means_absent() {
+        let (filter, _) = logs(&[("correlationId", " c-1 "), ("traceId", " t-1 ")]).expect("valid");
+        assert_eq!(filter.query.correlation_id.as_deref(), Some("c-1"));
+        assert_eq!(filter.query.trace_id.as_deref(), Some("t-1"));
+        let (filter, _) = logs(&[("traceId", "4bf92f3577b34da6a3ce929d0e0e4736")]).expect("valid");
+        assert_eq!(
+            filter.query.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(filter.query.correlation_id, None);
+        let (filter, _) = logs(&[("traceId", "  ")]).expect("valid");
+        assert_eq!(filter.query.trace_id, None);
+        // `trace_id` is not the parameter's name: ignored like any unknown parameter.
+        let (filter, _) = logs(&[("trace_id", "t-1")]).expect("valid");
+        assert_eq!(filter.query.trace_id, None);
+    }
+
+    #[test]
+    fn the_tail_takes_a_trace_id_like_a_correlation_id() {
+        let tail = |query: &str| {
+            actix_web::web::Query::<TailParams>::from_query(query)
+                .expect("params")
+                .into_inner()
+                .validate()
+        };
+        let conditions = tail("traceId=t-1&correlationId=c-1").expect("valid");
+        assert_eq!(conditions.trace_id.as_deref(), Some("t-1"));
+        assert_eq!(conditions.correlation_id.as_deref(), Some("c-1"));
+        for field in ["correlationId", "traceId"] {
+            let error = tail(&format!("{field}=a%00b")).expect_err("NUL");
+            assert_eq!(field_of(error), field);
         }
     }
 

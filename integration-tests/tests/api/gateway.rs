@@ -44,6 +44,7 @@ fn seed() -> Seeded {
                 correlation,
             );
             row.kafka_offset = i;
+            row.trace_id = matches!(i % 6, 1 | 2).then(|| format!("{source}-trace"));
             row
         })
         .collect();
@@ -94,6 +95,7 @@ async fn every_filter_combination_agrees_with_sql() {
     let app = spawn_gateway(|_| {}).await;
     let window = format!("startTime={}&endTime={}", rfc(s.start), rfc(s.end));
     let corr = format!("{}-corr", s.source);
+    let trace = format!("{}-trace", s.source);
     let cases = [
         (
             format!("source={}", s.source),
@@ -122,6 +124,17 @@ async fn every_filter_combination_agrees_with_sql() {
             format!("source={}&level=DEBUG", s.other_source),
             format!("source = '{}' AND level = 'DEBUG'", s.other_source),
         ),
+        (
+            format!("source={}&traceId={trace}", s.source),
+            format!("source = '{}' AND trace_id = '{trace}'", s.source),
+        ),
+        (
+            format!("source={}&level=INFO&traceId={trace}", s.source),
+            format!(
+                "source = '{}' AND level = 'INFO' AND trace_id = '{trace}'",
+                s.source
+            ),
+        ),
     ];
     for (query, predicate) in cases {
         let expected = sql_count(&predicate, (&s.source, &s.other_source));
@@ -135,6 +148,17 @@ async fn every_filter_combination_agrees_with_sql() {
         assert_eq!(page["numberOfElements"], expected, "{query}");
         assert!(expected > 0, "the seed covers {query}");
     }
+    // A trace id is not a correlation id.
+    let (status, page) = get_json(&format!(
+        "{}/gateway/api/query/logs?{window}&source={}&correlationId={trace}",
+        app.base, s.source
+    ))
+    .await;
+    assert_eq!(
+        (status, &page["totalElements"]),
+        (200, &serde_json::json!(0)),
+        "{page}"
+    );
     app.stop().await;
 }
 
@@ -371,6 +395,7 @@ async fn bad_parameters_are_400_naming_the_parameter() {
         ("search?query=%00", "query"),
         ("logs?source=a%00b", "source"),
         ("logs?correlationId=%00", "correlationId"),
+        ("logs?traceId=a%00b", "traceId"),
         ("stats?hoursBack=0", "hoursBack"),
         ("stats?hoursBack=169", "hoursBack"),
         ("logs/not-a-uuid", "id"),
@@ -574,6 +599,7 @@ async fn openapi_document_and_swagger_ui_are_served() {
         "level",
         "source",
         "correlationId",
+        "traceId",
         "page",
         "size",
         "cursor",

@@ -24,6 +24,8 @@ pub struct EventFilter {
     pub levels: Vec<Level>,
     pub source: Option<String>,
     pub correlation_id: Option<String>,
+    /// Exact trace id (OpenTelemetry).
+    pub trace_id: Option<String>,
     /// Full-text query (`websearch_to_tsquery` syntax).
     pub text: Option<String>,
 }
@@ -44,6 +46,7 @@ impl EventFilter {
             levels: self.levels.clone(),
             source: self.source.clone(),
             correlation_id: self.correlation_id.clone(),
+            trace_id: self.trace_id.clone(),
             text: self.text.clone(),
         }
     }
@@ -57,6 +60,8 @@ pub struct Conditions {
     pub levels: Vec<Level>,
     pub source: Option<String>,
     pub correlation_id: Option<String>,
+    /// Exact trace id (OpenTelemetry).
+    pub trace_id: Option<String>,
     /// Full-text query (`websearch_to_tsquery` syntax).
     pub text: Option<String>,
 }
@@ -91,6 +96,10 @@ impl Conditions {
                 ),
             );
         }
+        if let Some(trace_id) = &self.trace_id {
+            // As for the correlation id: NULL rows never match `=`.
+            predicate = Box::new(predicate.and(e::trace_id.assume_not_null().eq(trace_id.clone())));
+        }
         if let Some(text) = &self.text {
             predicate = Box::new(predicate.and(search::matches(text)));
         }
@@ -116,6 +125,7 @@ mod tests {
             levels: Vec::new(),
             source: None,
             correlation_id: None,
+            trace_id: None,
             text: None,
         }
     }
@@ -134,6 +144,7 @@ mod tests {
             levels: vec![Level::Warn, Level::Error],
             source: Some("it's".to_owned()),
             correlation_id: Some("c-1".to_owned()),
+            trace_id: Some("t'1".to_owned()),
             text: Some("'; DROP TABLE log_events; --".to_owned()),
             ..window()
         };
@@ -144,13 +155,27 @@ mod tests {
             sql.contains("\"log_events\".\"correlation_id\" = $5"),
             "{sql}"
         );
+        assert!(sql.contains("\"log_events\".\"trace_id\" = $6"), "{sql}");
         assert!(
-            sql.contains("search_vector @@ websearch_to_tsquery('english', $6)"),
+            sql.contains("search_vector @@ websearch_to_tsquery('english', $7)"),
             "{sql}"
         );
         let statement = sql.split("-- binds").next().unwrap_or_default();
         assert!(!statement.contains("DROP"), "{sql}");
         assert!(!statement.contains("it's"), "{sql}");
+        assert!(!statement.contains("t'1"), "{sql}");
+    }
+
+    #[test]
+    fn a_trace_id_alone_is_one_bound_equality() {
+        let filter = EventFilter {
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+            ..window()
+        };
+        let sql = sql_of(&filter);
+        assert!(sql.contains("\"log_events\".\"trace_id\" = $3"), "{sql}");
+        assert!(!sql.contains("correlation_id"), "{sql}");
+        assert_eq!(filter.conditions().trace_id, filter.trace_id);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub struct BucketCounts {
 /// Counts of `filter`'s events per `bucket` from `filter.start` (a bucket boundary)
 /// up to, not including, `filter.end` (also one). Without full text this reads the
 /// rollups (hourly ones when the buckets are whole hours), so `bucket` must be whole
-/// minutes; the correlation id filter is not kept there and is not used.
+/// minutes; the correlation and trace id filters are not kept there and are not used.
 pub fn histogram(
     conn: &mut PgConnection,
     filter: &EventFilter,

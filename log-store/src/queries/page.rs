@@ -103,7 +103,11 @@ pub fn page(
     };
     // An exact total comes from the rollups, not the rows: a page past it is empty,
     // and is answered without walking `offset` rows to find that out.
-    let exact_total = if offset > 0 && filter.text.is_none() && filter.correlation_id.is_none() {
+    let exact_total = if offset > 0
+        && filter.text.is_none()
+        && filter.correlation_id.is_none()
+        && filter.trace_id.is_none()
+    {
         let (total, exact) = total(conn, filter, now, budgets.count, 0)?;
         if offset >= total {
             return Ok(PageResult {
@@ -204,8 +208,8 @@ type Key = (DateTime<Utc>, Uuid);
 /// The keys of `filter`'s events after `cursor` (if any), newest first, `offset`
 /// skipped, at most `limit`.
 ///
-/// The keys alone are in every index (`(level | source | correlation_id, timestamp,
-/// id)` and `(timestamp, id)`), so the index of the filter answers them by itself, in
+/// The keys alone are in every index (`(level | source | correlation_id | trace_id,
+/// timestamp, id)` and `(timestamp, id)`), so the index of the filter answers them by itself, in
 /// order, reading exactly the page. Selecting whole rows instead made the planner
 /// weigh heap reads and walk the time index, filtering: fine while matches are
 /// spread evenly, a scan of everything newer when they are not (an INFO burst with no

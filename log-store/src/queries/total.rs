@@ -1,6 +1,6 @@
 //! The total of a page's filter: exact from the rollups for time, level and source
-//! filters; counted up to a cap within a time budget for full text and correlation
-//! ids, else estimated.
+//! filters; counted up to a cap within a time budget for full text, correlation
+//! ids and trace ids, else estimated.
 
 use crate::error::QueryError;
 use crate::queries::budget::within;
@@ -16,14 +16,14 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Integer, Json, Text, Timestamptz};
 use std::time::Duration;
 
-/// A total that has to count rows (full text, correlation id) is exact up to this
+/// A total that has to count rows (full text, correlation id, trace id) is exact up to this
 /// many matches; past it the count stops and the total is not exact.
 pub const COUNT_CAP: i64 = 10_000;
 
 /// The number of events matching `filter`, and whether it is exact:
 /// - time, level and source filters: exact, from the rollups and the rows of the
 ///   partial minutes at the window's edges ([`cover`]);
-/// - full text or a correlation id: counted up to [`COUNT_CAP`] within
+/// - full text, a correlation id or a trace id: counted up to [`COUNT_CAP`] within
 ///   `count_budget`. Past the cap it is the cap, not exact; past the budget, the
 ///   planner's estimate (at least the `seen` matches, at most the cap), not exact.
 pub fn total(
@@ -33,7 +33,7 @@ pub fn total(
     count_budget: Duration,
     seen: i64,
 ) -> Result<(i64, bool), QueryError> {
-    if filter.text.is_none() && filter.correlation_id.is_none() {
+    if filter.text.is_none() && filter.correlation_id.is_none() && filter.trace_id.is_none() {
         return Ok((rollup_total(conn, filter, now)?, true));
     }
     let capped = CappedCount(
@@ -72,7 +72,8 @@ struct Sum {
     n: i64,
 }
 
-/// The exact total of a filter without full text or correlation id.
+/// The exact total of a filter without full text, correlation id or trace id (the
+/// rollups keep neither id).
 fn rollup_total(
     conn: &mut PgConnection,
     filter: &EventFilter,
@@ -183,6 +184,7 @@ mod tests {
             levels: Vec::new(),
             source: Some("s".to_owned()),
             correlation_id: None,
+            trace_id: None,
             text: None,
         };
         let count = CappedCount(

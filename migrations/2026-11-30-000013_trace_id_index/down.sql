@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS log_events_trace_timestamp_idx;
