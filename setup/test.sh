@@ -6,6 +6,7 @@
 cmd_test() {
   command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust with rustup (https://rustup.rs)"
   cd "$REPO" || exit
+  install_agent_clients
   if (($#)); then
     echo "+ CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo test --release --workspace $*"
     local rc=0
@@ -44,4 +45,24 @@ drop_test_databases() {
   for db in $(psql_app -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'logtest\_%'"); do
     psql_app -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
   done
+}
+
+# The agents' client libraries that tests/agents.rs drives (OpenTelemetry SDK,
+# elasticsearch, a Loki client, protobuf and snappy), pinned in
+# integration-tests/agents/requirements.txt, in a virtualenv of their own. Reinstalled
+# only when the requirements change.
+install_agent_clients() {
+  local venv="${AGENTS_VENV:-${LOGPIPELINE_CACHE:-$HOME/.cache/logpipeline}/agents-venv}"
+  local requirements="$REPO/integration-tests/agents/requirements.txt"
+  local stamp="$venv/.requirements.sha256"
+  local want
+  want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+  export AGENTS_VENV="$venv"
+  if [[ -x "$venv/bin/python" && "$(cat "$stamp" 2>/dev/null)" == "$want" ]]; then
+    return 0
+  fi
+  echo "agents: installing the pinned client libraries into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  echo "$want" >"$stamp"
 }

@@ -337,11 +337,15 @@ pub enum Outcome {
     Undelivered(Uuid, String),
 }
 
-/// `field: message; …`: one line for a record's field errors.
+/// `field: message; …`: one line for a record's field errors (a whole-record error,
+/// field `$`, is its message alone).
 pub fn joined(errors: &[FieldError]) -> String {
     errors
         .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
+        .map(|e| match e.field.as_str() {
+            "$" => e.message.clone(),
+            field => format!("{field}: {}", e.message),
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

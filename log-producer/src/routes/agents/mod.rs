@@ -19,9 +19,9 @@ pub mod otlp;
 use super::ingest::Outcome;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::ServiceResponse;
-use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
+use actix_web::http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::http::StatusCode;
-use actix_web::HttpRequest;
+use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, SecondsFormat, Utc};
 use log_common::domain::Level;
 use serde_json::{Map, Value};
@@ -149,7 +149,7 @@ pub async fn reshape_errors<B: MessageBody + 'static>(
         return Ok(response.map_into_boxed_body());
     }
     let (req, response) = response.into_parts();
-    let (mut head, body) = response.into_parts();
+    let (head, body) = response.into_parts();
     let bytes = actix_web::body::to_bytes(body)
         .await
         .map_err(|_| actix_web::error::ErrorInternalServerError("error body unreadable"))?;
@@ -164,8 +164,16 @@ pub async fn reshape_errors<B: MessageBody + 'static>(
         return Ok(ServiceResponse::new(req, response));
     };
     let (content_type, body) = shape(&req, status, &message);
-    head.headers_mut().insert(CONTENT_TYPE, content_type);
-    Ok(ServiceResponse::new(req, head.set_body(BoxBody::new(body))))
+    // A new answer, not the old one with a new body: the old one still carries its
+    // error, from which the service's outer error middleware would rebuild our JSON.
+    let mut answer = HttpResponse::build(status);
+    for (name, value) in head.headers() {
+        if name != CONTENT_TYPE && name != CONTENT_LENGTH {
+            answer.append_header((name.clone(), value.clone()));
+        }
+    }
+    answer.insert_header((CONTENT_TYPE, content_type));
+    Ok(ServiceResponse::new(req, answer.body(body)))
 }
 
 #[cfg(test)]

@@ -100,9 +100,11 @@ impl Encoding {
     }
 
     fn encode(self, response: &ExportLogsServiceResponse) -> Vec<u8> {
-        match self {
-            Encoding::Protobuf => response.encode_to_vec(),
-            Encoding::Json => serde_json::to_vec(response).unwrap_or_default(),
+        match (self, &response.partial_success) {
+            (Encoding::Protobuf, _) => response.encode_to_vec(),
+            // A full success is `{}`, not `{"partialSuccess": null}`.
+            (Encoding::Json, None) => b"{}".to_vec(),
+            (Encoding::Json, Some(_)) => serde_json::to_vec(response).unwrap_or_default(),
         }
     }
 }
