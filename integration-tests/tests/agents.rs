@@ -252,7 +252,8 @@ async fn the_opentelemetry_sdk_stores_every_record_mapped_and_findable_by_trace_
     // The documented metadata layout, on every row.
     assert_eq!(
         count_where(
-            "source = $1 AND metadata->'resource'->>'service.name' = source \
+            "source = $1 AND metadata->'resource'->>'telemetry.sdk.language' = 'python' \
+             AND NOT metadata->'resource' ? 'service.name' \
              AND metadata->'attributes'->>'run' IS NOT NULL AND metadata->>'spanId' ~ '^[0-9a-f]{16}$' \
              AND (metadata->>'severityNumber')::int > 0 AND metadata->'scope'->>'name' IS NOT NULL \
              AND trace_id ~ '^[0-9a-f]{32}$'",
@@ -840,6 +841,18 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing_twice_or_half() {
         })
         .collect();
     assert_eq!(statuses, [400, 400, 400, 201], "{answer}");
+    // Filebeat's and Logstash's filter_path: only what they read of each item.
+    let filtered = pipeline.producer_url("/es/_bulk?filter_path=errors,items.*.status");
+    let body = format!(
+        "{{\"delete\":{{\"_index\":\"x\",\"_id\":\"1\"}}}}\n\
+         {{\"create\":{{\"_index\":\"x\"}}}}\n{{\"message\":\"kept\",\"service.name\":\"{es_source}\"}}\n"
+    );
+    let response = post(&filtered, "application/x-ndjson", body.into_bytes(), key).await;
+    let answer: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        answer,
+        json!({"errors": true, "items": [{"delete": {"status": 400}}, {"create": {"status": 201}}]})
+    );
     // A body over the limit.
     let big = vec![b' '; 17 * 1024 * 1024];
     assert_eq!(

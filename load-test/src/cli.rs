@@ -74,6 +74,22 @@ pub enum Endpoint {
     Batch,
     Bulk,
     Ingest,
+    /// OTLP/HTTP logs, protobuf (`/producer/v1/logs`), as OpenTelemetry exporters send.
+    Otlp,
+    /// The Elasticsearch bulk API (`/producer/es/_bulk`), NDJSON `create` pairs.
+    #[value(name = "es-bulk")]
+    #[serde(rename = "es-bulk")]
+    EsBulk,
+    /// Loki push, snappy protobuf (`/producer/loki/api/v1/push`), as Promtail sends.
+    Loki,
+}
+
+impl Endpoint {
+    /// The agent protocols, whose ids the producer derives from content: a load run
+    /// cannot know an event's id in advance, so they serve ingest runs only.
+    pub fn is_agent_protocol(self) -> bool {
+        matches!(self, Endpoint::Otlp | Endpoint::EsBulk | Endpoint::Loki)
+    }
 }
 
 /// Load generator for the log pipeline (targets 127.0.0.1 only).
@@ -153,6 +169,11 @@ impl Args {
             "samples are only ever looked up on this machine"
         );
         anyhow::ensure!(
+            !self.endpoint.is_agent_protocol() || self.mode == Mode::Ingest,
+            "--endpoint {:?} is for --mode ingest: its ids are derived by the producer",
+            self.endpoint
+        );
+        anyhow::ensure!(
             self.prebuilt_bodies == 0 || self.mode == Mode::Ingest,
             "--prebuilt-bodies repeats ids, so it is only for --mode ingest"
         );
@@ -163,7 +184,7 @@ impl Args {
     pub fn events_per_request(&self) -> usize {
         match self.endpoint {
             Endpoint::Ingest => 1,
-            Endpoint::Batch | Endpoint::Bulk => self.batch_size,
+            _ => self.batch_size,
         }
     }
 }
@@ -187,6 +208,9 @@ mod tests {
         for line in [
             "--mode ingest --endpoint batch --batch-size 500 --duration 20 --concurrency 8",
             "--mode ingest --endpoint bulk --batch-size 1000 --duration 15 --concurrency 8",
+            "--mode ingest --endpoint otlp --batch-size 1000 --duration 15 --concurrency 8",
+            "--mode ingest --endpoint es-bulk --batch-size 1000 --duration 15 --concurrency 8",
+            "--mode ingest --endpoint loki --batch-size 1000 --duration 15 --concurrency 8",
             "--mode e2e --endpoint batch --batch-size 100 --rate 20000 --duration 60 \
              --concurrency 64 --sample-every 500",
             "--mode query --query-kind page --duration 8 --concurrency 2",

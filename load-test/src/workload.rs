@@ -4,7 +4,6 @@
 use crate::cli::{Args, Endpoint, QueryKind};
 use crate::measure::Stats;
 use serde::Serialize;
-use serde_json::Value;
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -187,14 +186,19 @@ fn write_event(out: &mut Vec<u8>, source: &str, i: usize) -> serde_json::Result<
 }
 
 /// The body of one ingest request, as sent (one JSON object for `/ingest`, which is
-/// always one event, a JSON array or NDJSON lines, gzipped with `--gzip`), and the id of
-/// its first event.
+/// always one event, a JSON array or NDJSON lines, or an agent protocol's body,
+/// gzipped with `--gzip` where the protocol's agents gzip), and the id of its first
+/// event (empty for the agent protocols, whose ids the producer derives).
 pub fn ingest_body(
     args: &Args,
     source: &str,
     events: usize,
 ) -> anyhow::Result<(bytes::Bytes, String)> {
     let endpoint = args.endpoint;
+    if endpoint.is_agent_protocol() {
+        let body = agents::body(endpoint, source, events)?;
+        return Ok((gzipped_if(args, body)?.into(), String::new()));
+    }
     let mut body = Vec::with_capacity(events * 200);
     let mut first_id = None;
     if endpoint == Endpoint::Batch {
@@ -214,15 +218,29 @@ pub fn ingest_body(
     match endpoint {
         Endpoint::Batch => body.push(b']'),
         Endpoint::Bulk => body.push(b'\n'),
-        Endpoint::Ingest => {}
-    }
-    if endpoint == Endpoint::Bulk && args.gzip {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&body)?;
-        body = gz.finish()?;
+        _ => {}
     }
     let first_id = first_id.map(|id| id.to_string()).unwrap_or_default();
-    Ok((body.into(), first_id))
+    Ok((gzipped_if(args, body)?.into(), first_id))
+}
+
+/// Whether `--gzip` applies to the endpoint: NDJSON bodies and OTLP (exporters gzip by
+/// default); Loki's protobuf is snappy-compressed already.
+fn gzips(args: &Args) -> bool {
+    args.gzip
+        && matches!(
+            args.endpoint,
+            Endpoint::Bulk | Endpoint::Otlp | Endpoint::EsBulk
+        )
+}
+
+fn gzipped_if(args: &Args, body: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    if !gzips(args) {
+        return Ok(body);
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&body)?;
+    Ok(gz.finish()?)
 }
 
 /// With `--prebuilt-bodies N`: N request bodies made before the clock starts, sent in
@@ -262,16 +280,18 @@ pub async fn send_ingest(
     due: Instant,
     events: usize,
 ) -> Option<String> {
-    let base = format!("{}/producer/api/logs", args.producer_url);
     let (path, content_type) = match args.endpoint {
-        Endpoint::Ingest => ("ingest", "application/json"),
-        Endpoint::Batch => ("batch", "application/json"),
-        Endpoint::Bulk => ("bulk", "application/x-ndjson"),
+        Endpoint::Ingest => ("api/logs/ingest", "application/json"),
+        Endpoint::Batch => ("api/logs/batch", "application/json"),
+        Endpoint::Bulk => ("api/logs/bulk", "application/x-ndjson"),
+        Endpoint::Otlp => ("v1/logs", "application/x-protobuf"),
+        Endpoint::EsBulk => ("es/_bulk", "application/x-ndjson"),
+        Endpoint::Loki => ("loki/api/v1/push", "application/x-protobuf"),
     };
     let mut request = client
-        .post(format!("{base}/{path}"))
+        .post(format!("{}/producer/{path}", args.producer_url))
         .header("Content-Type", content_type);
-    if args.gzip && args.endpoint == Endpoint::Bulk {
+    if gzips(args) {
         request = request.header("Content-Encoding", "gzip");
     }
     let request = request.body(body);
@@ -280,11 +300,12 @@ pub async fn send_ingest(
     match result {
         Ok(response) => {
             let status = response.status();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let body = response.bytes().await.unwrap_or_default();
             stats.record("ingest", latency, status.as_str());
-            let accepted = match args.endpoint {
-                Endpoint::Ingest => u64::from(status.is_success()),
-                _ => body["successCount"].as_u64().unwrap_or(0),
+            let accepted = if status.is_success() {
+                agents::accepted(args.endpoint, &body, events)
+            } else {
+                0
             };
             stats.ok_units.fetch_add(accepted, Ordering::Relaxed);
             stats
@@ -412,7 +433,35 @@ mod tests {
     }
 
     #[test]
-    fn gzip_only_applies_to_bulk() {
+    fn agent_bodies_decode_as_the_producer_reads_them() {
+        use log_producer::routes::agents::loki_push::PushRequest;
+        use prost::Message;
+        let (otlp, first) = ingest_body(&args("--endpoint otlp"), "s", 5).expect("body");
+        assert_eq!(first, "", "the producer derives the ids");
+        let request =
+            opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(otlp)
+                .expect("OTLP");
+        assert_eq!(request.resource_logs[0].scope_logs[0].log_records.len(), 5);
+        let (es, _) = ingest_body(&args("--endpoint es-bulk"), "s", 5).expect("body");
+        assert_eq!(
+            es.iter().filter(|b| **b == b'\n').count(),
+            10,
+            "5 action+document pairs"
+        );
+        let (loki, _) = ingest_body(&args("--endpoint loki"), "s", 5).expect("body");
+        let push = snap::raw::Decoder::new()
+            .decompress_vec(&loki)
+            .expect("snappy");
+        let push = PushRequest::decode(push.as_slice()).expect("push");
+        assert_eq!(
+            push.streams.iter().map(|s| s.entries.len()).sum::<usize>(),
+            5
+        );
+        assert_eq!(push.streams.len(), 4, "one stream per level");
+    }
+
+    #[test]
+    fn gzip_never_applies_to_a_json_array() {
         let (body, _) = ingest_body(&args("--endpoint batch --gzip"), "s", 2).expect("body");
         assert_eq!(events_of_array(&body).len(), 2);
     }
@@ -508,5 +557,198 @@ mod tests {
     fn workers_share_sixteen_sources_a_run() {
         assert_eq!(source_name("ab12", 3), "load-ab12-3");
         assert_eq!(source_name("ab12", 19), "load-ab12-3");
+    }
+}
+
+/// Bodies and answers of the agent protocols, made with the same wire types the
+/// producer reads (the OpenTelemetry protobuf crate, Loki's push messages).
+mod agents {
+    use super::Endpoint;
+    use log_producer::routes::agents::loki_push::{
+        EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp,
+    };
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsServiceRequest, ExportLogsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use prost::Message;
+    use serde_json::Value;
+
+    /// The levels of the other endpoints' events, with OTLP's severity numbers.
+    const LEVELS: [(&str, i32); 5] = [
+        ("INFO", 9),
+        ("INFO", 9),
+        ("DEBUG", 5),
+        ("WARN", 13),
+        ("ERROR", 17),
+    ];
+
+    fn now_nanos() -> i64 {
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    }
+
+    fn text(value: String) -> Option<AnyValue> {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        })
+    }
+
+    fn attribute(key: &str, value: Option<AnyValue>) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value,
+            ..KeyValue::default()
+        }
+    }
+
+    /// Event `i`'s line, as the other endpoints write it.
+    fn line(i: usize) -> String {
+        format!("request {i} handled: database query took {} ms", i % 250)
+    }
+
+    pub fn body(endpoint: Endpoint, source: &str, events: usize) -> anyhow::Result<Vec<u8>> {
+        // Every event a nanosecond apart from now on: distinct content, distinct ids.
+        let start = now_nanos();
+        Ok(match endpoint {
+            Endpoint::Otlp => otlp(source, events, start),
+            Endpoint::EsBulk => es_bulk(source, events, start)?,
+            Endpoint::Loki => loki(source, events, start)?,
+            other => anyhow::bail!("{other:?} is not an agent protocol"),
+        })
+    }
+
+    fn otlp(source: &str, events: usize, start: i64) -> Vec<u8> {
+        let records = (0..events)
+            .map(|i| LogRecord {
+                time_unix_nano: (start + i as i64) as u64,
+                severity_number: LEVELS[i % LEVELS.len()].1,
+                severity_text: LEVELS[i % LEVELS.len()].0.to_owned(),
+                body: text(line(i)),
+                attributes: vec![
+                    attribute(
+                        "duration",
+                        Some(AnyValue {
+                            value: Some(any_value::Value::IntValue((i % 250) as i64)),
+                        }),
+                    ),
+                    attribute("endpoint", text("/api/orders".to_owned())),
+                ],
+                ..LogRecord::default()
+            })
+            .collect();
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![attribute("service.name", text(source.to_owned()))],
+                    ..Resource::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: records,
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn es_bulk(source: &str, events: usize, start: i64) -> anyhow::Result<Vec<u8>> {
+        let mut body = Vec::with_capacity(events * 260);
+        for i in 0..events {
+            let nanos = start + i as i64;
+            body.extend_from_slice(b"{\"create\":{\"_index\":\"load-test\"}}\n");
+            serde_json::to_writer(
+                &mut body,
+                &serde_json::json!({
+                    "@timestamp": chrono::DateTime::from_timestamp_nanos(nanos)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                    "message": line(i),
+                    "log.level": LEVELS[i % LEVELS.len()].0,
+                    "service.name": source,
+                    "duration": i % 250,
+                    "endpoint": "/api/orders",
+                }),
+            )?;
+            body.push(b'\n');
+        }
+        Ok(body)
+    }
+
+    /// One stream per level, as Promtail groups a batch by label set.
+    fn loki(source: &str, events: usize, start: i64) -> anyhow::Result<Vec<u8>> {
+        let mut streams: Vec<StreamAdapter> = Vec::new();
+        for i in 0..events {
+            let level = LEVELS[i % LEVELS.len()].0;
+            let labels = format!("{{job=\"{source}\", level=\"{}\"}}", level.to_lowercase());
+            let position = match streams.iter().position(|s| s.labels == labels) {
+                Some(position) => position,
+                None => {
+                    streams.push(StreamAdapter {
+                        labels,
+                        entries: Vec::new(),
+                    });
+                    streams.len() - 1
+                }
+            };
+            let nanos = start + i as i64;
+            streams[position].entries.push(EntryAdapter {
+                timestamp: Some(Timestamp {
+                    seconds: nanos.div_euclid(1_000_000_000),
+                    nanos: nanos.rem_euclid(1_000_000_000) as i32,
+                }),
+                line: line(i),
+                structured_metadata: vec![LabelPairAdapter {
+                    name: "endpoint".to_owned(),
+                    value: "/api/orders".to_owned(),
+                }],
+            });
+        }
+        let push = PushRequest { streams }.encode_to_vec();
+        Ok(snap::raw::Encoder::new().compress_vec(&push)?)
+    }
+
+    /// Items an Elasticsearch bulk answer says failed. Most answers say `"errors":
+    /// false`, which is read without building the items (the generator must stay
+    /// cheap beside the producer it measures).
+    fn es_refused(body: &[u8]) -> Option<usize> {
+        #[derive(serde::Deserialize)]
+        struct Errors {
+            errors: bool,
+        }
+        if !serde_json::from_slice::<Errors>(body).ok()?.errors {
+            return Some(0);
+        }
+        let answer: Value = serde_json::from_slice(body).ok()?;
+        let items = answer["items"].as_array()?;
+        Some(
+            items
+                .iter()
+                .filter(|item| item["create"].get("error").is_some())
+                .count(),
+        )
+    }
+
+    /// Events of a successful answer that were stored: all of them but those an OTLP
+    /// partial success or an Elasticsearch item error names; Loki answers 204 only when
+    /// every entry was taken.
+    pub fn accepted(endpoint: Endpoint, body: &[u8], events: usize) -> u64 {
+        let refused = match endpoint {
+            Endpoint::Otlp => ExportLogsServiceResponse::decode(body)
+                .ok()
+                .and_then(|r| r.partial_success)
+                .map_or(0, |p| p.rejected_log_records.max(0) as usize),
+            Endpoint::EsBulk => es_refused(body).unwrap_or(events),
+            Endpoint::Loki => 0,
+            _ => {
+                let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+                return match endpoint {
+                    Endpoint::Ingest => 1,
+                    _ => answer["successCount"].as_u64().unwrap_or(0),
+                };
+            }
+        };
+        events.saturating_sub(refused) as u64
     }
 }

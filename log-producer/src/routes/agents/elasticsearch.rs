@@ -18,8 +18,9 @@
 //! (syslog's `notice`, say) is stored as INFO and stays in `metadata` as it came.
 //!
 //! A `_id` becomes the event id: as is when it is a UUID, else a UUID v5 of the index
-//! and the `_id`; sending it again stores one row. Without `_id`, the id is derived
-//! from the document ([`content_id`](super::content_id)).
+//! and the `_id`; sending it again stores one row. Without `_id`, the id is a UUID v5
+//! of the index and the document's bytes as sent ([`content_id`](super::content_id)):
+//! a client's retry sends the same bytes.
 
 use super::{content_id, level_named, reshape_errors, Record, MAX_AGENT_RECORDS};
 use crate::routes::ingest::{joined, publish_many, IngestState, Outcome};
@@ -33,6 +34,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use log_common::domain::Level;
 use log_common::error::ApiError;
 use log_common::event::parse_timestamp;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 use uuid::Uuid;
@@ -56,16 +58,6 @@ pub enum Action {
 }
 
 impl Action {
-    fn parse(name: &str) -> Option<Action> {
-        match name {
-            "index" => Some(Action::Index),
-            "create" => Some(Action::Create),
-            "update" => Some(Action::Update),
-            "delete" => Some(Action::Delete),
-            _ => None,
-        }
-    }
-
     fn name(self) -> &'static str {
         match self {
             Action::Index => "index",
@@ -87,8 +79,49 @@ pub struct BulkItem {
     pub action: Action,
     pub index: Option<String>,
     pub id: Option<String>,
+    /// The event id: from `_id` ([`id_of`]), else from the index and the document line.
+    pub event_id: Uuid,
     /// The document, or why its line is not a JSON object.
     pub document: Option<Result<Map<String, Value>, String>>,
+}
+
+/// An action line, read into types rather than a JSON tree (it comes once per
+/// document): the action's metadata, under the action's name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionLine {
+    index: Option<ActionMeta>,
+    create: Option<ActionMeta>,
+    update: Option<ActionMeta>,
+    delete: Option<ActionMeta>,
+}
+
+/// What we read of an action's metadata; the rest (`routing`, `pipeline`, …) is
+/// ignored.
+#[derive(Deserialize)]
+struct ActionMeta {
+    #[serde(rename = "_index")]
+    index: Option<String>,
+    #[serde(rename = "_id")]
+    id: Option<String>,
+}
+
+impl ActionLine {
+    fn only(self) -> Result<(Action, ActionMeta), String> {
+        let named = [
+            (Action::Index, self.index),
+            (Action::Create, self.create),
+            (Action::Update, self.update),
+            (Action::Delete, self.delete),
+        ];
+        let mut given = named
+            .into_iter()
+            .filter_map(|(action, meta)| meta.map(|m| (action, m)));
+        match (given.next(), given.next()) {
+            (Some(one), None) => Ok(one),
+            _ => Err("expected exactly one action of index, create, update, delete".to_owned()),
+        }
+    }
 }
 
 /// The actions of an NDJSON bulk body. A line that is not an action, or an action
@@ -107,18 +140,19 @@ pub fn parse_bulk(body: &[u8], path_index: Option<&str>) -> Result<Vec<BulkItem>
                 line_no + 1
             ))
         };
-        let Ok(Value::Object(action_line)) = serde_json::from_slice::<Value>(line) else {
-            return Err(malformed("expected a JSON object"));
-        };
-        let mut entries = action_line.into_iter();
-        let (Some((name, Value::Object(meta))), None) = (entries.next(), entries.next()) else {
+        let Ok(action_line) = serde_json::from_slice::<ActionLine>(line) else {
             return Err(malformed(
-                "expected one of index, create, update, delete naming an object",
+                "expected {\"<action>\": {…}} with one action of index, create, update, delete",
             ));
         };
-        let action =
-            Action::parse(&name).ok_or_else(|| malformed(&format!("unknown action [{name}]")))?;
-        let text = |key: &str| meta.get(key).and_then(Value::as_str).map(str::to_owned);
+        let (action, meta) = action_line.only().map_err(|e| malformed(&e))?;
+        let name = action.name();
+        let index = meta.index.or_else(|| path_index.map(str::to_owned));
+        let id = meta.id;
+        let index_bytes = index.as_deref().unwrap_or("").as_bytes();
+        let mut event_id = id
+            .as_deref()
+            .map(|id| id_of(index.as_deref().unwrap_or(""), id));
         let document = if action.has_document() {
             let Some((_, doc_line)) = lines.next() else {
                 return Err(ApiError::BadRequest(format!(
@@ -126,6 +160,8 @@ pub fn parse_bulk(body: &[u8], path_index: Option<&str>) -> Result<Vec<BulkItem>
                     line_no + 1
                 )));
             };
+            event_id = event_id
+                .or_else(|| Some(content_id(ID_PROTOCOL, &[b"doc", index_bytes, doc_line])));
             Some(match serde_json::from_slice::<Value>(doc_line) {
                 Ok(Value::Object(document)) => Ok(document),
                 Ok(_) => Err("the document is not a JSON object".to_owned()),
@@ -136,8 +172,9 @@ pub fn parse_bulk(body: &[u8], path_index: Option<&str>) -> Result<Vec<BulkItem>
         };
         items.push(BulkItem {
             action,
-            index: text("_index").or_else(|| path_index.map(str::to_owned)),
-            id: text("_id"),
+            index,
+            id,
+            event_id: event_id.unwrap_or_default(),
             document,
         });
     }
@@ -199,7 +236,7 @@ fn text_of(value: Value) -> String {
 /// A document as a record, or the reason it cannot be one.
 pub fn record_of(
     index: &str,
-    id: Option<&str>,
+    id: Uuid,
     mut document: Map<String, Value>,
 ) -> Result<Record, String> {
     let timestamp = match take_path(&mut document, "@timestamp")
@@ -231,7 +268,7 @@ pub fn record_of(
     let trace_id = take_path(&mut document, "trace.id").map(text_of);
     document.insert("_index".to_owned(), Value::String(index.to_owned()));
     Ok(Record {
-        id: id.map(|id| id_of(index, id)),
+        id,
         level,
         message,
         source,
@@ -241,32 +278,132 @@ pub fn record_of(
     })
 }
 
-/// A bulk item's line in the answer.
-fn item_answer(
-    action: Action,
-    index: Option<&str>,
-    id: Option<&str>,
-    status: StatusCode,
-    error: Option<(&str, String)>,
-) -> Value {
-    let mut item = json!({
-        "_index": index,
-        "_id": id,
-        "status": status.as_u16(),
-    });
-    match error {
-        None => {
-            item["result"] = json!("created");
-            item["_version"] = json!(1);
-            item["_shards"] = json!({"total": 1, "successful": 1, "failed": 0});
-            item["_seq_no"] = json!(0);
-            item["_primary_term"] = json!(1);
-        }
-        Some((kind, reason)) => {
-            item["error"] = json!({"type": kind, "reason": reason});
+/// A bulk item's line in the answer: `{"<action>": {…}}`.
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+enum ItemAnswer<'a> {
+    Index(ItemResult<'a>),
+    Create(ItemResult<'a>),
+    Update(ItemResult<'a>),
+    Delete(ItemResult<'a>),
+}
+
+impl<'a> ItemAnswer<'a> {
+    fn new(action: Action, result: ItemResult<'a>) -> Self {
+        match action {
+            Action::Index => ItemAnswer::Index(result),
+            Action::Create => ItemAnswer::Create(result),
+            Action::Update => ItemAnswer::Update(result),
+            Action::Delete => ItemAnswer::Delete(result),
         }
     }
-    json!({ action.name(): item })
+}
+
+/// One item's answer. Each field is left out when the client's `filter_path` leaves
+/// it out. Of Elasticsearch's fields, those we can say truthfully: no shards or
+/// sequence numbers.
+#[derive(Serialize)]
+struct ItemResult<'a> {
+    #[serde(rename = "_index", skip_serializing_if = "Option::is_none")]
+    index: Option<Option<&'a str>>,
+    #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    id: Option<Option<&'a str>>,
+    #[serde(rename = "_version", skip_serializing_if = "Option::is_none")]
+    version: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ItemError>,
+}
+
+#[derive(Serialize)]
+struct ItemError {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct BulkAnswer<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    took: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<Vec<ItemAnswer<'a>>>,
+}
+
+/// The parts of a bulk answer a client asked for with `filter_path`: Filebeat and
+/// Logstash ask for `errors,items.*.error,items.*.status`, which spares them the rest
+/// of every item. Paths are read as Elasticsearch reads them, for the answer's shape
+/// (`took`, `errors`, `items.*.<field>`, `*` for any); without `filter_path`, all.
+#[derive(Debug, Default, PartialEq)]
+pub struct BulkFilter {
+    took: bool,
+    errors: bool,
+    items: bool,
+    /// `None`: every field of an item.
+    item_fields: Option<Vec<String>>,
+}
+
+impl BulkFilter {
+    pub fn from_query(query: &str) -> BulkFilter {
+        let filter_path =
+            web::Query::<std::collections::HashMap<String, String>>::from_query(query)
+                .ok()
+                .and_then(|q| q.get("filter_path").cloned());
+        let everything = BulkFilter {
+            took: true,
+            errors: true,
+            items: true,
+            item_fields: None,
+        };
+        let Some(filter_path) = filter_path else {
+            return everything;
+        };
+        let mut filter = BulkFilter {
+            item_fields: Some(Vec::new()),
+            ..BulkFilter::default()
+        };
+        for path in filter_path.split(',').map(str::trim) {
+            let mut parts = path.split('.');
+            match parts.next() {
+                Some("took") => filter.took = true,
+                Some("errors") => filter.errors = true,
+                Some("items") => {
+                    filter.items = true;
+                    // items, items.*, items.<action>, then the field if any.
+                    match parts.nth(1) {
+                        None | Some("*") => filter.item_fields = None,
+                        Some(field) => {
+                            if let Some(fields) = &mut filter.item_fields {
+                                fields.push(field.to_owned());
+                            }
+                        }
+                    }
+                }
+                Some("*") => return everything,
+                _ => {}
+            }
+        }
+        filter
+    }
+
+    fn wants(&self, field: &str) -> bool {
+        self.item_fields
+            .as_ref()
+            .is_none_or(|fields| fields.iter().any(|f| f == field || f == "*"))
+    }
+}
+
+/// What the answer needs of an item once its document has gone to the publisher.
+struct Slot {
+    action: Action,
+    index: Option<String>,
+    /// The `_id` given, else the id derived for the document.
+    id: Option<String>,
 }
 
 /// `POST|PUT /producer/es/_bulk` and `/producer/es/{index}/_bulk`.
@@ -285,32 +422,34 @@ pub async fn bulk(
         ));
     }
 
-    // The index and create items, as events, by their position among the items.
-    let mut ids: Vec<Option<String>> = vec![None; items.len()];
+    // The index and create items, as events, by their position among the items; the
+    // documents are moved into the events, not copied.
+    let mut slots = Vec::with_capacity(items.len());
     let mut events = Vec::new();
-    for (position, item) in items.iter().enumerate() {
-        if !matches!(item.action, Action::Index | Action::Create) {
-            continue;
-        }
-        let event = match (&item.index, &item.document) {
-            (None, _) => Err("_index: no index named, in the action or the path".to_owned()),
-            (Some(index), Some(Ok(document))) => {
-                record_of(index, item.id.as_deref(), document.clone()).map(|record| {
-                    let event = record.into_event_json(ID_PROTOCOL);
-                    ids[position] = Some(
-                        item.id
-                            .clone()
-                            .unwrap_or_else(|| event["id"].as_str().unwrap_or("").to_owned()),
-                    );
-                    event
-                })
+    for (position, item) in items.into_iter().enumerate() {
+        let BulkItem {
+            action,
+            index,
+            mut id,
+            event_id,
+            document,
+        } = item;
+        if matches!(action, Action::Index | Action::Create) {
+            let event = match (&index, document) {
+                (None, _) => Err("_index: no index named, in the action or the path".to_owned()),
+                (Some(index), Some(Ok(document))) => {
+                    record_of(index, event_id, document).map(Record::into_event_json)
+                }
+                (Some(_), Some(Err(why))) => Err(why),
+                (Some(_), None) => Err("the action has no document".to_owned()),
+            };
+            if id.is_none() && event.is_ok() {
+                id = Some(event_id.to_string());
             }
-            (Some(_), Some(Err(why))) => Err(why.clone()),
-            (Some(_), None) => Err("the action has no document".to_owned()),
-        };
-        events.push((position, event));
+            events.push((position, event));
+        }
+        slots.push(Slot { action, index, id });
     }
-    let total = events.len();
     let mut outcomes = if events.is_empty() {
         Vec::new()
     } else {
@@ -319,71 +458,66 @@ pub async fn bulk(
     .into_iter()
     .peekable();
 
-    let mut answers = Vec::with_capacity(items.len());
+    let filter = BulkFilter::from_query(req.query_string());
+    let mut items = Vec::with_capacity(if filter.items { slots.len() } else { 0 });
     let mut errors = false;
-    for (position, item) in items.iter().enumerate() {
-        let index = item.index.as_deref();
+    for (position, slot) in slots.iter().enumerate() {
         let outcome = match outcomes.peek() {
             Some((p, _)) if *p == position => outcomes.next().map(|(_, o)| o),
             _ => None,
         };
-        let id = ids[position].as_deref().or(item.id.as_deref());
-        let answer = match (item.action, outcome) {
-            (Action::Update | Action::Delete, _) => item_answer(
-                item.action,
-                index,
-                item.id.as_deref(),
+        let (status, error) = match (slot.action, outcome) {
+            (Action::Update | Action::Delete, _) => (
                 StatusCode::BAD_REQUEST,
                 Some((
                     "illegal_argument_exception",
                     format!(
                         "{} is not supported: stored log events are never changed",
-                        item.action.name()
+                        slot.action.name()
                     ),
                 )),
             ),
-            (_, Some(Outcome::Stored(_))) => {
-                item_answer(item.action, index, id, StatusCode::CREATED, None)
-            }
-            (_, Some(Outcome::Invalid(field_errors))) => item_answer(
-                item.action,
-                index,
-                item.id.as_deref(),
+            (_, Some(Outcome::Stored(_))) => (StatusCode::CREATED, None),
+            (_, Some(Outcome::Invalid(field_errors))) => (
                 StatusCode::BAD_REQUEST,
                 Some(("document_parsing_exception", joined(&field_errors))),
             ),
-            (_, Some(Outcome::Undelivered(_, reason))) => item_answer(
-                item.action,
-                index,
-                id,
+            // Elasticsearch clients send a 429 item again; its id makes that safe.
+            (_, Some(Outcome::Undelivered(_, reason))) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 Some(("es_rejected_execution_exception", reason)),
             ),
-            (_, None) => item_answer(
-                item.action,
-                index,
-                item.id.as_deref(),
+            (_, None) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Some(("exception", "the item was not processed".to_owned())),
             ),
         };
-        errors |= answer
-            .as_object()
-            .and_then(|o| o.values().next())
-            .is_some_and(|inner| inner.get("error").is_some());
-        answers.push(answer);
+        errors |= error.is_some();
+        if !filter.items {
+            continue;
+        }
+        let created = error.is_none();
+        items.push(ItemAnswer::new(
+            slot.action,
+            ItemResult {
+                index: filter.wants("_index").then_some(slot.index.as_deref()),
+                id: filter.wants("_id").then_some(slot.id.as_deref()),
+                version: (created && filter.wants("_version")).then_some(1),
+                result: (created && filter.wants("result")).then_some("created"),
+                status: filter.wants("status").then_some(status.as_u16()),
+                error: error
+                    .filter(|_| filter.wants("error"))
+                    .map(|(kind, reason)| ItemError { kind, reason }),
+            },
+        ));
     }
-    tracing::debug!(total, "bulk");
     state.observe(PROTOCOL, started);
-    Ok(json_answer(
-        &req,
-        StatusCode::OK,
-        &json!({
-            "took": started.elapsed().as_millis() as u64,
-            "errors": errors,
-            "items": answers,
-        }),
-    ))
+    let answer = BulkAnswer {
+        took: filter.took.then(|| started.elapsed().as_millis() as u64),
+        errors: filter.errors.then_some(errors),
+        items: filter.items.then_some(items),
+    };
+    Ok(json_answer(&req, StatusCode::OK, &answer))
 }
 
 /// NDJSON in any of the forms the clients send: `application/x-ndjson`,
@@ -420,7 +554,7 @@ pub fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
 /// A JSON answer in the media type the client asked for: the versioned
 /// `application/vnd.elasticsearch+json` when its `Accept` names it, as Elasticsearch
 /// answers, else plain JSON.
-pub fn json_answer(req: &HttpRequest, status: StatusCode, body: &Value) -> HttpResponse {
+pub fn json_answer(req: &HttpRequest, status: StatusCode, body: &impl Serialize) -> HttpResponse {
     let accept = req
         .headers()
         .get(header::ACCEPT)
@@ -666,8 +800,8 @@ mod tests {
             "log": {"level": "warn"}, "service": {"name": "api"}, "trace": {"id": "t1"},
             "host": {"name": "h"}}),
         );
-        let a = record_of("logs-x", None, dotted).expect("valid");
-        let b = record_of("logs-x", None, nested).expect("valid");
+        let a = record_of("logs-x", Uuid::nil(), dotted).expect("valid");
+        let b = record_of("logs-x", Uuid::nil(), nested).expect("valid");
         assert_eq!(a, b);
         assert_eq!(a.level, Level::Warn);
         assert_eq!(a.source, "api");
@@ -682,7 +816,7 @@ mod tests {
     fn sources_levels_and_times_fall_back_in_order() {
         let r = record_of(
             "idx",
-            None,
+            Uuid::nil(),
             doc(json!({"message": "m", "source": "s", "level": "ERROR",
             "timestamp": 1_714_557_600_000_i64})),
         )
@@ -694,7 +828,7 @@ mod tests {
         );
         let r = record_of(
             "idx",
-            None,
+            Uuid::nil(),
             doc(json!({"message": "m", "log.level": "notice",
             "@timestamp": "2024-05-01"})),
         )
@@ -710,12 +844,12 @@ mod tests {
         );
         assert!(record_of(
             "idx",
-            None,
+            Uuid::nil(),
             doc(json!({"message": "m", "@timestamp": "not a date"}))
         )
         .expect_err("bad date")
         .starts_with("@timestamp"));
-        assert!(record_of("idx", None, doc(json!({"msg": "m"})))
+        assert!(record_of("idx", Uuid::nil(), doc(json!({"msg": "m"})))
             .expect_err("no message")
             .starts_with("message"));
     }
@@ -727,6 +861,36 @@ mod tests {
         assert_eq!(id_of("a", "order-1"), id_of("a", "order-1"));
         assert_eq!(id_of("a", "order-1").get_version_num(), 5);
         assert_ne!(id_of("a", "order-1"), id_of("b", "order-1"));
+    }
+
+    #[test]
+    fn filter_path_keeps_what_filebeat_and_logstash_ask_for() {
+        let all = BulkFilter::from_query("");
+        assert!(all.took && all.errors && all.items && all.item_fields.is_none());
+        let beats = BulkFilter::from_query("filter_path=errors,items.*.error,items.*.status");
+        assert_eq!(
+            beats,
+            BulkFilter {
+                took: false,
+                errors: true,
+                items: true,
+                item_fields: Some(vec!["error".to_owned(), "status".to_owned()]),
+            }
+        );
+        assert!(beats.wants("status") && !beats.wants("_id"));
+        let encoded = BulkFilter::from_query("timeout=60s&filter_path=items.create._id%2Ctook");
+        assert!(
+            encoded.took && !encoded.errors && encoded.wants("_id") && !encoded.wants("status")
+        );
+        assert_eq!(
+            BulkFilter::from_query("filter_path=items"),
+            BulkFilter {
+                took: false,
+                errors: false,
+                items: true,
+                item_fields: None,
+            }
+        );
     }
 
     #[test]

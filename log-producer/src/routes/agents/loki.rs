@@ -17,7 +17,7 @@
 //! long) get a 400 naming them while the other entries are stored.
 
 use super::loki_push::PushRequest;
-use super::{leading_level, level_named, time_from_nanos, undelivered, Record};
+use super::{content_id, leading_level, level_named, time_from_nanos, undelivered, Record};
 use super::{MAX_AGENT_RECORDS, UNKNOWN_SERVICE};
 use crate::routes::ingest::{joined, publish_many, IngestState, Outcome};
 use actix_web::http::header;
@@ -77,7 +77,7 @@ pub async fn push(
         let items = records
             .into_iter()
             .enumerate()
-            .map(|(index, record)| (index, record.map(|r| r.into_event_json(PROTOCOL))))
+            .map(|(index, record)| (index, record.map(Record::into_event_json)))
             .collect();
         let outcomes = publish_many(&req, &state, PROTOCOL, items, MAX_AGENT_RECORDS).await?;
         // Agents send a push again after a 5xx; the entries Kafka took have content ids
@@ -344,6 +344,8 @@ pub fn records_of(streams: Vec<Stream>) -> Result<Vec<Result<Record, String>>, A
     for (position, stream) in streams.into_iter().enumerate() {
         check_labels(&stream.labels)
             .map_err(|e| ApiError::BadRequest(format!("stream {position}: {e}")))?;
+        // The stream's part of its entries' ids: every label, sorted, as sent.
+        let stream_key = pairs_key(&stream.labels);
         let mut labels = stream.labels;
         let label_level = take_first(&mut labels, &LEVEL_LABELS, |v| level_named(v).is_some())
             .and_then(|v| level_named(&v));
@@ -356,7 +358,7 @@ pub fn records_of(streams: Vec<Stream>) -> Result<Vec<Result<Record, String>>, A
                 .collect(),
         );
         for entry in stream.entries {
-            records.push(record_of(entry, label_level, &source, &labels));
+            records.push(record_of(entry, &stream_key, label_level, &source, &labels));
         }
     }
     Ok(records)
@@ -374,14 +376,39 @@ fn take_first(
     labels.remove(*name)
 }
 
+/// Name–value pairs (sorted already, by the map) as bytes for an id: each piece
+/// length-prefixed, so no two different sets give the same bytes.
+fn pairs_key(pairs: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut key = Vec::new();
+    for (name, value) in pairs {
+        for piece in [name, value] {
+            key.extend_from_slice(&(piece.len() as u64).to_be_bytes());
+            key.extend_from_slice(piece.as_bytes());
+        }
+    }
+    key
+}
+
 fn record_of(
     entry: Entry,
+    stream_key: &[u8],
     label_level: Option<Level>,
     source: &str,
     labels: &Value,
 ) -> Result<Record, String> {
     let nanos = entry.nanos?;
     let timestamp = time_from_nanos(nanos)?;
+    // Its stream, nanosecond, line and structured metadata: Loki likewise keeps one of
+    // two entries with the same stream, time and line.
+    let id = content_id(
+        PROTOCOL,
+        &[
+            stream_key,
+            &nanos.to_be_bytes(),
+            entry.line.as_bytes(),
+            &pairs_key(&entry.structured_metadata),
+        ],
+    );
     let mut structured = entry.structured_metadata;
     let trace_id = TRACE_KEYS
         .iter()
@@ -403,7 +430,7 @@ fn record_of(
         );
     }
     Ok(Record {
-        id: None,
+        id,
         level: label_level
             .or_else(|| leading_level(&entry.line))
             .unwrap_or(Level::Info),
@@ -534,6 +561,43 @@ mod tests {
         assert_eq!(records[1].source, UNKNOWN_SERVICE);
         assert_eq!(records[1].metadata["labels"]["level"], "unknown");
         assert_eq!(records[2].level, Level::Info);
+    }
+
+    #[test]
+    fn an_entry_id_depends_on_its_stream_time_line_and_metadata_only() {
+        let stream =
+            |labels_: &[(&str, &str)], nanos: u64, line: &str, meta: &[(&str, &str)]| Stream {
+                labels: labels(labels_),
+                entries: vec![Entry {
+                    nanos: Ok(nanos),
+                    line: line.into(),
+                    structured_metadata: labels(meta),
+                }],
+            };
+        let id = |s: Stream| {
+            records_of(vec![s]).expect("fine")[0]
+                .clone()
+                .expect("valid")
+                .id
+        };
+        let base = id(stream(&[("job", "a"), ("env", "p")], 5, "x", &[("k", "v")]));
+        assert_eq!(
+            base,
+            id(stream(&[("env", "p"), ("job", "a")], 5, "x", &[("k", "v")]))
+        );
+        assert_ne!(
+            base,
+            id(stream(&[("job", "a"), ("env", "q")], 5, "x", &[("k", "v")]))
+        );
+        assert_ne!(
+            base,
+            id(stream(&[("job", "a"), ("env", "p")], 6, "x", &[("k", "v")]))
+        );
+        assert_ne!(
+            base,
+            id(stream(&[("job", "a"), ("env", "p")], 5, "y", &[("k", "v")]))
+        );
+        assert_ne!(base, id(stream(&[("job", "a"), ("env", "p")], 5, "x", &[])));
     }
 
     #[test]

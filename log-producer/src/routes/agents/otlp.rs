@@ -12,16 +12,18 @@
 //!   body takes the `event_name`.
 //! - `severity_number` → level by ranges (1–4 TRACE … 21–24 FATAL), else
 //!   `severity_text`, else INFO.
-//! - resource `service.name` → `source` (`unknown_service` without one).
+//! - resource `service.name` → `source` (`unknown_service` without one; a name that is
+//!   not a string stays in `metadata.resource`).
 //! - `time_unix_nano`, or `observed_time_unix_nano` when it is 0 → `timestamp`.
 //! - `trace_id` → `traceId`.
-//! - `metadata`: `attributes` (the record's), `resource` (the resource's attributes),
-//!   `scope` (`name`, `version`, `attributes`), `spanId`, `flags`, `severityText`,
-//!   `severityNumber`, `eventName`; each only when set.
+//! - `metadata`: `attributes` (the record's), `resource` (the resource's attributes
+//!   but `service.name`), `scope` (`name`, `version`, `attributes`), `spanId`, `flags`,
+//!   `severityNumber`, `severityText` (when it is not just the level's name),
+//!   `eventName`; each only when set.
 
 use super::{
-    level_named, reshape_errors, time_from_nanos, undelivered, Record, MAX_AGENT_RECORDS,
-    UNKNOWN_SERVICE,
+    content_id, level_named, reshape_errors, time_from_nanos, undelivered, Record,
+    MAX_AGENT_RECORDS, UNKNOWN_SERVICE,
 };
 use crate::routes::ingest::{joined, publish_many, IngestState, Outcome};
 use actix_web::body::{BoxBody, MessageBody};
@@ -172,7 +174,7 @@ pub async fn export(
         let items = records
             .into_iter()
             .enumerate()
-            .map(|(index, record)| (index, record.map(|r| r.into_event_json(PROTOCOL))))
+            .map(|(index, record)| (index, record.map(Record::into_event_json)))
             .collect();
         let outcomes = publish_many(&req, &state, PROTOCOL, items, MAX_AGENT_RECORDS).await?;
         // The spec has exporters never send a partial success again, so records Kafka
@@ -226,20 +228,42 @@ fn partial_success(
 pub fn records_of(request: ExportLogsServiceRequest) -> Vec<Result<Record, String>> {
     let mut records = Vec::new();
     for resource_logs in request.resource_logs {
-        let resource = attributes_json(
+        let resource_bytes = resource_logs
+            .resource
+            .as_ref()
+            .map(Message::encode_to_vec)
+            .unwrap_or_default();
+        let mut resource = attributes_json(
             resource_logs
                 .resource
                 .map(|r| r.attributes)
                 .unwrap_or_default(),
         );
-        let source = match resource.get("service.name") {
-            Some(Value::String(name)) if !name.trim().is_empty() => name.clone(),
-            _ => UNKNOWN_SERVICE.to_owned(),
+        // `service.name` is the source; the resource's other attributes stay as
+        // metadata.
+        let source = match resource.remove("service.name") {
+            Some(Value::String(name)) if !name.trim().is_empty() => name,
+            Some(other) => {
+                resource.insert("service.name".to_owned(), other);
+                UNKNOWN_SERVICE.to_owned()
+            }
+            None => UNKNOWN_SERVICE.to_owned(),
         };
         for scope_logs in resource_logs.scope_logs {
+            let scope_bytes = scope_logs
+                .scope
+                .as_ref()
+                .map(Message::encode_to_vec)
+                .unwrap_or_default();
             let scope = scope_json(scope_logs.scope);
             for log_record in scope_logs.log_records {
-                records.push(record_of(log_record, &source, &resource, &scope));
+                // The record's id: its resource, scope and itself, re-encoded (the same
+                // bytes whichever encoding the request came in).
+                let id = content_id(
+                    PROTOCOL,
+                    &[&resource_bytes, &scope_bytes, &log_record.encode_to_vec()],
+                );
+                records.push(record_of(id, log_record, &source, &resource, &scope));
             }
         }
     }
@@ -247,6 +271,7 @@ pub fn records_of(request: ExportLogsServiceRequest) -> Vec<Result<Record, Strin
 }
 
 fn record_of(
+    id: uuid::Uuid,
     log: LogRecord,
     source: &str,
     resource: &Map<String, Value>,
@@ -280,7 +305,9 @@ fn record_of(
     if log.flags != 0 {
         metadata.insert("flags".into(), Value::from(log.flags));
     }
-    if !log.severity_text.is_empty() {
+    let level = level_of(log.severity_number, &log.severity_text);
+    // The text only when it says more than the level does (`WARN` for WARN does not).
+    if !log.severity_text.is_empty() && !log.severity_text.eq_ignore_ascii_case(level.as_str()) {
         metadata.insert(
             "severityText".into(),
             Value::String(log.severity_text.clone()),
@@ -293,8 +320,8 @@ fn record_of(
         metadata.insert("eventName".into(), Value::String(log.event_name));
     }
     Ok(Record {
-        id: None,
-        level: level_of(log.severity_number, &log.severity_text),
+        id,
+        level,
         message,
         source: source.to_owned(),
         timestamp,
@@ -489,11 +516,9 @@ mod tests {
             Value::Object(record.metadata),
             serde_json::json!({
                 "attributes": {"order.id": 42, "card": {"brand": "visa"}},
-                "resource": {"service.name": "checkout"},
                 "scope": {"name": "app.payments", "version": "1.2"},
                 "spanId": "abababababababab",
                 "flags": 1,
-                "severityText": "ERROR",
                 "severityNumber": 17
             })
         );
@@ -541,6 +566,27 @@ mod tests {
             .clone()
             .expect_err("range")
             .starts_with("time_unix_nano"));
+    }
+
+    #[test]
+    fn a_record_has_the_same_id_in_either_encoding_and_another_when_anything_differs() {
+        let json = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"web"}}]},
+            "scopeLogs":[{"logRecords":[{"timeUnixNano":"1700000000000000000","body":{"stringValue":"a"}},
+            {"timeUnixNano":"1700000000000000001","body":{"stringValue":"a"}}]}]}]}"#;
+        let request = Encoding::Json.decode(json.as_bytes()).expect("decodes");
+        let again = Encoding::Protobuf
+            .decode(&request.encode_to_vec())
+            .expect("decodes");
+        let ids = |request| -> Vec<uuid::Uuid> {
+            records_of(request)
+                .into_iter()
+                .map(|r| r.expect("valid").id)
+                .collect()
+        };
+        let first = ids(request);
+        assert_eq!(first, ids(again), "JSON and protobuf give the same ids");
+        assert_ne!(first[0], first[1], "a nanosecond apart");
+        assert_eq!(first[0].get_version_num(), 5);
     }
 
     #[test]
