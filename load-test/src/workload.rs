@@ -371,6 +371,7 @@ pub async fn send_query(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use clap::Parser;
     use std::io::Read;
 
