@@ -371,8 +371,8 @@ pub async fn send_query(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
     use clap::Parser;
+    use serde_json::Value;
     use std::io::Read;
 
     fn args(line: &str) -> Args {
