@@ -196,3 +196,115 @@ async fn a_flood_of_large_batches_gets_200s_and_503s_only_and_the_acked_events_a
     assert_eq!(read_back(&topic, acked).await.len(), acked);
     app.stop().await;
 }
+
+/// gzip of `text`.
+fn gzipped(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text.as_bytes()).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+/// A client that declares `bytes` of body for `/ingest` and sends only its start, so
+/// the producer holds that much of its limit for it.
+async fn hold_part_of_the_limit(app: &Running, bytes: usize) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut slow = TcpStream::connect(&address).await.expect("connect");
+    let head = format!(
+        "POST /producer/api/logs/ingest HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: application/json\r\nContent-Length: {bytes}\r\n\r\n{{\"level\":"
+    );
+    slow.write_all(head.as_bytes())
+        .await
+        .expect("write the head");
+    gauge_reaches(
+        app,
+        "producer_inflight_request_bytes",
+        (bytes.div_ceil(1024) * 1024) as i64,
+    )
+    .await;
+    slow
+}
+
+/// A compressed body reserves what it inflates to, not the route's 16 MiB: with most of
+/// a 1 MiB limit taken and no wait allowed, a small gzip bulk still gets in (reserving
+/// the maximum, it could not, and only two such requests fit the default 32 MiB). A
+/// body that inflates past the route's limit stops there with a 413, one that does not
+/// decode is a 400, and both give their room back.
+#[tokio::test]
+async fn a_compressed_body_reserves_what_it_inflates_to_up_to_the_routes_limit() {
+    let (app, topic) = producer_on_own_topic_with(|s| {
+        s.admission.max_inflight_mib = 1;
+        s.admission.wait_ms = 0;
+    })
+    .await;
+    let held = 600_000;
+    let slow = hold_part_of_the_limit(&app, held).await;
+    let bulk = format!("{}/producer/api/logs/bulk", app.base);
+    let lines: String = (0..100)
+        .map(|i| format!("{}\n", event("inflate", "INFO", &format!("line {i}"))))
+        .collect();
+    let response = http()
+        .post(&bulk)
+        .header("Content-Type", "application/x-ndjson")
+        .header("Content-Encoding", "gzip")
+        .body(gzipped(&lines))
+        .send()
+        .await
+        .expect("answer");
+    let (status, body) = json(response).await;
+    assert_eq!(
+        (status, &body["successCount"]),
+        (200, &json!(100)),
+        "{body}"
+    );
+    assert_eq!(read_back(&topic, 100).await.len(), 100);
+    drop(slow);
+    gauge_reaches(&app, "producer_inflight_request_bytes", 0).await;
+
+    // 17 MiB of blanks gzip to a few KiB and inflate past the 16 MiB limit.
+    let bomb = gzipped(&" ".repeat(17 * 1024 * 1024));
+    assert!(bomb.len() < 100_000);
+    let response = http()
+        .post(&bulk)
+        .header("Content-Type", "application/x-ndjson")
+        .header("Content-Encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .expect("answer");
+    let (status, body) = json(response).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("inflates")),
+        "{body}"
+    );
+
+    let mut broken = gzipped(&lines);
+    let middle = broken.len() / 2;
+    broken[middle..].iter_mut().for_each(|b| *b = !*b);
+    let response = http()
+        .post(&bulk)
+        .header("Content-Type", "application/x-ndjson")
+        .header("Content-Encoding", "gzip")
+        .body(broken)
+        .send()
+        .await
+        .expect("answer");
+    let (status, body) = json(response).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains("gzip")),
+        "{body}"
+    );
+    gauge_reaches(&app, "producer_inflight_request_bytes", 0).await;
+    assert_eq!(
+        read_back(&topic, 100).await.len(),
+        100,
+        "nothing more published"
+    );
+    app.stop().await;
+}
