@@ -370,6 +370,7 @@ pub(crate) fn api_error(
             breaker.record_success();
             ApiError::Internal(anyhow::Error::new(e).context("query failed"))
         }
+        QueryError::TooDeep { .. } => ApiError::invalid_field("page", error.to_string()),
         QueryError::InvalidRow(invalid) => {
             breaker.record_success();
             metrics

@@ -101,6 +101,13 @@ pub enum QueryError {
     /// A stored row that cannot be an event.
     #[error(transparent)]
     InvalidRow(#[from] InvalidRow),
+    /// An offset page deeper than [`MAX_OFFSET_EVENTS`](crate::queries::page::MAX_OFFSET_EVENTS):
+    /// the client's request, not the database, is at fault.
+    #[error(
+        "{page} with size {size} ends past the first {max} events, the deepest offset \
+         paging goes; page on with `cursor` (each page's nextCursor)"
+    )]
+    TooDeep { page: i64, size: i64, max: i64 },
 }
 
 impl QueryError {

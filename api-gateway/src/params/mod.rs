@@ -38,7 +38,9 @@ pub struct FilterParams {
     pub correlation_id: Option<String>,
     /// Exact trace id (OpenTelemetry).
     pub trace_id: Option<String>,
-    /// 0-based page number (offset paging). Ignored when `cursor` is given.
+    /// 0-based page number (offset paging). Ignored when `cursor` is given. A page must
+    /// end within the first 100,000 events ((page + 1) × size) unless it lies past the
+    /// end of an exact total; deeper, use `cursor`.
     #[param(value_type = Option<u32>, minimum = 0, maximum = 1000000)]
     pub page: Option<String>,
     /// Page size, 1..1000. Default 50.

@@ -388,6 +388,9 @@ async fn bad_parameters_are_400_naming_the_parameter() {
         ("logs?size=0", "size"),
         ("logs?size=1001", "size"),
         ("logs?page=x", "page"),
+        // Past the deepest offset page, where no exact total says the page is empty
+        // (schemathesis found a page 900,000 events deep taking seconds).
+        ("logs?correlationId=c&size=1000&page=100", "page"),
         ("logs?level=LOUD", "level"),
         ("search?query=", "query"),
         ("search", "query"),

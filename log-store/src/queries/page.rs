@@ -65,6 +65,13 @@ pub struct PageResult {
     pub total_exact: bool,
 }
 
+/// How deep offset paging goes: a page must end within the first this many events,
+/// unless it lies past the end of an exact total (answered at once, empty). Deeper,
+/// PostgreSQL walks every row before the page, and a million rows outlast the page
+/// query's time limit on a busy day, while a cursor is as fast at any depth.
+/// Elasticsearch bounds offset paging the same way (`max_result_window`, 10,000).
+pub const MAX_OFFSET_EVENTS: i64 = 100_000;
+
 /// A full-text page past its walk budget is read from the index (all matches,
 /// sorted) when the planner expects at most this share of the window's rows to match.
 /// For a word it has no statistics for (a typo, a word no row has) it expects 0.5%,
@@ -120,6 +127,15 @@ pub fn page(
     } else {
         None
     };
+    if offset + size > MAX_OFFSET_EVENTS {
+        if let Paging::Offset { page, size } = paging {
+            return Err(QueryError::TooDeep {
+                page,
+                size,
+                max: MAX_OFFSET_EVENTS,
+            });
+        }
+    }
     let keys = if filter.levels.len() > 1 && offset + size <= PER_LEVEL_MERGE_MAX {
         // One index-ordered read per level, merged here: `level = ANY(…)` of several
         // levels cannot walk the `(level, timestamp, id)` index in order, and the plan
