@@ -17,9 +17,11 @@
 //! long) get a 400 naming them while the other entries are stored.
 
 use super::loki_push::PushRequest;
-use super::{content_id, leading_level, level_named, time_from_nanos, undelivered, Record};
-use super::{MAX_AGENT_RECORDS, UNKNOWN_SERVICE};
-use crate::routes::ingest::{joined, publish_many, IngestState, Outcome};
+use super::{
+    content_id, leading_level, level_named, publish_records, time_from_nanos, Record,
+    UNKNOWN_SERVICE,
+};
+use crate::routes::ingest::{joined, IngestState, Outcome};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use log_common::domain::Level;
@@ -74,17 +76,7 @@ pub async fn push(
     let records = records_of(streams)?;
     let total = records.len();
     if total > 0 {
-        let items = records
-            .into_iter()
-            .enumerate()
-            .map(|(index, record)| (index, record.map(Record::into_event_json)))
-            .collect();
-        let outcomes = publish_many(&req, &state, PROTOCOL, items, MAX_AGENT_RECORDS).await?;
-        // Agents send a push again after a 5xx; the entries Kafka took have content ids
-        // and are stored once.
-        if let Some(reason) = undelivered(&outcomes) {
-            return Err(state.unavailable_because(reason, total));
-        }
+        let outcomes = publish_records(&req, &state, PROTOCOL, records).await?;
         if let Some(message) = refusals(&outcomes, total) {
             state.observe(PROTOCOL, started);
             return Err(ApiError::BadRequest(message));

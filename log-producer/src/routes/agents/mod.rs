@@ -20,7 +20,7 @@ pub mod loki;
 pub mod loki_push;
 pub mod otlp;
 
-use super::ingest::Outcome;
+use super::ingest::{publish_many, IngestState, Outcome};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
@@ -28,6 +28,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, SecondsFormat, Utc};
 use log_common::domain::Level;
+use log_common::error::ApiError;
 use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
 use uuid::Uuid;
@@ -41,12 +42,32 @@ pub const UNKNOWN_SERVICE: &str = "unknown_service";
 /// memory stays bounded by the 16 MiB body limit and admission.
 pub const MAX_AGENT_RECORDS: usize = 100_000;
 
-/// The first reason a record was valid but Kafka did not take it, if any was.
-pub fn undelivered(outcomes: &[(usize, Outcome)]) -> Option<String> {
-    outcomes.iter().find_map(|(_, outcome)| match outcome {
+/// The path of an OTLP or Loki request's records: [`publish_many`] of their event
+/// JSON, then a 503 with `Retry-After` when Kafka did not take every valid one. Those
+/// agents send a whole request again after a 5xx and never after a partial answer;
+/// the records Kafka did take have content ids and are stored once however often the
+/// request comes back. (The Elasticsearch bulk answers per item instead.)
+pub async fn publish_records(
+    req: &HttpRequest,
+    state: &IngestState,
+    protocol: &str,
+    records: Vec<Result<Record, String>>,
+) -> Result<Vec<(usize, Outcome)>, ApiError> {
+    let total = records.len();
+    let items = records
+        .into_iter()
+        .enumerate()
+        .map(|(index, record)| (index, record.map(Record::into_event_json)))
+        .collect();
+    let outcomes = publish_many(req, state, protocol, items, MAX_AGENT_RECORDS).await?;
+    let undelivered = outcomes.iter().find_map(|(_, outcome)| match outcome {
         Outcome::Undelivered(_, reason) => Some(reason.clone()),
         _ => None,
-    })
+    });
+    match undelivered {
+        Some(reason) => Err(state.unavailable_because(reason, total)),
+        None => Ok(outcomes),
+    }
 }
 
 /// The namespace of the ids derived from a record's content (fixed: changing it would

@@ -22,10 +22,10 @@
 //!   `eventName`; each only when set.
 
 use super::{
-    content_id, level_named, reshape_errors, time_from_nanos, undelivered, Record,
-    MAX_AGENT_RECORDS, UNKNOWN_SERVICE,
+    content_id, level_named, publish_records, reshape_errors, time_from_nanos, Record,
+    UNKNOWN_SERVICE,
 };
-use crate::routes::ingest::{joined, publish_many, IngestState, Outcome};
+use crate::routes::ingest::{joined, IngestState, Outcome};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
@@ -171,18 +171,7 @@ pub async fn export(
     let mut response = ExportLogsServiceResponse::default();
     // A request without records is valid in OTLP: nothing to store, nothing refused.
     if total > 0 {
-        let items = records
-            .into_iter()
-            .enumerate()
-            .map(|(index, record)| (index, record.map(Record::into_event_json)))
-            .collect();
-        let outcomes = publish_many(&req, &state, PROTOCOL, items, MAX_AGENT_RECORDS).await?;
-        // The spec has exporters never send a partial success again, so records Kafka
-        // did not take make the whole request retryable; the ones it did take have
-        // content ids and are stored once however often the request comes back.
-        if let Some(reason) = undelivered(&outcomes) {
-            return Err(state.unavailable_because(reason, total));
-        }
+        let outcomes = publish_records(&req, &state, PROTOCOL, records).await?;
         response.partial_success = partial_success(&outcomes, total);
     }
     state.observe(PROTOCOL, started);
