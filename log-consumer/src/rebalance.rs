@@ -300,6 +300,12 @@ impl Claimer {
                 }
             }
             log_failure("assign", self.consumer.assign(&tpl));
+            // librdkafka keeps a partition's pause across revoke and assign. The
+            // dispatcher pauses its partitions while a writer is behind, and a revoke
+            // in that wait leaves it nothing to resume (it resumes the assignment it
+            // has then, which is empty), so a partition assigned again would stay
+            // paused for good. An assigned partition starts fetching.
+            log_failure("resume", self.consumer.resume(&tpl));
         };
         if self.assignment.complete_claim(&claim, &claims, start) {
             self.metrics
