@@ -1,0 +1,194 @@
+//! How each field is laid out as a column, before compression. Every column starts
+//! from the events in block order; decoding checks every count, length, code and UTF-8
+//! sequence against the block's event count.
+//!
+//! | column | layout |
+//! |---|---|
+//! | ids | 16 bytes each, big-endian (a v7 id's time prefix then compresses) |
+//! | times, offsets | the first value, then each one's difference from the one before, zigzag varints |
+//! | levels | one byte each, the level's code |
+//! | sources | a dictionary (count, then length and bytes of each), then each event's index as a varint |
+//! | messages | each length as a varint, then all the bytes |
+//! | metadata, correlation, request and trace ids | each length plus one as a varint (0 for none), then all the bytes |
+
+use crate::event::{BlockEvent, LEVELS};
+use crate::varint::{self, Reader};
+use crate::FormatError;
+use std::collections::HashMap;
+
+pub fn ids(events: &[BlockEvent]) -> Vec<u8> {
+    events.iter().flat_map(|e| e.id.to_be_bytes()).collect()
+}
+
+pub fn read_ids(bytes: &[u8], count: usize) -> Result<Vec<u128>, FormatError> {
+    if bytes.len() != count * 16 {
+        return Err(FormatError::Corrupt(
+            "ids",
+            "length is not 16 bytes an event",
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(16)
+        .map(|chunk| {
+            let mut id = [0u8; 16];
+            id.copy_from_slice(chunk);
+            u128::from_be_bytes(id)
+        })
+        .collect())
+}
+
+pub fn deltas(values: impl Iterator<Item = i64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut previous = 0i64;
+    for value in values {
+        varint::put_i64(&mut out, value.wrapping_sub(previous));
+        previous = value;
+    }
+    out
+}
+
+pub fn read_deltas(
+    bytes: &[u8],
+    count: usize,
+    what: &'static str,
+) -> Result<Vec<i64>, FormatError> {
+    let mut reader = Reader::new(bytes, what);
+    let mut values = Vec::with_capacity(count);
+    let mut previous = 0i64;
+    for _ in 0..count {
+        previous = previous.wrapping_add(reader.i64()?);
+        values.push(previous);
+    }
+    finished(&reader, what)?;
+    Ok(values)
+}
+
+pub fn levels(events: &[BlockEvent]) -> Vec<u8> {
+    events.iter().map(|e| e.level).collect()
+}
+
+pub fn read_levels(bytes: &[u8], count: usize) -> Result<Vec<u8>, FormatError> {
+    if bytes.len() != count {
+        return Err(FormatError::Corrupt("levels", "not one byte an event"));
+    }
+    if bytes.iter().any(|&code| usize::from(code) >= LEVELS.len()) {
+        return Err(FormatError::Corrupt("levels", "unknown level code"));
+    }
+    Ok(bytes.to_vec())
+}
+
+pub fn dictionary<'a>(values: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    let mut entries: Vec<&str> = Vec::new();
+    let mut index: HashMap<&str, u64> = HashMap::new();
+    let mut codes = Vec::new();
+    for value in values {
+        let code = *index.entry(value).or_insert_with(|| {
+            entries.push(value);
+            entries.len() as u64 - 1
+        });
+        varint::put_u64(&mut codes, code);
+    }
+    let mut out = Vec::new();
+    varint::put_u64(&mut out, entries.len() as u64);
+    for entry in entries {
+        varint::put_u64(&mut out, entry.len() as u64);
+        out.extend_from_slice(entry.as_bytes());
+    }
+    out.extend(codes);
+    out
+}
+
+pub fn read_dictionary(
+    bytes: &[u8],
+    count: usize,
+    what: &'static str,
+) -> Result<Vec<String>, FormatError> {
+    let mut reader = Reader::new(bytes, what);
+    let entries = reader.len(count)?;
+    let mut dictionary = Vec::with_capacity(entries);
+    for _ in 0..entries {
+        let len = reader.len(bytes.len())?;
+        dictionary.push(utf8(reader.bytes(len)?, what)?);
+    }
+    let mut values = Vec::with_capacity(count);
+    for _ in 0..count {
+        let code = reader.len(usize::MAX)?;
+        let value = dictionary
+            .get(code)
+            .ok_or(FormatError::Corrupt(what, "dictionary index out of range"))?;
+        values.push(value.clone());
+    }
+    finished(&reader, what)?;
+    Ok(values)
+}
+
+pub fn strings<'a>(values: impl Iterator<Item = &'a str> + Clone) -> Vec<u8> {
+    let mut out = Vec::new();
+    for value in values.clone() {
+        varint::put_u64(&mut out, value.len() as u64);
+    }
+    for value in values {
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
+}
+
+pub fn read_strings(
+    bytes: &[u8],
+    count: usize,
+    what: &'static str,
+) -> Result<Vec<String>, FormatError> {
+    let mut reader = Reader::new(bytes, what);
+    let lengths = (0..count)
+        .map(|_| reader.len(bytes.len()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let values = lengths
+        .into_iter()
+        .map(|len| utf8(reader.bytes(len)?, what))
+        .collect::<Result<Vec<_>, _>>()?;
+    finished(&reader, what)?;
+    Ok(values)
+}
+
+pub fn optional_strings<'a>(values: impl Iterator<Item = Option<&'a str>> + Clone) -> Vec<u8> {
+    let mut out = Vec::new();
+    for value in values.clone() {
+        varint::put_u64(&mut out, value.map_or(0, |v| v.len() as u64 + 1));
+    }
+    for value in values.flatten() {
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
+}
+
+pub fn read_optional_strings(
+    bytes: &[u8],
+    count: usize,
+    what: &'static str,
+) -> Result<Vec<Option<String>>, FormatError> {
+    let mut reader = Reader::new(bytes, what);
+    let lengths = (0..count)
+        .map(|_| reader.len(bytes.len()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let values = lengths
+        .into_iter()
+        .map(|len| match len {
+            0 => Ok(None),
+            n => utf8(reader.bytes(n - 1)?, what).map(Some),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    finished(&reader, what)?;
+    Ok(values)
+}
+
+fn utf8(bytes: &[u8], what: &'static str) -> Result<String, FormatError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| FormatError::Corrupt(what, "invalid UTF-8"))
+}
+
+fn finished(reader: &Reader<'_>, what: &'static str) -> Result<(), FormatError> {
+    if reader.is_empty() {
+        Ok(())
+    } else {
+        Err(FormatError::Corrupt(what, "bytes left over"))
+    }
+}

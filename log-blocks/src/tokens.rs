@@ -1,0 +1,155 @@
+//! How a message is cut into the tokens that search matches and the token filter holds.
+//!
+//! - A **word** is a maximal run of letters, digits and `_`, lower-cased.
+//! - A **term** is a maximal run of words joined by `.`, `-`, `/`, `:` or `@`, with
+//!   joiners at either end trimmed, lower-cased: an IP (`10.0.0.12`), a host
+//!   (`db-01.example.com`), a path (`api/v1/users`), a UUID, an error code (`ORA-00942`),
+//!   a `key:value`.
+//!
+//! A search word matches a message when it equals one of the message's terms, or, when
+//! it is a single word, one of the words of a term. So `users` finds `/api/users/42`, but
+//! `10.0.0.1` finds neither `10.0.0.12` nor `110.0.0.1`: an IP, a path or a UUID matches
+//! as a whole.
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+fn is_joiner(c: char) -> bool {
+    matches!(c, '.' | '-' | '/' | ':' | '@')
+}
+
+/// One term of a message, lower-cased, with its words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Term {
+    pub text: String,
+    /// The words of `text`, in order (one word: the same as `text`).
+    pub words: Vec<String>,
+}
+
+impl Term {
+    pub fn is_word(&self) -> bool {
+        self.words.len() == 1
+    }
+}
+
+/// The terms of `text`, in order.
+pub fn terms(text: &str) -> Vec<Term> {
+    let mut terms = Vec::new();
+    let mut rest = text;
+    loop {
+        // Skip to the next word character: a term starts and ends with one.
+        let Some(start) = rest.find(is_word_char) else {
+            return terms;
+        };
+        rest = &rest[start..];
+        let mut last_word_end = 0;
+        for (i, c) in rest.char_indices() {
+            if is_word_char(c) {
+                last_word_end = i + c.len_utf8();
+            } else if !is_joiner(c) {
+                break;
+            }
+        }
+        let raw = &rest[..last_word_end];
+        rest = &rest[last_word_end..];
+        let text = raw.to_lowercase();
+        let words = text
+            .split(|c: char| !is_word_char(c))
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect();
+        terms.push(Term { text, words });
+    }
+}
+
+/// Every distinct string the token filter holds for `text`: its terms and their words.
+pub fn filter_keys(text: &str, out: &mut Vec<String>) {
+    for term in terms(text) {
+        if !term.is_word() {
+            out.push(term.text);
+        }
+        out.extend(term.words);
+    }
+}
+
+/// Whether a query's term matches a message's term (see the module's rule).
+pub fn term_matches(query: &Term, message: &Term) -> bool {
+    query.text == message.text || (query.is_word() && message.words.contains(&query.text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(text: &str) -> Vec<String> {
+        terms(text).into_iter().map(|t| t.text).collect()
+    }
+
+    fn matches(query: &str, message: &str) -> bool {
+        let query = terms(query);
+        assert_eq!(query.len(), 1, "one term: {query:?}");
+        terms(message).iter().any(|t| term_matches(&query[0], t))
+    }
+
+    #[test]
+    fn cuts_messages_into_terms() {
+        assert_eq!(
+            texts("GET /api/v1/users/42 -> 503 (db-01.example.com:5432), took 12.5ms."),
+            [
+                "get",
+                "api/v1/users/42",
+                "503",
+                "db-01.example.com:5432",
+                "took",
+                "12.5ms"
+            ]
+        );
+        assert_eq!(
+            texts("ERROR: Connection refused!"),
+            ["error", "connection", "refused"]
+        );
+        assert_eq!(texts("  ...  "), Vec::<String>::new());
+        assert_eq!(texts("Zürich naïve ÉCOLE"), ["zürich", "naïve", "école"]);
+    }
+
+    #[test]
+    fn ips_hosts_paths_uuids_and_codes_match_whole() {
+        let line = "conn from 10.0.0.12 to db-01.example.com path /var/log/app.log \
+                    id 0193a4f2-7c1e-7d3b-9a4e-2f1c3b5d6e7f failed ORA-00942 user_id=17";
+        for hit in [
+            "10.0.0.12",
+            "db-01.example.com",
+            "/var/log/app.log",
+            "var/log/app.log",
+            "0193a4f2-7c1e-7d3b-9a4e-2f1c3b5d6e7f",
+            "ORA-00942",
+            "ora-00942",
+            "user_id",
+            "app",
+            "example",
+            "FAILED",
+        ] {
+            assert!(matches(hit, line), "{hit} should match");
+        }
+        for miss in [
+            "10.0.0.1",
+            "0.0.12",
+            "db-01",
+            "/var/log",
+            "0193a4f2-7c1e",
+            "ORA-0094",
+            "user",
+            "fail",
+        ] {
+            assert!(!matches(miss, line), "{miss} should not match");
+        }
+    }
+
+    #[test]
+    fn filter_keys_hold_terms_and_words() {
+        let mut keys = Vec::new();
+        filter_keys("Timeout at 10.0.0.12", &mut keys);
+        assert_eq!(keys, ["timeout", "at", "10.0.0.12", "10", "0", "0", "12"]);
+    }
+}

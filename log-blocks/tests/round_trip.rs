@@ -1,0 +1,103 @@
+//! Every field through a block and back, and bad bytes never panicking.
+
+use log_blocks::{build, decode, encode, key_hash, BlockEvent, Filter, KeyKind, Query};
+use proptest::prelude::*;
+
+fn optional_text() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(".{0,40}")
+}
+
+fn event() -> impl Strategy<Value = BlockEvent> {
+    (
+        any::<u128>(),
+        any::<i64>(),
+        0u8..6,
+        "[a-z-]{1,12}",
+        ".{0,200}",
+        optional_text(),
+        (optional_text(), optional_text(), optional_text()),
+        any::<i64>(),
+    )
+        .prop_map(
+            |(id, timestamp_micros, level, source, message, metadata, ids, kafka_offset)| {
+                BlockEvent {
+                    id,
+                    timestamp_micros,
+                    level,
+                    source,
+                    message,
+                    metadata,
+                    correlation_id: ids.0,
+                    request_id: ids.1,
+                    trace_id: ids.2,
+                    kafka_offset,
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn every_field_round_trips(events in proptest::collection::vec(event(), 0..60)) {
+        let bytes = encode(&events).expect("test value");
+        prop_assert_eq!(decode(&bytes).expect("test value"), events);
+    }
+
+    #[test]
+    fn the_filters_hold_every_key_of_the_block(events in proptest::collection::vec(event(), 1..40)) {
+        let block = build(&events).expect("test value");
+        let keys = Filter::from_bytes(&block.key_filter).expect("test value");
+        let tokens = Filter::from_bytes(&block.token_filter).expect("test value");
+        for event in &events {
+            prop_assert!(keys.may_contain(key_hash(KeyKind::Id, &event.id.to_be_bytes())));
+            if let Some(c) = &event.correlation_id {
+                prop_assert!(keys.may_contain(key_hash(KeyKind::CorrelationId, c.as_bytes())));
+            }
+            if let Some(t) = &event.trace_id {
+                prop_assert!(keys.may_contain(key_hash(KeyKind::TraceId, t.as_bytes())));
+            }
+            // No false negative: a query for any of the message's own terms is let in.
+            for term in log_blocks::tokens::terms(&event.message) {
+                let query = Query::parse(&format!("\"{}\"", term.text));
+                prop_assert!(query.may_match(|k| tokens.may_contain(key_hash(KeyKind::Token, k.as_bytes()))));
+            }
+        }
+        prop_assert_eq!(block.summary.events as usize, events.len());
+    }
+
+    #[test]
+    fn any_bytes_decode_to_an_error_or_events(bytes: Vec<u8>) {
+        let _ = decode(&bytes);
+    }
+
+    /// Damage of a real block: flipped bytes, cut short, or extended.
+    #[test]
+    fn a_damaged_block_is_an_error_never_a_panic(
+        events in proptest::collection::vec(event(), 1..20),
+        at: prop::sample::Index,
+        xor in 1u8..=255,
+        cut: prop::sample::Index,
+    ) {
+        let bytes = encode(&events).expect("test value");
+        let mut flipped = bytes.clone();
+        let i = at.index(flipped.len());
+        flipped[i] ^= xor;
+        let _ = decode(&flipped);
+        prop_assert!(decode(&bytes[..cut.index(bytes.len())]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        prop_assert!(decode(&longer).is_err());
+    }
+}
+
+#[test]
+fn a_block_of_another_version_is_refused() {
+    let mut bytes = encode(&[]).expect("test value");
+    bytes[3] = 2;
+    assert_eq!(
+        decode(&bytes),
+        Err(log_blocks::FormatError::UnknownVersion(2))
+    );
+}
