@@ -78,6 +78,16 @@ pub struct ConsumerTuning {
     /// not stored. 0 keeps everything.
     #[arg(long = "retention-days", env = "RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: u32,
+    /// How events are stored: `rows`, one `log_events` row each (what the gateway
+    /// reads), or `blocks`, compressed event blocks in `log_blocks` (README, "Event
+    /// blocks": the gateway does not read them yet).
+    #[arg(
+        long = "storage-layout",
+        env = "STORAGE_LAYOUT",
+        value_enum,
+        default_value_t = log_store::Layout::Rows
+    )]
+    pub storage_layout: log_store::Layout,
     /// How many days (UTC, today included) an event id is remembered whatever its
     /// timestamp: a second copy with another timestamp within that time is skipped.
     /// A copy with the same timestamp is skipped for as long as the row is kept.

@@ -50,7 +50,8 @@ impl Application {
             &postgres,
             &settings.consumer.group_id,
             &settings.kafka.topic,
-        )?;
+        )?
+        .with_layout(settings.consumer.storage_layout);
         migrate_when_ready(&store).await?;
 
         metrics.writers.set(writer_count as i64 + 1);

@@ -13,6 +13,8 @@
 //!   - [`store`]: [`Store`], migrations, the fenced batch transaction;
 //!   - [`offsets`]: partition claims (owner epochs), the fence check, stored offsets;
 //!   - [`insert`]: the statement that stores a batch's new rows and remembers their ids;
+//!   - [`blocks`]: the same batch stored as event blocks ([`Layout::Blocks`]), and the
+//!     scan that reads them;
 //!   - [`partitions`]: day partitions created ahead and on demand, dropped for
 //!     retention, and the id generations;
 //!   - [`dead_letters`]: the dead-letter index (payloads, reason kinds) and its replay
@@ -22,6 +24,7 @@
 //! - Reading (the gateway), one module per query family under [`queries`]: filters,
 //!   pages with their totals, full-text search, stats, one event by id.
 
+pub mod blocks;
 pub mod dead_letters;
 pub mod error;
 pub mod insert;
@@ -40,4 +43,4 @@ pub use models::{EventRow, JsonText, NewLogEvent};
 pub use offsets::{PartitionClaim, PartitionCommit};
 pub use partitions::{Upkeep, UpkeepReport};
 pub use pool::{PgPool, QuerySession};
-pub use store::{Store, MIGRATIONS};
+pub use store::{Layout, Store, MIGRATIONS};

@@ -14,7 +14,12 @@ use diesel::prelude::*;
 use diesel::sql_types::{Date, Text};
 
 /// The tables partitioned by the day of their time column, dropped by retention.
-pub const DAY_PARTITIONED: [&str; 3] = ["log_events", "log_rollup_minute", "log_rollup_hour"];
+pub const DAY_PARTITIONED: [&str; 4] = [
+    "log_events",
+    "log_blocks",
+    "log_rollup_minute",
+    "log_rollup_hour",
+];
 
 /// Advisory lock key ("logids"): every batch transaction holds it shared from reading
 /// the id generation to its commit; what must not interleave with a batch holds it

@@ -65,3 +65,24 @@ diesel::table! {
         detail -> Text,
     }
 }
+
+diesel::table! {
+    log_blocks (block_id) {
+        block_id -> Int8,
+        lane -> Int2,
+        kafka_partition -> Int4,
+        #[max_length = 100]
+        source -> Varchar,
+        min_time -> Timestamptz,
+        max_time -> Timestamptz,
+        min_offset -> Int8,
+        max_offset -> Int8,
+        events -> Int4,
+        level_counts -> Array<Int4>,
+        format_version -> Int2,
+        token_filter -> Bytea,
+        key_filter -> Bytea,
+        payload -> Bytea,
+        created_at -> Timestamptz,
+    }
+}

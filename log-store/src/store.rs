@@ -39,10 +39,22 @@ impl From<Fence> for WriteError {
     }
 }
 
+/// How the consumer stores events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Layout {
+    /// One `log_events` row per event (what every query reads today).
+    #[default]
+    Rows,
+    /// Event blocks in `log_blocks` (the `log-blocks` format; queries over them are
+    /// being built: see README, "Event blocks").
+    Blocks,
+}
+
 /// One consumer group's view of one topic's stored offsets, plus the events table.
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
+    layout: Layout,
     /// Days whose partitions this process has seen exist, so a batch checks the
     /// catalog only for a day new to it.
     known_days: Arc<Mutex<BTreeSet<NaiveDate>>>,
@@ -56,6 +68,7 @@ impl Store {
     pub fn new(settings: &PostgresSettings, group: &str, topic: &str) -> anyhow::Result<Self> {
         Ok(Store {
             pool: pool::build(settings, None)?,
+            layout: Layout::default(),
             known_days: Arc::default(),
             group: group.to_owned(),
             topic: topic.to_owned(),
@@ -68,6 +81,11 @@ impl Store {
             topic: topic.to_owned(),
             ..self.clone()
         }
+    }
+
+    /// The same store, writing events in `layout`.
+    pub fn with_layout(self, layout: Layout) -> Store {
+        Store { layout, ..self }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -103,6 +121,15 @@ impl Store {
         rows: &[NewLogEvent],
         commits: &BTreeMap<i32, PartitionCommit>,
     ) -> Result<usize, StoreError> {
+        // Blocks are built before the transaction, so its locks are held only for the
+        // statements.
+        let mut prepared = match self.layout {
+            Layout::Rows => None,
+            Layout::Blocks => Some(
+                crate::blocks::write::prepare(rows)
+                    .map_err(|e| StoreError::Permanent(Box::new(e)))?,
+            ),
+        };
         let mut conn = self.pool.get()?;
         self.ensure_partitions(&mut conn, rows)?;
         let result = conn.transaction::<usize, WriteError, _>(|conn| {
@@ -110,7 +137,10 @@ impl Store {
             // slip in between the check and the commit.
             self.check_fence(conn, commits)?;
             partitions::hold_id_generation(conn)?;
-            let inserted = crate::insert::insert(conn, rows)?;
+            let inserted = match prepared.take() {
+                None => crate::insert::insert(conn, rows)?,
+                Some(batch) => crate::blocks::write::insert(conn, batch)?,
+            };
             crate::rollups::add(conn, &inserted)?;
             self.store_offsets(conn, commits)?;
             Ok(inserted.len())

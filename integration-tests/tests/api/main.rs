@@ -6,6 +6,7 @@
 //! unique source names.
 
 mod admin_dead_letters;
+mod blocks;
 mod cache;
 mod consumer;
 mod dead_letters;
