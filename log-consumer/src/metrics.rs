@@ -46,6 +46,10 @@ pub struct ConsumerMetrics {
     pub partitions_dropped: IntCounter,
     pub rollup_rows_folded: IntCounter,
     pub upkeep_failures: IntCounter,
+    /// Compaction (`STORAGE_LAYOUT=blocks`): small blocks merged away, and blocks
+    /// found damaged (left as they are).
+    pub blocks_compacted: IntCounter,
+    pub blocks_corrupt: IntCounter,
 }
 
 impl ConsumerMetrics {
@@ -143,6 +147,14 @@ impl ConsumerMetrics {
                 "log_rollup_rows_folded_total",
                 "Per-partition rollup rows folded into one a key",
             )?,
+            blocks_compacted: IntCounter::new(
+                "log_blocks_compacted_total",
+                "Small event blocks merged into larger ones by compaction",
+            )?,
+            blocks_corrupt: IntCounter::new(
+                "log_blocks_corrupt_total",
+                "Event blocks that did not decode, left as they are by compaction",
+            )?,
             upkeep_failures: IntCounter::new(
                 "log_partition_upkeep_failures_total",
                 "Upkeep rounds that failed (retried five minutes later)",
@@ -170,6 +182,8 @@ impl ConsumerMetrics {
         registry.register(Box::new(m.partitions_created.clone()))?;
         registry.register(Box::new(m.partitions_dropped.clone()))?;
         registry.register(Box::new(m.rollup_rows_folded.clone()))?;
+        registry.register(Box::new(m.blocks_compacted.clone()))?;
+        registry.register(Box::new(m.blocks_corrupt.clone()))?;
         registry.register(Box::new(m.upkeep_failures.clone()))?;
         Ok(m)
     }

@@ -15,7 +15,7 @@ use anyhow::Context;
 use log_common::domain::Lane;
 use log_common::error::not_found;
 use log_common::http::{observe, HttpMetrics};
-use log_store::{Store, Upkeep};
+use log_store::{Layout, Store, Upkeep};
 use rdkafka::consumer::Consumer;
 use rdkafka::ClientConfig;
 use std::future::Future;
@@ -138,6 +138,8 @@ impl Application {
         for pipeline in self.pipelines {
             pipelines.spawn(pipeline.run(stop_rx.clone()));
         }
+        let compaction = (store.layout() == Layout::Blocks)
+            .then(|| tokio::spawn(compaction_loop(store.clone(), self.metrics.clone())));
         let upkeep = tokio::spawn(upkeep_loop(store, self.upkeep, self.metrics));
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
@@ -155,6 +157,9 @@ impl Application {
             result.context("pipeline task failed")?;
         }
         upkeep.abort();
+        if let Some(compaction) = compaction {
+            compaction.abort();
+        }
         // Leave the group now so our partitions move at once, not after the session timeout.
         for consumer in consumers {
             consumer.unsubscribe();
@@ -267,6 +272,36 @@ async fn migrate_when_ready(store: &Store) -> anyhow::Result<()> {
                 attempt += 1;
             }
             Err(e) => return Err(e.context("PostgreSQL never became ready")),
+        }
+    }
+}
+
+/// Compaction of event blocks: every few seconds, rounds until no stream has small
+/// blocks left to merge. Each round is one transaction; aborting the task between
+/// rounds (shutdown) or a crash within one loses nothing (`log_store::blocks::compact`).
+async fn compaction_loop(store: Store, metrics: ConsumerMetrics) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        loop {
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.compact_once()).await {
+                Ok(Ok(report)) => {
+                    metrics.blocks_compacted.inc_by(report.merged as u64);
+                    metrics.blocks_corrupt.inc_by(report.corrupt as u64);
+                    if report.merged == 0 {
+                        break;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "compaction round failed; next try in five seconds");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "compaction task failed");
+                    break;
+                }
+            }
         }
     }
 }

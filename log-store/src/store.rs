@@ -88,6 +88,16 @@ impl Store {
         Store { layout, ..self }
     }
 
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// One round of compaction (blocks only): one stream's small blocks merged.
+    pub fn compact_once(&self) -> Result<crate::blocks::compact::CompactReport, StoreError> {
+        let mut conn = self.pool.get()?;
+        Ok(crate::blocks::compact::compact_once(&mut conn)?)
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

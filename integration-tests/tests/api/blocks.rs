@@ -205,3 +205,77 @@ fn filters_keep_a_scan_out_of_blocks_that_cannot_match() {
     });
     assert!(found.is_empty());
 }
+
+/// Small blocks of one stream merge into one while a reader keeps reading the
+/// stream: every read sees every event exactly once, before, during and after.
+#[test]
+fn compaction_merges_small_blocks_under_concurrent_reads() {
+    let now = chrono::Utc::now();
+    let source = unique("blocks-compact");
+    let mut expected = HashSet::new();
+    for batch in 0..12 {
+        let rows: Vec<_> = (0..40)
+            .map(|i| {
+                new_row(
+                    "INFO",
+                    format!("batch {batch} line {i}"),
+                    &source,
+                    now,
+                    None,
+                    None,
+                )
+            })
+            .collect();
+        expected.extend(rows.iter().map(|r| r.id));
+        assert_eq!(store_blocks(&rows), 40);
+    }
+    let blocks_of = |source: &str| -> i64 {
+        use diesel::prelude::*;
+        log_store::schema::log_blocks::table
+            .filter(log_store::schema::log_blocks::source.eq(source))
+            .count()
+            .get_result(&mut db())
+            .expect("count")
+    };
+    assert_eq!(blocks_of(&source), 12);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, source, expected) = (stop.clone(), source.clone(), expected.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
+                let (events, report) = events_of(&source);
+                assert_eq!(report.corrupt, 0);
+                assert_eq!(
+                    events.len(),
+                    expected.len(),
+                    "read {reads}: every event once"
+                );
+                assert_eq!(ids(&events), expected);
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let mut conn = db();
+    let mut merged = 0;
+    // Other tests' streams may be compacted too: go on until this one is whole.
+    for _ in 0..200 {
+        let report = log_store::blocks::compact::compact_once(&mut conn).expect("compact");
+        merged += report.merged;
+        if blocks_of(&source) == 1 || report.merged == 0 {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.join().expect("reader");
+    assert!(reads > 0);
+    assert!(merged >= 12, "merged {merged}");
+    assert_eq!(blocks_of(&source), 1);
+    let (events, _) = events_of(&source);
+    assert_eq!(ids(&events), expected);
+    assert!(events
+        .windows(2)
+        .all(|w| w[0].event.timestamp_micros >= w[1].event.timestamp_micros));
+}

@@ -45,6 +45,9 @@ struct Args {
     batch: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// How the events are stored: one row each, or event blocks.
+    #[arg(long, value_enum, default_value_t = log_store::Layout::Rows)]
+    storage_layout: log_store::Layout,
     #[command(flatten)]
     postgres: PostgresSettings,
 }
@@ -226,13 +229,14 @@ fn write_with_retries(store: &Store, rows: &[NewLogEvent]) -> anyhow::Result<()>
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let shape = Arc::new(Shape::new(&args, Utc::now()));
-    let store = Store::new(&args.postgres, "seed-skewed", "seed-skewed")?;
+    let store =
+        Store::new(&args.postgres, "seed-skewed", "seed-skewed")?.with_layout(args.storage_layout);
     store.run_migrations()?;
     let written = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     println!(
-        "seeding {} rows over {} days with {} writers (batches of {})",
-        args.rows, args.days, args.writers, args.batch
+        "seeding {} rows over {} days with {} writers (batches of {}, layout {:?})",
+        args.rows, args.days, args.writers, args.batch, args.storage_layout
     );
     // Writer w takes rows w, w + writers, …: all writers move through time together.
     let handles: Vec<_> = (0..args.writers)

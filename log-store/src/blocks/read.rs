@@ -123,7 +123,22 @@ struct Candidate {
 
 /// Visits the events matching `filter`, block by block from the newest block (by its
 /// latest event), each block's events newest first, until `visit` breaks.
+///
+/// One read-only `REPEATABLE READ` transaction: the block list and each payload come
+/// from one snapshot, so a compaction committing meanwhile shows neither its new block
+/// beside the old ones nor a gap where they were.
 pub fn scan(
+    conn: &mut PgConnection,
+    filter: &ScanFilter,
+    visit: impl FnMut(ScannedEvent) -> ControlFlow<()>,
+) -> QueryResult<ScanReport> {
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(|conn| scan_in_snapshot(conn, filter, visit))
+}
+
+fn scan_in_snapshot(
     conn: &mut PgConnection,
     filter: &ScanFilter,
     mut visit: impl FnMut(ScannedEvent) -> ControlFlow<()>,

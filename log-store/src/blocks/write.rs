@@ -76,9 +76,32 @@ fn block_event(row: &NewLogEvent) -> Result<BlockEvent, UnstorableRow> {
     })
 }
 
+/// Splits time-ordered `items` into runs within the block bounds: at most
+/// [`BLOCK_MAX_EVENTS`], and at most [`BLOCK_MAX_TEXT_BYTES`] of text unless one item
+/// alone is more.
+fn bounded<T>(items: Vec<T>, text_bytes: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut runs = Vec::new();
+    let mut current: Vec<T> = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let size = text_bytes(&item);
+        if !current.is_empty()
+            && (current.len() == BLOCK_MAX_EVENTS || bytes + size > BLOCK_MAX_TEXT_BYTES)
+        {
+            runs.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        runs.push(current);
+    }
+    runs
+}
+
 /// Cuts `rows` (by index) into blocks: one stream each, in time order, within the
-/// block bounds. A row whose id comes again later in the batch is left out: the first
-/// copy (in Kafka order) is the one kept, as the row layout keeps it.
+/// block bounds, taking only the rows `keep` says.
 fn cut(rows: &[NewLogEvent], keep: impl Fn(usize) -> bool) -> Vec<(StreamKey, Vec<usize>)> {
     let mut streams: BTreeMap<StreamKey, Vec<usize>> = BTreeMap::new();
     for (i, row) in rows.iter().enumerate().filter(|(i, _)| keep(*i)) {
@@ -90,28 +113,28 @@ fn cut(rows: &[NewLogEvent], keep: impl Fn(usize) -> bool) -> Vec<(StreamKey, Ve
         };
         streams.entry(key).or_default().push(i);
     }
+    let text_bytes = |&i: &usize| {
+        rows[i].message.len() + rows[i].metadata.as_ref().map_or(0, |m| m.as_str().len())
+    };
     let mut blocks = Vec::new();
     for (key, mut members) in streams {
         members.sort_by_key(|&i| (rows[i].timestamp, rows[i].kafka_offset));
-        let mut current: Vec<usize> = Vec::new();
-        let mut text_bytes = 0;
-        for i in members {
-            let row = &rows[i];
-            let bytes = row.message.len() + row.metadata.as_ref().map_or(0, |m| m.as_str().len());
-            if !current.is_empty()
-                && (current.len() == BLOCK_MAX_EVENTS || text_bytes + bytes > BLOCK_MAX_TEXT_BYTES)
-            {
-                blocks.push((key.clone(), std::mem::take(&mut current)));
-                text_bytes = 0;
-            }
-            text_bytes += bytes;
-            current.push(i);
-        }
-        if !current.is_empty() {
-            blocks.push((key, current));
+        for run in bounded(members, text_bytes) {
+            blocks.push((key.clone(), run));
         }
     }
     blocks
+}
+
+/// The blocks of one stream's events (compaction's merge): time-ordered and cut
+/// within the same bounds as a batch's.
+pub fn cut_events(mut events: Vec<BlockEvent>) -> Result<Vec<BuiltBlock>, FormatError> {
+    events.sort_by_key(|e| (e.timestamp_micros, e.kafka_offset));
+    let text_bytes = |e: &BlockEvent| e.message.len() + e.metadata.as_ref().map_or(0, String::len);
+    bounded(events, text_bytes)
+        .iter()
+        .map(|run| ::log_blocks::build(run))
+        .collect()
 }
 
 fn build_block(
@@ -169,9 +192,10 @@ pub fn prepare(rows: &[NewLogEvent]) -> Result<PreparedBatch<'_>, UnstorableRow>
     Ok(PreparedBatch { rows, blocks })
 }
 
+/// A block's row as inserted.
 #[derive(Insertable)]
 #[diesel(table_name = log_blocks)]
-struct NewBlock<'a> {
+pub(crate) struct NewBlock<'a> {
     lane: i16,
     kafka_partition: i32,
     source: &'a str,
@@ -185,6 +209,34 @@ struct NewBlock<'a> {
     token_filter: &'a [u8],
     key_filter: &'a [u8],
     payload: &'a [u8],
+}
+
+impl<'a> NewBlock<'a> {
+    /// The row of a built block of a stream; `None` only for a time PostgreSQL cannot
+    /// hold, which a block built from stored times never has.
+    pub(crate) fn of(
+        lane: i16,
+        kafka_partition: i32,
+        source: &'a str,
+        built: &'a BuiltBlock,
+    ) -> Option<Self> {
+        let summary = &built.summary;
+        Some(NewBlock {
+            lane,
+            kafka_partition,
+            source,
+            min_time: super::from_micros(summary.min_time_micros)?,
+            max_time: super::from_micros(summary.max_time_micros)?,
+            min_offset: summary.min_offset,
+            max_offset: summary.max_offset,
+            events: summary.events as i32,
+            level_counts: summary.level_counts.iter().map(|&n| n as i32).collect(),
+            format_version: i16::from(::log_blocks::VERSION),
+            token_filter: &built.token_filter,
+            key_filter: &built.key_filter,
+            payload: &built.payload,
+        })
+    }
 }
 
 /// Inside the batch transaction: remembers the batch's new ids, drops the rows whose
@@ -225,24 +277,7 @@ pub fn insert(conn: &mut PgConnection, batch: PreparedBatch<'_>) -> QueryResult<
 
     let new_blocks: Vec<NewBlock<'_>> = blocks
         .iter()
-        .filter_map(|block| {
-            let summary = &block.built.summary;
-            Some(NewBlock {
-                lane: block.lane,
-                kafka_partition: block.kafka_partition,
-                source: &block.source,
-                min_time: super::from_micros(summary.min_time_micros)?,
-                max_time: super::from_micros(summary.max_time_micros)?,
-                min_offset: summary.min_offset,
-                max_offset: summary.max_offset,
-                events: summary.events as i32,
-                level_counts: summary.level_counts.iter().map(|&n| n as i32).collect(),
-                format_version: i16::from(::log_blocks::VERSION),
-                token_filter: &block.built.token_filter,
-                key_filter: &block.built.key_filter,
-                payload: &block.built.payload,
-            })
-        })
+        .filter_map(|b| NewBlock::of(b.lane, b.kafka_partition, &b.source, &b.built))
         .collect();
     // Every time came from a DateTime, so converts back.
     debug_assert_eq!(new_blocks.len(), blocks.len());

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Rows against event blocks: the same real-shaped events (seed-skewed: Zipf sources,
+# skewed levels, correlation ids, durations) written through the consumer's own batch
+# transaction (Store::write_batch: fence-free, id memory, rollups) into a scratch
+# database per layout, one layout at a time. Reports, per layout:
+#   - events/s of the write path (wall clock of the load alone);
+#   - machine CPU per event (all processes, from /proc/stat over the load window);
+#   - disk per event after the load: the events (log_events or log_blocks, indexes and
+#     TOAST included), the id memory (log_event_ids) and the rollups.
+# Kafka and the consumer's decoding are not in it: it measures the storage layout.
+#   ./load-test/layouts.sh [events=1000000] [writers=2]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+events=${1:-1000000}
+writers=${2:-2}
+export PGPASSWORD=${POSTGRES_PASSWORD:-logpass}
+pg_user=${POSTGRES_USERNAME:-loguser}
+psql_() { psql -h 127.0.0.1 -U "$pg_user" -v ON_ERROR_STOP=1 -qAtX "$@"; }
+cpu_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+hz=$(getconf CLK_TCK)
+
+target=${CARGO_TARGET_DIR:-target}
+echo "building seed-skewed (release)"
+cargo build -q --release -p load-test --bin seed-skewed
+seeder="$target/release/seed-skewed"
+
+results=()
+for layout in rows blocks; do
+  db="bench_layout_${layout}"
+  psql_ -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+  # Migrations first, outside the measured window.
+  "$seeder" --rows 0 --postgres-url "postgres://127.0.0.1:5432/$db" >/dev/null
+  echo "== $layout: $events events, $writers writers"
+  t0=$(date +%s.%N); c0=$(cpu_ticks)
+  "$seeder" --rows "$events" --days 1 --writers "$writers" --storage-layout "$layout" \
+    --postgres-url "postgres://127.0.0.1:5432/$db" | grep -v '^done'
+  t1=$(date +%s.%N); c1=$(cpu_ticks)
+  psql_ -d "$db" -c "CHECKPOINT" -c "VACUUM" >/dev/null
+  sizes=$(psql_ -d "$db" -F ' ' <<'SQL'
+SELECT coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relname ~ '^log_(events|blocks)'), 0),
+       coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relname ~ '^log_event_ids'), 0),
+       coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relname ~ '^log_rollup'), 0),
+       (SELECT count(*) FROM log_blocks)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind = 'r';
+SQL
+)
+  read -r event_bytes id_bytes rollup_bytes blocks <<<"$sizes"
+  line=$(awk -v l="$layout" -v n="$events" -v t="$(echo "$t1 - $t0" | bc)" \
+    -v cpu="$(echo "($c1 - $c0) / $hz" | bc -l)" -v e="$event_bytes" -v i="$id_bytes" \
+    -v r="$rollup_bytes" -v b="$blocks" 'BEGIN {
+      printf "| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %d |", l, n / t, cpu * 1e6 / n,
+        e / n, i / n, r / n, (e + i + r) / n, b }')
+  results+=("$line")
+  psql_ -d postgres -c "DROP DATABASE $db"
+done
+echo
+echo "| layout | events/s | machine CPU µs/event | events B/event | id memory B/event | rollups B/event | total B/event | blocks |"
+echo "|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${results[@]}"
