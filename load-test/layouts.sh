@@ -5,7 +5,8 @@
 # database per layout, one layout at a time. Reports, per layout:
 #   - events/s of the write path (wall clock of the load alone);
 #   - machine CPU per event (all processes, from /proc/stat over the load window);
-#   - disk per event after the load: the events (log_events or log_blocks, indexes and
+#   - for blocks, the machine CPU per event of compacting them afterwards;
+#   - disk per event after the load (and compaction): the events (log_events or log_blocks, indexes and
 #     TOAST included), the id memory (log_event_ids) and the rollups.
 # Kafka and the consumer's decoding are not in it: it measures the storage layout.
 #   ./load-test/layouts.sh [events=1000000] [writers=2]
@@ -35,7 +36,14 @@ for layout in rows blocks; do
   "$seeder" --rows "$events" --days 1 --writers "$writers" --storage-layout "$layout" \
     --postgres-url "postgres://127.0.0.1:5432/$db" | grep -v '^done'
   t1=$(date +%s.%N); c1=$(cpu_ticks)
-  psql_ -d "$db" -c "CHECKPOINT" -c "VACUUM" >/dev/null
+  compact_cpu=0
+  if [ "$layout" = blocks ]; then
+    # Compaction is part of what a block costs: its CPU is reported beside the load's.
+    "$seeder" --rows 0 --compact --postgres-url "postgres://127.0.0.1:5432/$db" | grep compacted
+    c2=$(cpu_ticks)
+    compact_cpu=$(echo "($c2 - $c1) / $hz" | bc -l)
+  fi
+  psql_ -d "$db" -c "VACUUM" >/dev/null
   sizes=$(psql_ -d "$db" -F ' ' <<'SQL'
 SELECT coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relname ~ '^log_(events|blocks)'), 0),
        coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relname ~ '^log_event_ids'), 0),
@@ -48,13 +56,13 @@ SQL
   read -r event_bytes id_bytes rollup_bytes blocks <<<"$sizes"
   line=$(awk -v l="$layout" -v n="$events" -v t="$(echo "$t1 - $t0" | bc)" \
     -v cpu="$(echo "($c1 - $c0) / $hz" | bc -l)" -v e="$event_bytes" -v i="$id_bytes" \
-    -v r="$rollup_bytes" -v b="$blocks" 'BEGIN {
-      printf "| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %d |", l, n / t, cpu * 1e6 / n,
+    -v r="$rollup_bytes" -v b="$blocks" -v cc="$compact_cpu" 'BEGIN {
+      printf "| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %d |", l, n / t, cpu * 1e6 / n, cc * 1e6 / n,
         e / n, i / n, r / n, (e + i + r) / n, b }')
   results+=("$line")
   psql_ -d postgres -c "DROP DATABASE $db"
 done
 echo
-echo "| layout | events/s | machine CPU µs/event | events B/event | id memory B/event | rollups B/event | total B/event | blocks |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| layout | events/s | machine CPU µs/event | compaction CPU µs/event | events B/event | id memory B/event | rollups B/event | total B/event | blocks |"
+echo "|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${results[@]}"

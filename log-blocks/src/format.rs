@@ -18,6 +18,7 @@ use crate::columns;
 use crate::event::BlockEvent;
 use crate::varint::{self, Reader};
 use crate::FormatError;
+use std::cell::RefCell;
 
 const MAGIC: &[u8; 3] = b"LGB";
 /// The version this code writes; [`decode`] reads it and refuses every other.
@@ -103,6 +104,44 @@ impl Column {
     }
 }
 
+thread_local! {
+    // A zstd context costs more to make than a small column does to compress: one per
+    // thread, kept.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match &mut *slot {
+            Some(compressor) => compressor.compress(raw),
+            None => {
+                let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)?;
+                let compressed = compressor.compress(raw);
+                *slot = Some(compressor);
+                compressed
+            }
+        }
+    })
+}
+
+/// At most `raw_len` bytes: zstd stops there, whatever the frame claims.
+fn decompress(stored: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match &mut *slot {
+            Some(decompressor) => decompressor.decompress(stored, raw_len),
+            None => {
+                let mut decompressor = zstd::bulk::Decompressor::new()?;
+                let inflated = decompressor.decompress(stored, raw_len);
+                *slot = Some(decompressor);
+                inflated
+            }
+        }
+    })
+}
+
 /// The block of `events`, in their order. Fails only past the size bounds, which the
 /// caller is to cut blocks within.
 pub fn encode(events: &[BlockEvent]) -> Result<Vec<u8>, FormatError> {
@@ -119,7 +158,7 @@ pub fn encode(events: &[BlockEvent]) -> Result<Vec<u8>, FormatError> {
         if raw.len() > MAX_COLUMN_BYTES {
             return Err(FormatError::TooLarge(column.name()));
         }
-        let compressed = zstd::bulk::compress(&raw, ZSTD_LEVEL)
+        let compressed = compress(&raw)
             .map_err(|_| FormatError::Corrupt(column.name(), "zstd could not compress"))?;
         let (codec, stored) = if compressed.len() < raw.len() {
             (CODEC_ZSTD, compressed.as_slice())
@@ -160,7 +199,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<BlockEvent>, FormatError> {
             CODEC_STORED if stored_len == raw_len => stored.to_vec(),
             CODEC_STORED => return Err(FormatError::Corrupt(column.name(), "length mismatch")),
             CODEC_ZSTD => {
-                let inflated = zstd::bulk::decompress(stored, raw_len)
+                let inflated = decompress(stored, raw_len)
                     .map_err(|_| FormatError::Corrupt(column.name(), "zstd could not inflate"))?;
                 if inflated.len() != raw_len {
                     return Err(FormatError::Corrupt(column.name(), "length mismatch"));

@@ -13,6 +13,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use log_common::settings::PostgresSettings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
@@ -145,14 +146,27 @@ impl Store {
         let result = conn.transaction::<usize, WriteError, _>(|conn| {
             // The fence first: it locks the offset rows until commit, so no claim can
             // slip in between the check and the commit.
+            let started = Instant::now();
             self.check_fence(conn, commits)?;
             partitions::hold_id_generation(conn)?;
+            let fenced = Instant::now();
             let inserted = match prepared.take() {
                 None => crate::insert::insert(conn, rows)?,
                 Some(batch) => crate::blocks::write::insert(conn, batch)?,
             };
+            let stored = Instant::now();
             crate::rollups::add(conn, &inserted)?;
+            let rolled_up = Instant::now();
             self.store_offsets(conn, commits)?;
+            // Where a batch's time goes, for profiling the write path.
+            tracing::debug!(
+                rows = rows.len(),
+                fence_ms = (fenced - started).as_secs_f64() * 1e3,
+                events_ms = (stored - fenced).as_secs_f64() * 1e3,
+                rollups_ms = (rolled_up - stored).as_secs_f64() * 1e3,
+                offsets_ms = rolled_up.elapsed().as_secs_f64() * 1e3,
+                "batch statements"
+            );
             Ok(inserted.len())
         });
         match result {

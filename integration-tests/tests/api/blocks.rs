@@ -279,3 +279,76 @@ fn compaction_merges_small_blocks_under_concurrent_reads() {
         .windows(2)
         .all(|w| w[0].event.timestamp_micros >= w[1].event.timestamp_micros));
 }
+
+/// Every source has its own blocks, so blocks overlap in time: a scan merges them
+/// into one newest-first order (ties on time broken by id), and a scan resumed after
+/// any event's position goes on with the next one, never repeating or skipping.
+#[test]
+fn a_scan_merges_overlapping_blocks_newest_first_and_resumes_after_a_position() {
+    use log_store::blocks::read::Position;
+    let tag = format!("merge{}", Uuid::new_v4().simple());
+    let base = chrono::Utc::now() - chrono::Duration::hours(1);
+    let sources: Vec<String> = (0..4)
+        .map(|i| unique(&format!("blocks-merge-{i}")))
+        .collect();
+    let mut expected = Vec::new();
+    for batch in 0..3i64 {
+        let mut rows = Vec::new();
+        for (s, source) in sources.iter().enumerate() {
+            for i in 0..30i64 {
+                // Batches overlap in time; every fifth event shares its second with
+                // the other sources' (a tie the id breaks).
+                let second = if i % 5 == 0 {
+                    i
+                } else {
+                    batch * 7 + i + s as i64
+                };
+                let at = base + chrono::Duration::seconds(second);
+                let message = format!("{tag} batch {batch} event {i}");
+                rows.push(new_row("INFO", message, source, at, None, None));
+            }
+        }
+        expected.extend(rows.iter().map(|r| Position {
+            timestamp_micros: r.timestamp.timestamp_micros(),
+            id: r.id.as_u128(),
+        }));
+        assert_eq!(store_blocks(&rows), rows.len());
+    }
+    expected.sort_by(|a, b| b.cmp(a));
+    let filter = ScanFilter {
+        search: Some(log_blocks::Query::parse(&tag)),
+        ..ScanFilter::default()
+    };
+    let position = |e: &ScannedEvent| Position::of(&e.event);
+
+    let (all, report) = scan_with(filter.clone());
+    assert_eq!(all.iter().map(position).collect::<Vec<_>>(), expected);
+    assert_eq!(report.opened, 12, "{report:?}: four sources, three batches");
+
+    // Pages of 17 by position, as a keyset cursor reads them.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let mut page = Vec::new();
+        scan(
+            &mut db(),
+            &ScanFilter {
+                after,
+                ..filter.clone()
+            },
+            |e| {
+                page.push(position(&e));
+                if page.len() == 17 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+        .expect("scan");
+        let Some(&last) = page.last() else { break };
+        paged.extend(page);
+        after = Some(last);
+    }
+    assert_eq!(paged, expected);
+}

@@ -48,6 +48,10 @@ struct Args {
     /// How the events are stored: one row each, or event blocks.
     #[arg(long, value_enum, default_value_t = log_store::Layout::Rows)]
     storage_layout: log_store::Layout,
+    /// With blocks: after the load, compact until no stream has small blocks left, and
+    /// report the time it took apart from the load's.
+    #[arg(long)]
+    compact: bool,
     #[command(flatten)]
     postgres: PostgresSettings,
 }
@@ -282,7 +286,30 @@ fn main() -> anyhow::Result<()> {
         written.load(Ordering::Relaxed),
         written.load(Ordering::Relaxed) as f64 / secs
     );
+    if args.compact {
+        compact_all(&store)?;
+    }
     let mut conn = store.pool().get()?;
     diesel::RunQueryDsl::execute(diesel::sql_query("ANALYZE"), &mut conn)?;
+    Ok(())
+}
+
+/// Compaction rounds until one finds nothing to merge, as the consumer's background
+/// loop would run them over time.
+fn compact_all(store: &Store) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (mut merged, mut written) = (0, 0);
+    loop {
+        let report = store.compact_once().context("compaction round")?;
+        if report.merged == 0 {
+            break;
+        }
+        merged += report.merged;
+        written += report.written;
+    }
+    println!(
+        "compacted: {merged} blocks into {written} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! Reading blocks: the scan-and-filter step every query over blocks is built on. The
-//! block rows are chosen by their summary columns in SQL (time, source, lane and
-//! partition), their filters are asked in Rust, and only then is a payload fetched and
-//! opened, newest block first; the caller stops the scan when it has what it needs.
+//! block rows are chosen by their summary columns in SQL (time, source), their filters
+//! are asked in Rust, and only then is a payload fetched and opened. Events come out in
+//! the order pages use, newest first with the id as tie-break, merged across blocks
+//! whose times overlap (every source has its own blocks); the caller stops the scan
+//! when it has what it needs, and a block is opened only once no event still to come
+//! can be newer than what it may hold.
 //!
 //! A block that does not decode is logged and counted ([`ScanReport::corrupt`]) and
 //! passed over: one damaged row never fails a read or crashes a process.
@@ -10,7 +13,30 @@ use crate::schema::log_blocks;
 use ::log_blocks::{key_hash, BlockEvent, Filter, KeyKind, Query};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
 use std::ops::ControlFlow;
+
+/// Block rows read (summaries and filters, not payloads) per statement: a page that
+/// fills from the newest blocks reads no more than this of a long history.
+const CANDIDATES_A_STATEMENT: i64 = 256;
+
+/// A place in the scan's order, newest first: time descending, then id descending
+/// (the order of pages and of their keyset cursors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub timestamp_micros: i64,
+    pub id: u128,
+}
+
+impl Position {
+    pub fn of(event: &BlockEvent) -> Position {
+        Position {
+            timestamp_micros: event.timestamp_micros,
+            id: event.id,
+        }
+    }
+}
 
 /// Which events a scan visits; every condition given must hold.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +50,9 @@ pub struct ScanFilter {
     pub correlation_id: Option<String>,
     pub trace_id: Option<String>,
     pub search: Option<Query>,
+    /// Only events after this place in the scan's order (strictly older, or as old
+    /// with a smaller id): a keyset cursor.
+    pub after: Option<Position>,
 }
 
 impl ScanFilter {
@@ -33,6 +62,7 @@ impl ScanFilter {
             t >= super::micros(start) && t < super::micros(end)
         });
         time_ok
+            && self.after.is_none_or(|after| Position::of(event) < after)
             && (self.levels.is_empty() || self.levels.contains(&event.level))
             && self.source.as_ref().is_none_or(|s| *s == event.source)
             && self.id.is_none_or(|id| id.as_u128() == event.id)
@@ -111,18 +141,47 @@ pub struct ScannedEvent {
     pub event: BlockEvent,
 }
 
+/// A block row as the scan first reads it: its summary and filters, not its payload.
 #[derive(Queryable)]
 struct Candidate {
     block_id: i64,
     lane: i16,
     kafka_partition: i32,
+    max_time: DateTime<Utc>,
     level_counts: Vec<i32>,
     token_filter: Vec<u8>,
     key_filter: Vec<u8>,
 }
 
-/// Visits the events matching `filter`, block by block from the newest block (by its
-/// latest event), each block's events newest first, until `visit` breaks.
+/// An event waiting in the merge, ordered by its [`Position`] (a max-heap gives the
+/// newest first).
+struct Pending(ScannedEvent);
+
+impl Pending {
+    fn position(&self) -> Position {
+        Position::of(&self.0.event)
+    }
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.position() == other.position()
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.position().cmp(&other.position())
+    }
+}
+
+/// Visits the events matching `filter` newest first (time, then id, descending) until
+/// `visit` breaks or none is left.
 ///
 /// One read-only `REPEATABLE READ` transaction: the block list and each payload come
 /// from one snapshot, so a compaction committing meanwhile shows neither its new block
@@ -138,36 +197,46 @@ pub fn scan(
         .run(|conn| scan_in_snapshot(conn, filter, visit))
 }
 
+/// The merge: blocks come newest latest-event first; the newest pending event is
+/// handed over once it is newer than anything the next block may hold, else that
+/// block is opened (if its summary and filters allow a match) and its events join.
 fn scan_in_snapshot(
     conn: &mut PgConnection,
     filter: &ScanFilter,
     mut visit: impl FnMut(ScannedEvent) -> ControlFlow<()>,
 ) -> QueryResult<ScanReport> {
-    let mut query = log_blocks::table
-        .select((
-            log_blocks::block_id,
-            log_blocks::lane,
-            log_blocks::kafka_partition,
-            log_blocks::level_counts,
-            log_blocks::token_filter,
-            log_blocks::key_filter,
-        ))
-        .order((log_blocks::max_time.desc(), log_blocks::block_id.desc()))
-        .into_boxed();
-    if let Some((start, end)) = filter.window {
-        query = query
-            .filter(log_blocks::max_time.ge(start))
-            .filter(log_blocks::min_time.lt(end));
-    }
-    if let Some(source) = &filter.source {
-        query = query.filter(log_blocks::source.eq(source.clone()));
-    }
-    let candidates: Vec<Candidate> = query.load(conn)?;
-    let mut report = ScanReport {
-        considered: candidates.len(),
-        ..ScanReport::default()
-    };
-    for candidate in candidates {
+    let mut report = ScanReport::default();
+    let mut pending: BinaryHeap<Pending> = BinaryHeap::new();
+    let mut queue: VecDeque<Candidate> = VecDeque::new();
+    let mut last_read: Option<(DateTime<Utc>, i64)> = None;
+    let mut exhausted = false;
+    loop {
+        if queue.is_empty() && !exhausted {
+            let chunk = candidates(conn, filter, last_read)?;
+            exhausted = (chunk.len() as i64) < CANDIDATES_A_STATEMENT;
+            last_read = chunk.last().map(|c| (c.max_time, c.block_id));
+            report.considered += chunk.len();
+            queue.extend(chunk);
+        }
+        let next_block_newest = queue.front().map(|c| super::micros(c.max_time));
+        let emit = match (pending.peek(), next_block_newest) {
+            (None, None) => return Ok(report),
+            (Some(_), None) => true,
+            (Some(top), Some(newest)) => top.position().timestamp_micros > newest,
+            (None, Some(_)) => false,
+        };
+        if emit {
+            let Some(Pending(event)) = pending.pop() else {
+                return Ok(report);
+            };
+            if visit(event).is_break() {
+                return Ok(report);
+            }
+            continue;
+        }
+        let Some(candidate) = queue.pop_front() else {
+            continue;
+        };
         if !filter.may_hold(
             &candidate.level_counts,
             &candidate.token_filter,
@@ -180,25 +249,65 @@ fn scan_in_snapshot(
             .select(log_blocks::payload)
             .first(conn)?;
         report.opened += 1;
-        let mut events = match ::log_blocks::decode(&payload) {
-            Ok(events) => events,
+        match ::log_blocks::decode(&payload) {
+            Ok(events) => {
+                pending.extend(events.into_iter().filter(|e| filter.keeps(e)).map(|event| {
+                    Pending(ScannedEvent {
+                        lane: candidate.lane,
+                        kafka_partition: candidate.kafka_partition,
+                        event,
+                    })
+                }))
+            }
             Err(e) => {
                 report.corrupt += 1;
                 tracing::error!(block_id = candidate.block_id, error = %e, "a stored block does not decode; passed over");
-                continue;
-            }
-        };
-        events.sort_by_key(|e| std::cmp::Reverse((e.timestamp_micros, e.id)));
-        for event in events.into_iter().filter(|e| filter.keeps(e)) {
-            let scanned = ScannedEvent {
-                lane: candidate.lane,
-                kafka_partition: candidate.kafka_partition,
-                event,
-            };
-            if visit(scanned).is_break() {
-                return Ok(report);
             }
         }
     }
-    Ok(report)
+}
+
+/// The next block rows in the scan's order (latest event descending, then block id),
+/// after `last_read`, that the summary columns cannot rule out.
+fn candidates(
+    conn: &mut PgConnection,
+    filter: &ScanFilter,
+    last_read: Option<(DateTime<Utc>, i64)>,
+) -> QueryResult<Vec<Candidate>> {
+    let mut query = log_blocks::table
+        .select((
+            log_blocks::block_id,
+            log_blocks::lane,
+            log_blocks::kafka_partition,
+            log_blocks::max_time,
+            log_blocks::level_counts,
+            log_blocks::token_filter,
+            log_blocks::key_filter,
+        ))
+        .order((log_blocks::max_time.desc(), log_blocks::block_id.desc()))
+        .limit(CANDIDATES_A_STATEMENT)
+        .into_boxed();
+    if let Some((max_time, block_id)) = last_read {
+        query = query.filter(
+            log_blocks::max_time.lt(max_time).or(log_blocks::max_time
+                .eq(max_time)
+                .and(log_blocks::block_id.lt(block_id))),
+        );
+    }
+    if let Some((start, end)) = filter.window {
+        query = query
+            .filter(log_blocks::max_time.ge(start))
+            .filter(log_blocks::min_time.lt(end));
+    }
+    if let Some(after) = filter
+        .after
+        .and_then(|a| super::from_micros(a.timestamp_micros))
+    {
+        // A block whose oldest event is newer than the cursor holds nothing after it.
+        query = query.filter(log_blocks::min_time.le(after));
+    }
+    if let Some(source) = &filter.source {
+        query = query.filter(log_blocks::source.eq(source.clone()));
+    }
+    query.load(conn)
 }
