@@ -9,12 +9,17 @@
 #   - disk per event after the load (and compaction): the events (log_events or log_blocks, indexes and
 #     TOAST included), the id memory (log_event_ids) and the rollups.
 # Kafka and the consumer's decoding are not in it: it measures the storage layout.
-#   ./load-test/layouts.sh [events=1000000] [writers=2]
+# The timestamps span the last `span` minutes (default 10), as a burst of live ingest's
+# receive times do; a longer span makes each batch touch more rollup rows.
+#   ./load-test/layouts.sh [events=1000000] [writers=2] [span minutes=10]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 events=${1:-1000000}
 writers=${2:-2}
+span=${3:-10}
 export PGPASSWORD=${POSTGRES_PASSWORD:-logpass}
+# VACUUM as a non-superuser warns about every shared catalog it may not touch.
+export PGOPTIONS='-c client_min_messages=error'
 pg_user=${POSTGRES_USERNAME:-loguser}
 psql_() { psql -h 127.0.0.1 -U "$pg_user" -v ON_ERROR_STOP=1 -qAtX "$@"; }
 cpu_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
@@ -33,7 +38,7 @@ for layout in rows blocks; do
   "$seeder" --rows 0 --postgres-url "postgres://127.0.0.1:5432/$db" >/dev/null
   echo "== $layout: $events events, $writers writers"
   t0=$(date +%s.%N); c0=$(cpu_ticks)
-  "$seeder" --rows "$events" --days 1 --writers "$writers" --storage-layout "$layout" \
+  "$seeder" --rows "$events" --span-minutes "$span" --writers "$writers" --storage-layout "$layout" \
     --postgres-url "postgres://127.0.0.1:5432/$db" | grep -v '^done'
   t1=$(date +%s.%N); c1=$(cpu_ticks)
   compact_cpu=0

@@ -37,6 +37,11 @@ struct Args {
     /// Days back from now the timestamps cover.
     #[arg(long, default_value_t = 7)]
     days: i64,
+    /// Minutes back from now instead of days: the span a burst of live ingest has
+    /// (its timestamps are receive times), which decides how many rollup rows a batch
+    /// touches.
+    #[arg(long)]
+    span_minutes: Option<i64>,
     /// Parallel writers (each a connection and a batch transaction at a time).
     #[arg(long, default_value_t = 2)]
     writers: u64,
@@ -105,7 +110,9 @@ impl Shape {
                 acc
             })
             .collect();
-        let span = TimeDelta::days(args.days);
+        let span = args
+            .span_minutes
+            .map_or(TimeDelta::days(args.days), TimeDelta::minutes);
         Shape {
             source_cdf,
             start: now - span,
@@ -196,8 +203,15 @@ impl Shape {
             );
             JsonText::from_object(map)
         });
+        // As the producer assigns one (v7) at the event's receive time: 48 bits of
+        // milliseconds, 74 random.
+        let minted = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            at.timestamp() as u64,
+            at.timestamp_subsec_nanos(),
+        );
         NewLogEvent {
-            id: Uuid::new_v4(),
+            id: Uuid::new_v7(minted),
             level: level.to_owned(),
             message: Shape::message(rng, i),
             source: self.source(rng),
@@ -239,8 +253,13 @@ fn main() -> anyhow::Result<()> {
     let written = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     println!(
-        "seeding {} rows over {} days with {} writers (batches of {}, layout {:?})",
-        args.rows, args.days, args.writers, args.batch, args.storage_layout
+        "seeding {} rows over {} with {} writers (batches of {}, layout {:?})",
+        args.rows,
+        args.span_minutes
+            .map_or(format!("{} days", args.days), |m| format!("{m} minutes")),
+        args.writers,
+        args.batch,
+        args.storage_layout
     );
     // Writer w takes rows w, w + writers, …: all writers move through time together.
     let handles: Vec<_> = (0..args.writers)
