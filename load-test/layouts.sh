@@ -7,7 +7,8 @@
 #   - machine CPU per event (all processes, from /proc/stat over the load window);
 #   - for blocks, the machine CPU per event of compacting them afterwards;
 #   - disk per event after the load (and compaction): the events (log_events or log_blocks, indexes and
-#     TOAST included), the id memory (log_event_ids) and the rollups.
+#     TOAST included; and again after VACUUM FULL), the id memory (log_event_ids) and
+#     the rollups.
 # Kafka and the consumer's decoding are not in it: it measures the storage layout.
 # The timestamps span the last `span` minutes (default 10), as a burst of live ingest's
 # receive times do; a longer span makes each batch touch more rollup rows.
@@ -59,15 +60,20 @@ WHERE n.nspname = 'public' AND c.relkind = 'r';
 SQL
 )
   read -r event_bytes id_bytes rollup_bytes blocks <<<"$sizes"
+  # The space compaction freed is reused by the next blocks but stays in the files;
+  # VACUUM FULL gives it back, showing what the live events take.
+  psql_ -d "$db" -c "VACUUM FULL log_events" -c "VACUUM FULL log_blocks" >/dev/null
+  live_bytes=$(psql_ -d "$db" -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c
+    WHERE c.relname ~ '^log_(events|blocks)' AND c.relkind = 'r'")
   line=$(awk -v l="$layout" -v n="$events" -v t="$(echo "$t1 - $t0" | bc)" \
     -v cpu="$(echo "($c1 - $c0) / $hz" | bc -l)" -v e="$event_bytes" -v i="$id_bytes" \
-    -v r="$rollup_bytes" -v b="$blocks" -v cc="$compact_cpu" 'BEGIN {
-      printf "| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %d |", l, n / t, cpu * 1e6 / n, cc * 1e6 / n,
-        e / n, i / n, r / n, (e + i + r) / n, b }')
+    -v r="$rollup_bytes" -v b="$blocks" -v cc="$compact_cpu" -v live="$live_bytes" 'BEGIN {
+      printf "| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %d |", l, n / t, cpu * 1e6 / n,
+        cc * 1e6 / n, e / n, live / n, i / n, r / n, (e + i + r) / n, b }')
   results+=("$line")
   psql_ -d postgres -c "DROP DATABASE $db"
 done
 echo
-echo "| layout | events/s | machine CPU µs/event | compaction CPU µs/event | events B/event | id memory B/event | rollups B/event | total B/event | blocks |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| layout | events/s | machine CPU µs/event | compaction CPU µs/event | events B/event | events B/event after VACUUM FULL | id memory B/event | rollups B/event | total B/event | blocks |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${results[@]}"

@@ -6,7 +6,7 @@
 //!           · stored length (varint) · stored bytes
 //! ```
 //!
-//! Every column of [`Column`] is present exactly once in a version-1 block, in any order;
+//! Every column of [`Column`] is present exactly once in a block of a version this code reads, in any order;
 //! an unknown tag is an error (a newer writer's block is refused, never half read). Each
 //! column is compressed on its own (zstd level 3), so a reader could open one column
 //! without the others, and a column zstd does not shrink is stored as it is. Lengths are
@@ -21,8 +21,10 @@ use crate::FormatError;
 use std::cell::RefCell;
 
 const MAGIC: &[u8; 3] = b"LGB";
-/// The version this code writes; [`decode`] reads it and refuses every other.
-pub const VERSION: u8 = 1;
+/// The version this code writes. [`decode`] reads it and version 1 (which stored each
+/// id as 16 raw bytes), and refuses every other.
+pub const VERSION: u8 = 2;
+const READABLE_VERSIONS: [u8; 2] = [1, 2];
 /// The most events one block holds (the writer and compaction cut there).
 pub const MAX_EVENTS: usize = 65_536;
 /// The most bytes one column holds before compression.
@@ -32,7 +34,7 @@ const ZSTD_LEVEL: i32 = 3;
 const CODEC_STORED: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
 
-/// The columns of a version-1 block, by tag.
+/// The columns of a block (versions 1 and 2 have the same), by tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 enum Column {
@@ -182,7 +184,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<BlockEvent>, FormatError> {
         return Err(FormatError::Corrupt("block header", "not a block (magic)"));
     }
     let version = reader.u8()?;
-    if version != VERSION {
+    if !READABLE_VERSIONS.contains(&version) {
         return Err(FormatError::UnknownVersion(version));
     }
     let count = reader.len(MAX_EVENTS)?;
@@ -221,8 +223,11 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<BlockEvent>, FormatError> {
             .take()
             .ok_or(FormatError::Corrupt(column.name(), "column missing"))
     };
-    let ids = columns::read_ids(&take(Column::Ids)?, count)?;
     let times = columns::read_deltas(&take(Column::Times)?, count, "times")?;
+    let ids = match version {
+        1 => columns::read_ids_v1(&take(Column::Ids)?, count)?,
+        _ => columns::read_ids(&take(Column::Ids)?, &times)?,
+    };
     let levels = columns::read_levels(&take(Column::Levels)?, count)?;
     let sources = columns::read_dictionary(&take(Column::Sources)?, count, "sources")?;
     let messages = columns::read_strings(&take(Column::Messages)?, count, "messages")?;

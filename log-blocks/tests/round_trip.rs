@@ -95,9 +95,9 @@ proptest! {
 #[test]
 fn a_block_of_another_version_is_refused() {
     let mut bytes = encode(&[]).expect("test value");
-    bytes[3] = 2;
+    bytes[3] = 3;
     assert_eq!(
         decode(&bytes),
-        Err(log_blocks::FormatError::UnknownVersion(2))
+        Err(log_blocks::FormatError::UnknownVersion(3))
     );
 }
