@@ -63,7 +63,10 @@ pub fn read_ids(bytes: &[u8], times: &[i64]) -> Result<Vec<u128>, FormatError> {
             if (0..1 << 48).contains(&head) {
                 Ok(head)
             } else {
-                Err(FormatError::Corrupt("ids", "an id's first 48 bits out of range"))
+                Err(FormatError::Corrupt(
+                    "ids",
+                    "an id's first 48 bits out of range",
+                ))
             }
         })
         .collect::<Result<Vec<i64>, FormatError>>()?;

@@ -246,6 +246,8 @@ fn write_with_retries(store: &Store, rows: &[NewLogEvent]) -> anyhow::Result<()>
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // RUST_LOG=log_store=debug shows where each batch's time goes.
+    log_common::telemetry::init("seed-skewed");
     let shape = Arc::new(Shape::new(&args, Utc::now()));
     let store =
         Store::new(&args.postgres, "seed-skewed", "seed-skewed")?.with_layout(args.storage_layout);
