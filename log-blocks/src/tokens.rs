@@ -6,10 +6,13 @@
 //!   (`db-01.example.com`), a path (`api/v1/users`), a UUID, an error code (`ORA-00942`),
 //!   a `key:value`.
 //!
-//! A search word matches a message when it equals one of the message's terms, or, when
-//! it is a single word, one of the words of a term. So `users` finds `/api/users/42`, but
-//! `10.0.0.1` finds neither `10.0.0.12` nor `110.0.0.1`: an IP, a path or a UUID matches
-//! as a whole.
+//! A search term matches a message's term when it is the whole term, or its beginning
+//! or its end cut at a joiner, or, for a single word, any of its words. So
+//! `db-01.example.com` and `db-01` find `db-01.example.com:5432`, `example.com` finds
+//! `api.example.com`, `/api/v1` finds `/api/v1/users/42` and `users` finds it too, and
+//! `10.0.0` finds `10.0.0.12`; but
+//! `10.0.0.1` finds neither `10.0.0.12` nor `110.0.0.1`: words are never cut, so an IP,
+//! a path, a UUID or an error code matches whole.
 
 fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
@@ -63,10 +66,21 @@ pub fn terms(text: &str) -> Vec<Term> {
     }
 }
 
-/// Every distinct string the token filter holds for `text`: its terms and their words.
+/// Every string the token filter holds for `text` (with repeats): its terms, their
+/// beginnings and ends cut at a joiner, and their words: every key a matching query
+/// term can be ([`term_matches`]).
 pub fn filter_keys(text: &str, out: &mut Vec<String>) {
     for term in terms(text) {
         if !term.is_word() {
+            for (i, c) in term.text.char_indices().filter(|(_, c)| is_joiner(*c)) {
+                let (before, after) = (&term.text[..i], &term.text[i + c.len_utf8()..]);
+                if before.ends_with(is_word_char) {
+                    out.push(before.to_owned());
+                }
+                if after.starts_with(is_word_char) {
+                    out.push(after.to_owned());
+                }
+            }
             out.push(term.text);
         }
         out.extend(term.words);
@@ -75,7 +89,13 @@ pub fn filter_keys(text: &str, out: &mut Vec<String>) {
 
 /// Whether a query's term matches a message's term (see the module's rule).
 pub fn term_matches(query: &Term, message: &Term) -> bool {
-    query.text == message.text || (query.is_word() && message.words.contains(&query.text))
+    let text = message.text.as_str();
+    let whole_words_at =
+        |i: usize| text[..i].ends_with(is_joiner) || text[i..].starts_with(is_joiner);
+    text == query.text
+        || (query.is_word() && message.words.contains(&query.text))
+        || (text.starts_with(&query.text) && text[query.text.len()..].starts_with(is_joiner))
+        || (text.ends_with(&query.text) && whole_words_at(text.len() - query.text.len()))
 }
 
 #[cfg(test)]
@@ -120,6 +140,11 @@ mod tests {
         for hit in [
             "10.0.0.12",
             "db-01.example.com",
+            "db-01",
+            "10.0.0",
+            "example.com",
+            "/var/log",
+            "0193a4f2-7c1e",
             "/var/log/app.log",
             "var/log/app.log",
             "0193a4f2-7c1e-7d3b-9a4e-2f1c3b5d6e7f",
@@ -134,10 +159,11 @@ mod tests {
         }
         for miss in [
             "10.0.0.1",
-            "0.0.12",
-            "db-01",
-            "/var/log",
-            "0193a4f2-7c1e",
+            "0.0.1",
+            "db-0",
+            "xample.com",
+            "/var/lo",
+            "7c1e-7d3b",
             "ORA-0094",
             "user",
             "fail",
@@ -150,6 +176,23 @@ mod tests {
     fn filter_keys_hold_terms_and_words() {
         let mut keys = Vec::new();
         filter_keys("Timeout at 10.0.0.12", &mut keys);
-        assert_eq!(keys, ["timeout", "at", "10.0.0.12", "10", "0", "0", "12"]);
+        assert_eq!(
+            keys,
+            [
+                "timeout",
+                "at",
+                "10",
+                "0.0.12",
+                "10.0",
+                "0.12",
+                "10.0.0",
+                "12",
+                "10.0.0.12",
+                "10",
+                "0",
+                "0",
+                "12"
+            ]
+        );
     }
 }

@@ -39,6 +39,34 @@ fn event() -> impl Strategy<Value = BlockEvent> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
+    /// Pruning never drops a block holding a match: whatever a query matches in a
+    /// message, the block's token filter lets the query in. (A small alphabet of
+    /// words and joiners, so queries often match.)
+    #[test]
+    fn a_query_that_matches_a_message_is_let_into_its_block(
+        message in "[a-c0-2 .:/@-]{0,40}",
+        query in "[a-c0-2 .:/@-]{1,12}",
+    ) {
+        let query = Query::parse(&query);
+        if query.matches(&message) {
+            let event = BlockEvent {
+                id: 1,
+                timestamp_micros: 0,
+                level: 2,
+                source: "s".into(),
+                message: message.clone(),
+                metadata: None,
+                correlation_id: None,
+                request_id: None,
+                trace_id: None,
+                kafka_offset: 0,
+            };
+            let block = build(&[event]).expect("test value");
+            let tokens = Filter::from_bytes(&block.token_filter).expect("test value");
+            prop_assert!(query.may_match(|k| tokens.may_contain(key_hash(KeyKind::Token, k.as_bytes()))));
+        }
+    }
+
     #[test]
     fn every_field_round_trips(events in proptest::collection::vec(event(), 0..60)) {
         let bytes = encode(&events).expect("test value");

@@ -17,5 +17,6 @@ mod histogram;
 mod partitions;
 mod priority;
 mod producer;
+mod search_corpus;
 mod stack;
 mod tail;
