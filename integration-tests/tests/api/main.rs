@@ -7,6 +7,7 @@
 
 mod admin_dead_letters;
 mod blocks;
+mod blocks_pages;
 mod cache;
 mod consumer;
 mod dead_letters;

@@ -1,12 +1,14 @@
 //! Events stored as blocks (`log_blocks`, the format of the `log-blocks` crate): the
 //! consumer's write path ([`write`]), the background merge of small blocks
-//! ([`compact`]) and the scan every read is built on ([`read`]).
+//! ([`compact`]), the scan every read is built on ([`read`]) and the gateway's page
+//! over it ([`query`]).
 //!
 //! A block holds one stream's events: one lane, one Kafka partition, one source, one
 //! UTC day. So a source filter, a day's retention and the live tail's per-partition
 //! cursor each select whole blocks.
 
 pub mod compact;
+pub mod query;
 pub mod read;
 pub mod write;
 

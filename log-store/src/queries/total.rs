@@ -73,11 +73,29 @@ struct Sum {
 }
 
 /// The exact total of a filter without full text, correlation id or trace id (the
-/// rollups keep neither id).
+/// rollups keep neither id), the partial minutes at its edges counted in `log_events`.
 fn rollup_total(
     conn: &mut PgConnection,
     filter: &EventFilter,
     now: DateTime<Utc>,
+) -> Result<i64, QueryError> {
+    let rows = |conn: &mut PgConnection, edge: &EventFilter| -> Result<i64, QueryError> {
+        Ok(log_events::table
+            .filter(edge.predicate())
+            .count()
+            .get_result(conn)?)
+    };
+    rollup_total_counting_edges(conn, filter, now, rows)
+}
+
+/// The exact total of a filter without full text, correlation id or trace id, from the
+/// rollups, with `count_edge` counting the events of a partial minute at the window's
+/// edges (the rollups hold whole minutes): the rows', or the blocks'.
+pub(crate) fn rollup_total_counting_edges(
+    conn: &mut PgConnection,
+    filter: &EventFilter,
+    now: DateTime<Utc>,
+    mut count_edge: impl FnMut(&mut PgConnection, &EventFilter) -> Result<i64, QueryError>,
 ) -> Result<i64, QueryError> {
     // The rollups keep (level, source) pairs, each level over every source and each
     // source over every level, under [`ALL`] for "every".
@@ -100,16 +118,13 @@ fn rollup_total(
         .get_result::<Sum>(conn)
         .map(|sum| sum.n)
     };
-    let rows = |conn: &mut PgConnection, from, to: DateTime<Utc>| -> QueryResult<i64> {
+    let mut rows = |conn: &mut PgConnection, from, to: DateTime<Utc>| {
         let edge = EventFilter {
             start: from,
             end: to - TimeDelta::microseconds(1),
             ..filter.clone()
         };
-        log_events::table
-            .filter(edge.predicate())
-            .count()
-            .get_result(conn)
+        count_edge(conn, &edge)
     };
     let mut total = 0;
     // The filter's end is inclusive; timestamps are stored to the microsecond.
