@@ -11,7 +11,7 @@ pub struct BuiltBlock {
     pub summary: BlockSummary,
     /// [`format::encode`] of the events.
     pub payload: Vec<u8>,
-    /// The terms and words of every message ([`tokens::filter_keys`]).
+    /// The words of every message and their neighbouring pairs ([`tokens::filter_keys`]).
     pub token_filter: Vec<u8>,
     /// Every id, correlation id, request id and trace id.
     pub key_filter: Vec<u8>,

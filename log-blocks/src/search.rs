@@ -116,10 +116,11 @@ impl Query {
     /// with nothing required (only exclusions) may match anywhere.
     pub fn may_match(&self, may_hold: impl Fn(&str) -> bool) -> bool {
         self.alternatives.iter().any(|c| {
-            c.required
-                .iter()
-                .flat_map(|p| &p.0)
-                .all(|term| may_hold(&term.text))
+            c.required.iter().flat_map(|p| &p.0).all(|term| {
+                tokens::filter_keys_of_query(term)
+                    .into_iter()
+                    .all(&may_hold)
+            })
         })
     }
 

@@ -66,25 +66,47 @@ pub fn terms(text: &str) -> Vec<Term> {
     }
 }
 
-/// Every string the token filter holds for `text` (with repeats): its terms, their
-/// beginnings and ends cut at a joiner, and their words: every key a matching query
-/// term can be ([`term_matches`]).
+/// Every string the token filter holds for `text` (with repeats): the words of its
+/// terms, and each pair of neighbouring words in a term with what joins them
+/// (`10.0`, `0.12`, `db-01`, `example.com`). A query term matching a message's term,
+/// whole or by its beginning or end ([`term_matches`]), has all its words and pairs
+/// there ([`filter_keys_of_query`]); pairs rather than every beginning and end keep
+/// the filter to about half the keys.
 pub fn filter_keys(text: &str, out: &mut Vec<String>) {
     for term in terms(text) {
-        if !term.is_word() {
-            for (i, c) in term.text.char_indices().filter(|(_, c)| is_joiner(*c)) {
-                let (before, after) = (&term.text[..i], &term.text[i + c.len_utf8()..]);
-                if before.ends_with(is_word_char) {
-                    out.push(before.to_owned());
-                }
-                if after.starts_with(is_word_char) {
-                    out.push(after.to_owned());
-                }
-            }
-            out.push(term.text);
-        }
+        out.extend(pairs(&term.text).map(str::to_owned));
         out.extend(term.words);
     }
+}
+
+/// The keys a block's token filter must hold for `term` to match in it: the word, or
+/// each pair of neighbouring words.
+pub fn filter_keys_of_query(term: &Term) -> Vec<&str> {
+    if term.is_word() {
+        vec![term.text.as_str()]
+    } else {
+        pairs(&term.text).collect()
+    }
+}
+
+/// Each pair of neighbouring words of a term's text, with the joiners between them.
+fn pairs(text: &str) -> impl Iterator<Item = &str> {
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (is_word_char(c), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                spans.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        spans.push((s, text.len()));
+    }
+    (1..spans.len()).map(move |i| &text[spans[i - 1].0..spans[i].1])
 }
 
 /// Whether a query's term matches a message's term (see the module's rule).
@@ -173,25 +195,30 @@ mod tests {
     }
 
     #[test]
-    fn filter_keys_hold_terms_and_words() {
+    fn filter_keys_hold_words_and_neighbouring_pairs() {
         let mut keys = Vec::new();
-        filter_keys("Timeout at 10.0.0.12", &mut keys);
+        filter_keys("Timeout at 10.0.0.12 db-01.example.com:5432", &mut keys);
         assert_eq!(
             keys,
             [
                 "timeout",
                 "at",
-                "10",
-                "0.0.12",
                 "10.0",
+                "0.0",
                 "0.12",
-                "10.0.0",
-                "12",
-                "10.0.0.12",
                 "10",
                 "0",
                 "0",
-                "12"
+                "12",
+                "db-01",
+                "01.example",
+                "example.com",
+                "com:5432",
+                "db",
+                "01",
+                "example",
+                "com",
+                "5432"
             ]
         );
     }

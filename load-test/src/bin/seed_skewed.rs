@@ -28,6 +28,20 @@ use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
+#[path = "../corpus.rs"]
+mod corpus;
+
+/// What the messages, sources and levels look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Lines {
+    /// 200 Zipf-skewed sources, levels with incident hours, messages of common words
+    /// (the query benchmarks' shape).
+    Words,
+    /// Sixteen real systems' line formats (`load-test/src/corpus.rs`): what the
+    /// storage benchmarks use.
+    Realistic,
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "seed-skewed")]
 struct Args {
@@ -53,6 +67,8 @@ struct Args {
     /// How the events are stored: one row each, or event blocks.
     #[arg(long, value_enum, default_value_t = log_store::Layout::Rows)]
     storage_layout: log_store::Layout,
+    #[arg(long, value_enum, default_value_t = Lines::Words)]
+    lines: Lines,
     /// With blocks: after the load, compact until no stream has small blocks left, and
     /// report the time it took apart from the load's.
     #[arg(long)]
@@ -96,6 +112,7 @@ struct Shape {
     start: DateTime<Utc>,
     span_ms: i64,
     total: u64,
+    realistic: Option<corpus::Corpus>,
 }
 
 impl Shape {
@@ -118,6 +135,7 @@ impl Shape {
             start: now - span,
             span_ms: span.num_milliseconds(),
             total: args.rows,
+            realistic: (args.lines == Lines::Realistic).then(corpus::Corpus::default),
         }
     }
 
@@ -210,16 +228,28 @@ impl Shape {
             at.timestamp() as u64,
             at.timestamp_subsec_nanos(),
         );
+        let (level, message, source, trace_id) = match &self.realistic {
+            Some(corpus) => {
+                let line = corpus.line(rng, at);
+                (
+                    line.level,
+                    line.message,
+                    line.source.to_owned(),
+                    line.trace_id,
+                )
+            }
+            None => (level, Shape::message(rng, i), self.source(rng), None),
+        };
         NewLogEvent {
             id: Uuid::new_v7(minted),
             level: level.to_owned(),
-            message: Shape::message(rng, i),
-            source: self.source(rng),
+            message,
+            source,
             timestamp: at,
             metadata,
             correlation_id,
             request_id: None,
-            trace_id: None,
+            trace_id,
             lane: 0,
             kafka_partition: partition,
             kafka_offset: i as i64,
