@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Rows against event blocks: the same real-shaped events (seed-skewed: Zipf sources,
-# skewed levels, correlation ids, durations) written through the consumer's own batch
+# Rows against event blocks: the same real-shaped events (seed-skewed: skewed sources
+# and levels, correlation ids, durations) written through the consumer's own batch
 # transaction (Store::write_batch: fence-free, id memory, rollups) into a scratch
 # database per layout, one layout at a time. Reports, per layout:
 #   - events/s of the write path (wall clock of the load alone);
@@ -11,13 +11,16 @@
 #     the rollups.
 # Kafka and the consumer's decoding are not in it: it measures the storage layout.
 # The timestamps span the last `span` minutes (default 10), as a burst of live ingest's
-# receive times do; a longer span makes each batch touch more rollup rows.
+# receive times do; a longer span makes each batch touch more rollup rows. The lines
+# are sixteen real systems' formats (load-test/src/corpus.rs); LINES=words gives the
+# query benchmarks' word soup instead, which flatters every layout.
 #   ./load-test/layouts.sh [events=1000000] [writers=2] [span minutes=10]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 events=${1:-1000000}
 writers=${2:-2}
 span=${3:-10}
+lines=${LINES:-realistic}
 export PGPASSWORD=${POSTGRES_PASSWORD:-logpass}
 # VACUUM as a non-superuser warns about every shared catalog it may not touch.
 export PGOPTIONS='-c client_min_messages=error'
@@ -39,7 +42,7 @@ for layout in rows blocks; do
   "$seeder" --rows 0 --postgres-url "postgres://127.0.0.1:5432/$db" >/dev/null
   echo "== $layout: $events events, $writers writers"
   t0=$(date +%s.%N); c0=$(cpu_ticks)
-  "$seeder" --rows "$events" --span-minutes "$span" --writers "$writers" --storage-layout "$layout" \
+  "$seeder" --rows "$events" --lines "$lines" --span-minutes "$span" --writers "$writers" --storage-layout "$layout" \
     --postgres-url "postgres://127.0.0.1:5432/$db" | grep -v '^done'
   t1=$(date +%s.%N); c1=$(cpu_ticks)
   compact_cpu=0

@@ -352,3 +352,37 @@ fn a_scan_merges_overlapping_blocks_newest_first_and_resumes_after_a_position() 
     }
     assert_eq!(paged, expected);
 }
+
+/// One event by its id: a v7 id is looked for around the time it carries first, any
+/// other id (or a v7 one whose event is stamped days away) in every block.
+#[test]
+fn an_event_is_found_by_its_id_whatever_its_id_and_time() {
+    let now = chrono::Utc::now();
+    let source = unique("blocks-find");
+    let mut rows: Vec<_> = (0..40)
+        .map(|i| new_row("INFO", format!("find me {i}"), &source, now, None, None))
+        .collect();
+    rows[0].id = Uuid::now_v7();
+    rows[1].id = Uuid::now_v7();
+    // A v7 id whose event is stamped three days earlier (a backfill).
+    rows[2].timestamp = now - chrono::Duration::days(3);
+    rows[2].id = Uuid::now_v7();
+    assert_eq!(store_blocks(&rows), 40);
+    for row in &rows[..5] {
+        let found = log_store::blocks::query::find(&mut db(), row.id)
+            .expect("find")
+            .unwrap_or_else(|| panic!("{} not found", row.id));
+        assert_eq!(uuid::Uuid::from(found.id), row.id);
+        assert_eq!(found.message.as_str(), row.message);
+        assert_eq!(
+            found.timestamp.timestamp_micros(),
+            row.timestamp.timestamp_micros()
+        );
+    }
+    assert!(log_store::blocks::query::find(&mut db(), Uuid::now_v7())
+        .expect("find")
+        .is_none());
+    assert!(log_store::blocks::query::find(&mut db(), Uuid::new_v4())
+        .expect("find")
+        .is_none());
+}

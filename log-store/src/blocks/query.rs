@@ -7,6 +7,8 @@
 //! - Full text, a correlation id or a trace id: the matches are counted by a scan of
 //!   their own, up to [`COUNT_CAP`] within the count budget. A query whose terms and
 //!   filters never meet is let into no block, so its count of 0 is exact and quick.
+//!
+//! And one event by its id ([`find`]).
 
 use super::read::{scan, Position, ScanFilter, ScannedEvent};
 use crate::error::{InvalidRow, QueryError};
@@ -117,6 +119,41 @@ pub fn page(
         total,
         total_exact,
     })
+}
+
+/// The event with this id, if a block holds it. A v7 id carries the time it was
+/// minted, which is the event's own time when the producer stamped it: the day around
+/// it is searched first, then, if the event is not there (a client's own id, a
+/// backfilled timestamp), every block, its key filter deciding which to open.
+pub fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<LogEvent>, QueryError> {
+    let minted = id
+        .get_timestamp()
+        .filter(|_| id.get_version_num() == 7)
+        .and_then(|t| {
+            let (secs, nanos) = t.to_unix();
+            DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+        });
+    let windows = minted
+        .map(|at| (at - TimeDelta::days(1), at + TimeDelta::days(1)))
+        .into_iter()
+        .map(Some)
+        .chain([None]);
+    for window in windows {
+        let filter = ScanFilter {
+            window,
+            id: Some(id),
+            ..ScanFilter::default()
+        };
+        let mut found = None;
+        scan(conn, &filter, |event| {
+            found = Some(event);
+            ControlFlow::Break(())
+        })?;
+        if let Some(event) = found {
+            return Ok(Some(log_event(event)?));
+        }
+    }
+    Ok(None)
 }
 
 fn rollup_total(
