@@ -69,6 +69,11 @@ impl JsonText {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A stored `jsonb` value's text (what PostgreSQL wrote is valid JSON).
+    pub(crate) fn from_stored(text: String) -> Self {
+        JsonText(text)
+    }
 }
 
 impl diesel::serialize::ToSql<diesel::sql_types::Jsonb, diesel::pg::Pg> for JsonText {

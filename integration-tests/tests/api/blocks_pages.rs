@@ -1,12 +1,14 @@
 //! Pages over blocks answer as pages over rows do: the same events stored in rows in
 //! one database and in blocks in another, then every filter alone and combined, by
 //! offset and by keyset cursor, gives the same events in the same order and the same
-//! total, exact or not alike.
+//! total, exact or not alike. And rows moved into blocks (the migration) answer after
+//! the move as they did before it.
 
 use crate::helpers::new_migrated_database;
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::{Connection, PgConnection};
 use log_common::event::Level;
+use log_store::error::QueryError;
 use log_store::queries::{Budgets, Cursor, EventFilter, PageResult, Paging};
 use log_store::{Layout, NewLogEvent, Store};
 use std::time::Duration;
@@ -70,38 +72,19 @@ fn stored(layout: Layout, events: &[NewLogEvent]) -> String {
     url
 }
 
-fn ids(page: &PageResult) -> Vec<Uuid> {
-    page.events.iter().map(|e| Uuid::from(e.id)).collect()
-}
+/// A page function: over rows (`log_store::queries::page`) or over blocks.
+type PageFn = fn(
+    &mut PgConnection,
+    &EventFilter,
+    Paging,
+    DateTime<Utc>,
+    Budgets,
+) -> Result<PageResult, QueryError>;
 
-#[test]
-fn pages_over_blocks_answer_as_pages_over_rows() {
-    let now = Utc::now();
-    let events = events(now);
-    let (rows_url, blocks_url) = (
-        stored(Layout::Rows, &events),
-        stored(Layout::Blocks, &events),
-    );
-    let mut rows_db = PgConnection::establish(&rows_url).expect("connect");
-    let mut blocks_db = PgConnection::establish(&blocks_url).expect("connect");
-    {
-        use diesel::prelude::*;
-        let rows_in_blocks_db: i64 = log_store::schema::log_events::table
-            .count()
-            .get_result(&mut blocks_db)
-            .expect("count");
-        let blocks: i64 = log_store::schema::log_blocks::table
-            .count()
-            .get_result(&mut blocks_db)
-            .expect("count");
-        assert_eq!((rows_in_blocks_db, blocks > 0), (0, true));
-    }
-    let budgets = Budgets {
-        search_walk: Duration::from_secs(5),
-        count: Duration::from_secs(5),
-    };
+/// Every filter alone and combined, in a window whose edges are not on a minute (the
+/// totals count partial minutes). The last two match nothing.
+fn filters(now: DateTime<Utc>) -> Vec<EventFilter> {
     let window = EventFilter {
-        // Neither edge on a minute: the totals count partial minutes.
         start: now - TimeDelta::hours(2) - TimeDelta::seconds(17),
         end: now - TimeDelta::seconds(23),
         levels: Vec::new(),
@@ -111,7 +94,7 @@ fn pages_over_blocks_answer_as_pages_over_rows() {
         text: None,
     };
     let level = |l: &str| l.parse::<Level>().expect("a level");
-    let filters = [
+    vec![
         window.clone(),
         EventFilter {
             levels: vec![level("ERROR")],
@@ -155,10 +138,25 @@ fn pages_over_blocks_answer_as_pages_over_rows() {
         },
         EventFilter {
             text: Some("neverawordhere".into()),
-            ..window.clone()
+            ..window
         },
-    ];
-    for (n, filter) in filters.iter().enumerate() {
+    ]
+}
+
+/// One answer: which filter and page, the events, the total and whether it is exact.
+type Answer = (String, PageResult);
+
+/// What a reader sees of every filter: pages by offset (the first, a later one, one
+/// past the end), then three pages on by keyset cursor from the first.
+/// One group a filter, in [`filters`]' order.
+fn answers(conn: &mut PgConnection, now: DateTime<Utc>, page: PageFn) -> Vec<Vec<Answer>> {
+    let budgets = Budgets {
+        search_walk: Duration::from_secs(5),
+        count: Duration::from_secs(5),
+    };
+    let mut groups = Vec::new();
+    for filter in filters(now) {
+        let mut answers = Vec::new();
         let mut cursor = None;
         for paging in [
             Paging::Offset { page: 0, size: 50 },
@@ -168,62 +166,128 @@ fn pages_over_blocks_answer_as_pages_over_rows() {
                 size: 50,
             },
         ] {
-            let from_rows =
-                log_store::queries::page(&mut rows_db, filter, paging, now, budgets).expect("rows");
-            let from_blocks =
-                log_store::blocks::query::page(&mut blocks_db, filter, paging, now, budgets)
-                    .expect("blocks");
-            let what = format!("{filter:?} {paging:?}");
-            assert_eq!(ids(&from_blocks), ids(&from_rows), "{what}");
-            assert_eq!(from_blocks.events, from_rows.events, "{what}");
-            assert_eq!(
-                (from_blocks.total, from_blocks.total_exact),
-                (from_rows.total, from_rows.total_exact),
-                "{what}"
-            );
-            if paging == (Paging::Offset { page: 0, size: 50 }) {
-                // Every filter but the last two has matches, the first a full page.
-                assert_eq!(from_rows.total > 0, n < 9, "{what}: {}", from_rows.total);
-                assert_eq!(
-                    from_rows.events.len() == 50,
-                    n == 0 || from_rows.total >= 50
-                );
-            }
+            let result = page(conn, &filter, paging, now, budgets).expect("page");
             if cursor.is_none() {
-                cursor = from_rows.events.last().map(|e| Cursor {
-                    timestamp: e.timestamp,
-                    id: Uuid::from(e.id),
-                });
+                cursor = last_of(&result);
             }
+            answers.push((format!("{filter:?} {paging:?}"), result));
         }
-        // Three pages on by keyset cursor.
         for _ in 0..3 {
             let Some(after) = cursor else { break };
             let paging = Paging::After {
                 cursor: after,
                 size: 50,
             };
-            let from_rows =
-                log_store::queries::page(&mut rows_db, filter, paging, now, budgets).expect("rows");
-            let from_blocks =
-                log_store::blocks::query::page(&mut blocks_db, filter, paging, now, budgets)
-                    .expect("blocks");
-            assert_eq!(ids(&from_blocks), ids(&from_rows), "{filter:?} {paging:?}");
-            assert_eq!(from_blocks.total, from_rows.total, "{filter:?} {paging:?}");
-            cursor = from_rows.events.last().map(|e| Cursor {
-                timestamp: e.timestamp,
-                id: Uuid::from(e.id),
-            });
+            let result = page(conn, &filter, paging, now, budgets).expect("page");
+            cursor = last_of(&result);
+            answers.push((format!("{filter:?} {paging:?}"), result));
         }
+        groups.push(answers);
     }
-    let never = log_store::blocks::query::page(
-        &mut blocks_db,
-        &filters[9],
-        Paging::Offset { page: 0, size: 50 },
-        now,
-        budgets,
-    )
-    .expect("blocks");
+    groups
+}
+
+fn last_of(page: &PageResult) -> Option<Cursor> {
+    page.events.last().map(|e| Cursor {
+        timestamp: e.timestamp,
+        id: Uuid::from(e.id),
+    })
+}
+
+fn assert_same(found: &[Vec<Answer>], expected: &[Vec<Answer>]) {
+    let (found, expected): (Vec<&Answer>, Vec<&Answer>) = (
+        found.iter().flatten().collect(),
+        expected.iter().flatten().collect(),
+    );
+    assert_eq!(found.len(), expected.len());
+    for ((what, found), (_, expected)) in found.into_iter().zip(expected) {
+        assert_eq!(found.events, expected.events, "{what}");
+        assert_eq!(
+            (found.total, found.total_exact),
+            (expected.total, expected.total_exact),
+            "{what}"
+        );
+    }
+}
+
+fn count(conn: &mut PgConnection) -> (i64, i64) {
+    use diesel::prelude::*;
+    let rows = log_store::schema::log_events::table
+        .count()
+        .get_result(conn)
+        .expect("count");
+    let blocks = log_store::schema::log_blocks::table
+        .count()
+        .get_result(conn)
+        .expect("count");
+    (rows, blocks)
+}
+
+#[test]
+fn pages_over_blocks_answer_as_pages_over_rows() {
+    let now = Utc::now();
+    let events = events(now);
+    let mut rows_db = PgConnection::establish(&stored(Layout::Rows, &events)).expect("connect");
+    let mut blocks_db = PgConnection::establish(&stored(Layout::Blocks, &events)).expect("connect");
+    let (rows, blocks) = count(&mut blocks_db);
+    assert_eq!((rows, blocks > 0), (0, true));
+
+    let expected = answers(&mut rows_db, now, log_store::queries::page);
+    // The comparison means something: every filter but the last two has matches, the
+    // unfiltered window a full first page.
+    for (i, group) in expected.iter().enumerate() {
+        let (what, first) = &group[0];
+        assert_eq!(first.total > 0, i < 9, "{what}: {}", first.total);
+    }
+    assert_eq!(expected[0][0].1.events.len(), 50);
+    assert_same(
+        &answers(&mut blocks_db, now, log_store::blocks::query::page),
+        &expected,
+    );
+
+    let never = &answers(&mut blocks_db, now, log_store::blocks::query::page)[9][0].1;
     assert!(never.events.is_empty());
     assert_eq!((never.total, never.total_exact), (0, true));
+}
+
+/// The migration: rows stored before blocks move into blocks in rounds, each in one
+/// transaction; afterwards no row is left and every page answers as before the move.
+#[test]
+fn rows_moved_into_blocks_answer_as_before_the_move() {
+    let now = Utc::now();
+    let events = events(now);
+    let url = stored(Layout::Rows, &events);
+    let mut db = PgConnection::establish(&url).expect("connect");
+    let before = answers(&mut db, now, log_store::queries::page);
+
+    let mut moved = 0;
+    let mut rounds = 0;
+    loop {
+        let n = log_store::blocks::migrate::move_oldest_rows(&mut db, 700).expect("move");
+        if n == 0 {
+            break;
+        }
+        moved += n;
+        rounds += 1;
+    }
+    assert_eq!(moved, events.len());
+    assert!(rounds >= 5, "{rounds} rounds");
+    let (rows, blocks) = count(&mut db);
+    assert_eq!((rows, blocks > 0), (0, true));
+    assert_same(
+        &answers(&mut db, now, log_store::blocks::query::page),
+        &before,
+    );
+
+    // Compaction after the move changes nothing a reader sees either.
+    while log_store::blocks::compact::compact_once(&mut db)
+        .expect("compact")
+        .merged
+        > 0
+    {}
+    assert!(count(&mut db).1 < blocks);
+    assert_same(
+        &answers(&mut db, now, log_store::blocks::query::page),
+        &before,
+    );
 }

@@ -48,6 +48,12 @@ pub struct PreparedBatch<'a> {
     blocks: Vec<PreparedBlock>,
 }
 
+impl PreparedBatch<'_> {
+    pub(crate) fn blocks(&self) -> &[PreparedBlock] {
+        &self.blocks
+    }
+}
+
 /// Why a row cannot go into a block: the consumer validated every row, so this is a
 /// bug, and the batch fails as a permanent error rather than store something else.
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +281,16 @@ pub fn insert(conn: &mut PgConnection, batch: PreparedBatch<'_>) -> QueryResult<
         blocks = rebuilt;
     }
 
+    insert_blocks(conn, &blocks)?;
+    Ok(blocks
+        .iter()
+        .flat_map(|b| b.rows.iter().map(|&i| counted(&rows[i])))
+        .collect())
+}
+
+/// Inserts built blocks as they are (no id memory, no rollups): the tail of
+/// [`insert`], and the move of stored rows ([`super::migrate`]).
+pub(crate) fn insert_blocks(conn: &mut PgConnection, blocks: &[PreparedBlock]) -> QueryResult<()> {
     let new_blocks: Vec<NewBlock<'_>> = blocks
         .iter()
         .filter_map(|b| NewBlock::of(b.lane, b.kafka_partition, &b.source, &b.built))
@@ -287,11 +303,7 @@ pub fn insert(conn: &mut PgConnection, batch: PreparedBatch<'_>) -> QueryResult<
             .values(chunk)
             .execute(conn)?;
     }
-
-    Ok(blocks
-        .iter()
-        .flat_map(|b| b.rows.iter().map(|&i| counted(&rows[i])))
-        .collect())
+    Ok(())
 }
 
 /// Adds `ids` to the id memory (`log_event_ids`) and returns the ones that were not
