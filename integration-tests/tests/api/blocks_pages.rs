@@ -291,3 +291,111 @@ fn rows_moved_into_blocks_answer_as_before_the_move() {
         &before,
     );
 }
+
+/// The live tail over blocks polls as over rows: the same events, partition by
+/// partition in offset order, the same cursor after each poll, to the end.
+#[test]
+fn a_tail_over_blocks_polls_as_over_rows() {
+    use log_store::queries::{Conditions, TailCursor, TailTopics};
+    let now = Utc::now();
+    let events = events(now);
+    let topics = TailTopics {
+        normal: "tail-normal".into(),
+        priority: "tail-priority".into(),
+    };
+    // The stored offsets the consumer would have committed with the events.
+    let commit = |url: &str| {
+        let mut conn = PgConnection::establish(url).expect("connect");
+        for lane in [0i16, 1] {
+            for partition in 0..3 {
+                let next = events
+                    .iter()
+                    .filter(|e| e.lane == lane && e.kafka_partition == partition)
+                    .map(|e| e.kafka_offset + 1)
+                    .max()
+                    .unwrap_or(0);
+                let topic = if lane == 0 {
+                    &topics.normal
+                } else {
+                    &topics.priority
+                };
+                diesel::sql_query(
+                    "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) \
+                     VALUES ('tail-test', $1, $2, $3)",
+                )
+                .bind::<diesel::sql_types::Text, _>(topic)
+                .bind::<diesel::sql_types::Integer, _>(partition)
+                .bind::<diesel::sql_types::BigInt, _>(next)
+                .execute(&mut conn)
+                .map(|_| ())
+                .expect("offsets");
+            }
+        }
+        conn
+    };
+    use diesel::RunQueryDsl;
+    let mut rows_db = commit(&stored(Layout::Rows, &events));
+    let mut blocks_db = commit(&stored(Layout::Blocks, &events));
+    let level = |l: &str| l.parse::<Level>().expect("a level");
+    for conditions in [
+        Conditions::default(),
+        Conditions {
+            levels: vec![level("ERROR")],
+            ..Conditions::default()
+        },
+        Conditions {
+            source: Some("payments".into()),
+            text: Some("timeout".into()),
+            ..Conditions::default()
+        },
+        Conditions {
+            correlation_id: Some("corr-7".into()),
+            ..Conditions::default()
+        },
+    ] {
+        let (mut from_rows, mut from_blocks) = (TailCursor::default(), TailCursor::default());
+        let mut delivered = 0;
+        for poll in 0.. {
+            assert!(poll < 500, "the tail ends");
+            let rows = log_store::queries::tail::poll(
+                &mut rows_db,
+                "tail-test",
+                &topics,
+                &from_rows,
+                &conditions,
+                37,
+            )
+            .expect("rows");
+            let blocks = log_store::blocks::tail::poll(
+                &mut blocks_db,
+                "tail-test",
+                &topics,
+                &from_blocks,
+                &conditions,
+                37,
+            )
+            .expect("blocks");
+            let seen = |p: &log_store::queries::TailPoll| -> Vec<(String, i64, Uuid)> {
+                p.events
+                    .iter()
+                    .map(|e| {
+                        (
+                            format!("{:?}", e.partition),
+                            e.offset,
+                            Uuid::from(e.event.id),
+                        )
+                    })
+                    .collect()
+            };
+            assert_eq!(seen(&blocks), seen(&rows), "{conditions:?} poll {poll}");
+            assert_eq!(blocks.cursor, rows.cursor, "{conditions:?} poll {poll}");
+            assert_eq!(blocks.more, rows.more);
+            delivered += rows.events.len();
+            (from_rows, from_blocks) = (rows.cursor, blocks.cursor);
+            if !rows.more && rows.events.is_empty() {
+                break;
+            }
+        }
+        assert!(delivered > 0, "{conditions:?}");
+    }
+}

@@ -11,6 +11,7 @@ pub mod compact;
 pub mod migrate;
 pub mod query;
 pub mod read;
+pub mod tail;
 pub mod write;
 
 use chrono::{DateTime, Utc};

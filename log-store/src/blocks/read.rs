@@ -311,3 +311,75 @@ fn candidates(
     }
     query.load(conn)
 }
+
+/// A block row as the tail reads it: its offsets, summary and filters.
+#[derive(Queryable)]
+struct OffsetCandidate {
+    block_id: i64,
+    level_counts: Vec<i32>,
+    token_filter: Vec<u8>,
+    key_filter: Vec<u8>,
+}
+
+/// The events of one partition of one lane with Kafka offsets in `[from, to)` that
+/// match `filter`, in offset order (the live tail's read). Blocks are chosen by their
+/// offset range on the `(lane, kafka_partition, max_offset)` index, then by their
+/// filters. Run it in the caller's `REPEATABLE READ` transaction, with the stored
+/// offsets it reads up to.
+pub fn offset_range(
+    conn: &mut PgConnection,
+    lane: i16,
+    kafka_partition: i32,
+    (from, to): (i64, i64),
+    filter: &ScanFilter,
+) -> QueryResult<(Vec<ScannedEvent>, ScanReport)> {
+    let candidates: Vec<OffsetCandidate> = log_blocks::table
+        .filter(log_blocks::lane.eq(lane))
+        .filter(log_blocks::kafka_partition.eq(kafka_partition))
+        .filter(log_blocks::max_offset.ge(from))
+        .filter(log_blocks::min_offset.lt(to))
+        .select((
+            log_blocks::block_id,
+            log_blocks::level_counts,
+            log_blocks::token_filter,
+            log_blocks::key_filter,
+        ))
+        .load(conn)?;
+    let mut report = ScanReport {
+        considered: candidates.len(),
+        ..ScanReport::default()
+    };
+    let mut found = Vec::new();
+    for candidate in candidates {
+        if !filter.may_hold(
+            &candidate.level_counts,
+            &candidate.token_filter,
+            &candidate.key_filter,
+        ) {
+            continue;
+        }
+        let payload: Vec<u8> = log_blocks::table
+            .filter(log_blocks::block_id.eq(candidate.block_id))
+            .select(log_blocks::payload)
+            .first(conn)?;
+        report.opened += 1;
+        match ::log_blocks::decode(&payload) {
+            Ok(events) => found.extend(
+                events
+                    .into_iter()
+                    .filter(|e| (from..to).contains(&e.kafka_offset) && filter.keeps(e))
+                    .map(|event| ScannedEvent {
+                        lane,
+                        kafka_partition,
+                        event,
+                    }),
+            ),
+            Err(e) => {
+                report.corrupt += 1;
+                tracing::error!(block_id = candidate.block_id, error = %e, "a stored block does not decode; passed over");
+            }
+        }
+    }
+    found.sort_by_key(|e| e.event.kafka_offset);
+    Ok((found, report))
+}

@@ -90,6 +90,11 @@ impl TailCursor {
         self.next.get(&partition).copied().unwrap_or(0)
     }
 
+    /// Each partition the cursor holds, with its next offset.
+    pub fn partitions(&self) -> impl Iterator<Item = (TopicPartition, i64)> + '_ {
+        self.next.iter().map(|(&p, &n)| (p, n))
+    }
+
     /// Moves `partition` to `next` (never backwards).
     pub fn advance(&mut self, partition: TopicPartition, next: i64) {
         let entry = self.next.entry(partition).or_insert(0);
@@ -268,7 +273,7 @@ pub fn poll(
 
 /// One list from each partition's, keeping each partition's order and otherwise
 /// taking the earliest event first, so a viewer sees time run forward.
-fn merge_by_time(lists: Vec<Vec<TailEvent>>) -> Vec<TailEvent> {
+pub(crate) fn merge_by_time(lists: Vec<Vec<TailEvent>>) -> Vec<TailEvent> {
     let mut lists: Vec<VecDeque<TailEvent>> = lists.into_iter().map(VecDeque::from).collect();
     let mut merged = Vec::with_capacity(lists.iter().map(VecDeque::len).sum());
     while let Some(earliest) = lists
