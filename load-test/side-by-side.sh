@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Side by side with VictoriaLogs (../shared/peers/victorialogs/), one system at a time on
+# this box: the same real-shaped lines (corpus-lines: sixteen systems' formats, skewed)
+# POSTed as NDJSON in 5,000-line bodies, 8 at a time, into
+#   - VictoriaLogs' /insert/jsonline (a fresh data directory);
+#   - our producer's /producer/api/logs/bulk, stored by the stack's consumer restarted
+#     with STORAGE_LAYOUT=blocks (set back to its default afterwards).
+# For each: events/s from the first body sent until every event is stored and
+# countable (VictoriaLogs: its count query; ours: the events in log_blocks), machine
+# CPU per event over that window (every process: Kafka, PostgreSQL, the services, curl),
+# and disk per event (VictoriaLogs: its data directory after a flush; ours: what
+# log_blocks, the id memory and the rollups grew by once compaction has run, and what
+# Kafka's log directories grew by, which retention keeps only as a buffer).
+# Query latencies are not compared yet: the gateway does not read blocks (#29).
+#   ./load-test/side-by-side.sh [lines=1000000]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+lines=${1:-1000000}
+peer=../shared/peers/victorialogs
+export PGPASSWORD=${POSTGRES_PASSWORD:-logpass}
+pg_user=${POSTGRES_USERNAME:-loguser}
+data_dir=${LOGPIPE_DATA_DIR:-$HOME/.local/share/logpipeline}
+psql_() { psql -h 127.0.0.1 -U "$pg_user" -d logprocessor -v ON_ERROR_STOP=1 -qAtX "$@"; }
+cpu_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+hz=$(getconf CLK_TCK)
+now() { date +%s.%N; }
+
+./setup.sh status >/dev/null 2>&1 || true
+for component in postgres kafka producer consumer; do
+  ./setup.sh pid "$component" >/dev/null || { echo "$component is not running: ./setup.sh up" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+vl_pid=
+cleanup() {
+  if [ -n "$vl_pid" ]; then kill "$vl_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+  if [ -n "${restore_consumer:-}" ]; then
+    echo "consumer: back to its default layout"
+    env -u STORAGE_LAYOUT ./setup.sh restart consumer >/dev/null
+  fi
+}
+trap cleanup EXIT
+
+target=${CARGO_TARGET_DIR:-target}
+echo "building corpus-lines (release)"
+cargo build -q --release -p load-test --bin corpus-lines
+echo "generating $lines lines"
+"$target/release/corpus-lines" --lines "$lines" > "$work/corpus.ndjson"
+mkdir -p "$work/bodies"
+split -l 5000 -a 4 "$work/corpus.ndjson" "$work/bodies/body-"
+bodies=$(find "$work/bodies" -type f | wc -l)
+echo "$lines lines, $(du -m "$work/corpus.ndjson" | cut -f1) MiB, $bodies bodies"
+
+# Sends every body to $1, 8 at a time; fails unless every answer is 200.
+send_all() {
+  local statuses
+  statuses=$(find "$work/bodies" -type f | sort | xargs -P 8 -I{} \
+    curl -sS -o /dev/null -w '%{http_code}\n' -H 'Content-Type: application/x-ndjson' \
+    --data-binary @{} "$1" | sort | uniq -c)
+  if ! grep -qE "^ *$bodies 200$" <<<"$statuses"; then
+    echo "not every body was taken: $statuses" >&2
+    return 1
+  fi
+}
+
+# Polls `$1` (a command printing a count) until it reaches $2, printing progress.
+wait_for_count() {
+  local n last=-1
+  while :; do
+    n=$($1)
+    [ "$n" -ge "$2" ] && return 0
+    if [ "$n" != "$last" ]; then echo "  stored $n / $2"; last=$n; fi
+    sleep 0.2
+  done
+}
+
+declare -A rate cpu disk extra
+
+# ---- VictoriaLogs ----
+echo "== VictoriaLogs"
+"$peer/build.sh" >/dev/null
+vl_pid=$("$peer/run.sh" "$work/vl")
+vl_count() {
+  curl -fsS http://127.0.0.1:9428/select/logsql/query --data-urlencode 'query=* | stats count() as n' |
+    sed -E 's/.*"n":"?([0-9]+)"?.*/\1/' | grep -E '^[0-9]+$' || echo 0
+}
+t0=$(now); c0=$(cpu_ticks)
+send_all 'http://127.0.0.1:9428/insert/jsonline?_stream_fields=source&_msg_field=message&_time_field=timestamp'
+wait_for_count vl_count "$lines"
+t1=$(now); c1=$(cpu_ticks)
+curl -fsS http://127.0.0.1:9428/internal/force_flush >/dev/null
+sleep 3
+rate[vl]=$(echo "$lines / ($t1 - $t0)" | bc -l)
+cpu[vl]=$(echo "($c1 - $c0) * 1000000 / $hz / $lines" | bc -l)
+disk[vl]=$(echo "$(du -sb "$work/vl" | cut -f1) / $lines" | bc -l)
+extra[vl]="peak RSS $(awk '/^VmHWM/ {printf "%d MiB", $2 / 1024}' "/proc/$vl_pid/status")"
+kill "$vl_pid"; vl_pid=
+
+# ---- ours ----
+echo "== log pipeline (STORAGE_LAYOUT=blocks)"
+restore_consumer=1
+STORAGE_LAYOUT=blocks ./setup.sh restart consumer >/dev/null
+blocks_events() { psql_ -c "SELECT coalesce(sum(events), 0) FROM log_blocks"; }
+pg_bytes() {
+  psql_ -c "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c
+    WHERE c.relkind = 'r' AND c.relname ~ '^log_(blocks|event_ids|rollup)'"
+}
+kafka_bytes() { du -sb "$data_dir"/kafka/data/log-events-* 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+events0=$(blocks_events); pg0=$(pg_bytes); kafka0=$(kafka_bytes)
+target_events=$((events0 + lines))
+t0=$(now); c0=$(cpu_ticks)
+send_all 'http://127.0.0.1:8081/producer/api/logs/bulk'
+wait_for_count blocks_events "$target_events"
+t1=$(now); c1=$(cpu_ticks)
+echo "  compaction: waiting for the consumer's rounds to merge the small blocks (at most 120 s)"
+for _ in $(seq 120); do
+  small=$(psql_ -c "SELECT count(*) FROM (SELECT 1 FROM log_blocks WHERE events < 8192
+    GROUP BY lane, kafka_partition, source, (min_time AT TIME ZONE 'UTC')::date HAVING count(*) > 1) s")
+  [ "$small" -eq 0 ] && break
+  sleep 1
+done
+psql_ -c "VACUUM log_blocks" >/dev/null 2>&1 || true
+rate[ours]=$(echo "$lines / ($t1 - $t0)" | bc -l)
+cpu[ours]=$(echo "($c1 - $c0) * 1000000 / $hz / $lines" | bc -l)
+disk[ours]=$(echo "($(pg_bytes) - $pg0) / $lines" | bc -l)
+kafka_per_event=$(echo "($(kafka_bytes) - $kafka0) / $lines" | bc -l)
+rss() { awk '/^VmRSS/ {printf "%d", $2 / 1024}' "/proc/$(./setup.sh pid "$1")/status"; }
+extra[ours]=$(printf 'RSS now: producer %s, consumer %s, Kafka %s MiB; Kafka log %.1f B/event' \
+  "$(rss producer)" "$(rss consumer)" "$(rss kafka)" "$kafka_per_event")
+
+echo
+echo "| $lines real-shaped lines | VictoriaLogs | ours (blocks) | ours / VictoriaLogs |"
+echo "|---|---|---|---|"
+printf '| ingest until all stored, events/s | %.0f | %.0f | %.2f× |\n' "${rate[vl]}" "${rate[ours]}" \
+  "$(echo "${rate[ours]} / ${rate[vl]}" | bc -l)"
+printf '| machine CPU per event, µs | %.1f | %.1f | %.2f× |\n' "${cpu[vl]}" "${cpu[ours]}" \
+  "$(echo "${cpu[ours]} / ${cpu[vl]}" | bc -l)"
+printf '| disk per event, B (ours: PostgreSQL) | %.1f | %.1f | %.2f× |\n' "${disk[vl]}" "${disk[ours]}" \
+  "$(echo "${disk[ours]} / ${disk[vl]}" | bc -l)"
+echo "| other | ${extra[vl]} | ${extra[ours]} | |"
