@@ -89,13 +89,15 @@ t0=$(now); c0=$(cpu_ticks)
 send_all 'http://127.0.0.1:9428/insert/jsonline?_stream_fields=source&_msg_field=message&_time_field=timestamp'
 wait_for_count vl_count "$lines"
 t1=$(now); c1=$(cpu_ticks)
-curl -fsS http://127.0.0.1:9428/internal/force_flush >/dev/null
-sleep 3
 rate[vl]=$(echo "$lines / ($t1 - $t0)" | bc -l)
 cpu[vl]=$(echo "($c1 - $c0) * 1000000 / $hz / $lines" | bc -l)
-disk[vl]=$(echo "$(du -sb "$work/vl" | cut -f1) / $lines" | bc -l)
 extra[vl]="peak RSS $(awk '/^VmHWM/ {printf "%d MiB", $2 / 1024}' "/proc/$vl_pid/status")"
-kill "$vl_pid"; vl_pid=
+# Recent data sits in memory parts (searchable, not yet written): a graceful stop
+# writes them, then the directory holds everything.
+kill "$vl_pid"
+while kill -0 "$vl_pid" 2>/dev/null; do sleep 0.2; done
+vl_pid=
+disk[vl]=$(echo "$(du -sb "$work/vl" | cut -f1) / $lines" | bc -l)
 
 # ---- ours ----
 echo "== log pipeline (STORAGE_LAYOUT=blocks)"

@@ -22,12 +22,11 @@ pub fn build(events: &[BlockEvent]) -> Result<BuiltBlock, FormatError> {
     let summary = BlockSummary::of(events).ok_or(FormatError::Corrupt("block", "no events"))?;
     let payload = format::encode(events)?;
 
-    let mut words = Vec::new();
     let mut token_hashes = Vec::new();
     for event in events {
-        words.clear();
-        tokens::filter_keys(&event.message, &mut words);
-        token_hashes.extend(words.iter().map(|w| key_hash(KeyKind::Token, w.as_bytes())));
+        tokens::for_each_filter_key(&event.message, |key| {
+            token_hashes.push(key_hash(KeyKind::Token, key.as_bytes()));
+        });
     }
 
     let mut key_hashes = Vec::with_capacity(events.len() * 2);

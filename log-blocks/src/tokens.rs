@@ -38,13 +38,21 @@ impl Term {
 
 /// The terms of `text`, in order.
 pub fn terms(text: &str) -> Vec<Term> {
-    let mut terms = Vec::new();
+    raw_terms(text)
+        .map(|raw| {
+            let text = raw.to_lowercase();
+            let words = words_of(&text).map(str::to_owned).collect();
+            Term { text, words }
+        })
+        .collect()
+}
+
+/// Each term of `text` as it is written (not yet lower-cased).
+fn raw_terms(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = text;
-    loop {
+    std::iter::from_fn(move || {
         // Skip to the next word character: a term starts and ends with one.
-        let Some(start) = rest.find(is_word_char) else {
-            return terms;
-        };
+        let start = rest.find(is_word_char)?;
         rest = &rest[start..];
         let mut last_word_end = 0;
         for (i, c) in rest.char_indices() {
@@ -56,13 +64,24 @@ pub fn terms(text: &str) -> Vec<Term> {
         }
         let raw = &rest[..last_word_end];
         rest = &rest[last_word_end..];
-        let text = raw.to_lowercase();
-        let words = text
-            .split(|c: char| !is_word_char(c))
-            .filter(|w| !w.is_empty())
-            .map(str::to_owned)
-            .collect();
-        terms.push(Term { text, words });
+        Some(raw)
+    })
+}
+
+/// The words of a (lower-cased) term.
+fn words_of(term: &str) -> impl Iterator<Item = &str> {
+    term.split(|c: char| !is_word_char(c))
+        .filter(|w| !w.is_empty())
+}
+
+/// Calls `key` with each string the token filter holds for `text` (with repeats), as
+/// [`filter_keys`] lists them, without a string of its own for each: what a block
+/// build does for every message.
+pub fn for_each_filter_key(text: &str, mut key: impl FnMut(&str)) {
+    for raw in raw_terms(text) {
+        let term = raw.to_lowercase();
+        pairs(&term).for_each(&mut key);
+        words_of(&term).for_each(&mut key);
     }
 }
 
@@ -73,10 +92,7 @@ pub fn terms(text: &str) -> Vec<Term> {
 /// there ([`filter_keys_of_query`]); pairs rather than every beginning and end keep
 /// the filter to about half the keys.
 pub fn filter_keys(text: &str, out: &mut Vec<String>) {
-    for term in terms(text) {
-        out.extend(pairs(&term.text).map(str::to_owned));
-        out.extend(term.words);
-    }
+    for_each_filter_key(text, |key| out.push(key.to_owned()));
 }
 
 /// The keys a block's token filter must hold for `term` to match in it: the word, or
