@@ -8,9 +8,9 @@
 # For each: events/s from the first body sent until every event is stored and
 # countable (VictoriaLogs: its count query; ours: the events in log_blocks), machine
 # CPU per event over that window (every process: Kafka, PostgreSQL, the services, curl),
-# and disk per event (VictoriaLogs: its data directory after a flush; ours: what
-# log_blocks, the id memory and the rollups grew by once compaction has run, and what
-# Kafka's log directories grew by, which retention keeps only as a buffer).
+# and disk per event (VictoriaLogs: its data directory after a graceful stop; ours: the
+# blocks written, once compaction has run, and what the id memory and the rollups grew
+# by; Kafka's log directories' growth apart, which retention keeps only as a buffer).
 # Query latencies are not compared yet: the gateway does not read blocks (#29).
 #   ./load-test/side-by-side.sh [lines=1000000]
 set -euo pipefail
@@ -104,12 +104,17 @@ echo "== log pipeline (STORAGE_LAYOUT=blocks)"
 restore_consumer=1
 STORAGE_LAYOUT=blocks ./setup.sh restart consumer >/dev/null
 blocks_events() { psql_ -c "SELECT coalesce(sum(events), 0) FROM log_blocks"; }
+# The id memory and the rollups only grow; log_blocks reuses the space compaction
+# freed, so its share is the size of the blocks written since the start (their rows
+# with the payload as stored, the filters, the summary), counted row by row.
 pg_bytes() {
   psql_ -c "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c
-    WHERE c.relkind = 'r' AND c.relname ~ '^log_(blocks|event_ids|rollup)'"
+    WHERE c.relkind = 'r' AND c.relname ~ '^log_(event_ids|rollup)'"
 }
+new_block_bytes() { psql_ -c "SELECT coalesce(sum(pg_column_size(b.*)), 0) FROM log_blocks b WHERE block_id > $1"; }
 kafka_bytes() { du -sb "$data_dir"/kafka/data/log-events-* 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
 events0=$(blocks_events); pg0=$(pg_bytes); kafka0=$(kafka_bytes)
+block0=$(psql_ -c "SELECT coalesce(max(block_id), 0) FROM log_blocks")
 target_events=$((events0 + lines))
 t0=$(now); c0=$(cpu_ticks)
 send_all 'http://127.0.0.1:8081/producer/api/logs/bulk'
@@ -125,7 +130,7 @@ done
 psql_ -c "VACUUM log_blocks" >/dev/null 2>&1 || true
 rate[ours]=$(echo "$lines / ($t1 - $t0)" | bc -l)
 cpu[ours]=$(echo "($c1 - $c0) * 1000000 / $hz / $lines" | bc -l)
-disk[ours]=$(echo "($(pg_bytes) - $pg0) / $lines" | bc -l)
+disk[ours]=$(echo "($(pg_bytes) - $pg0 + $(new_block_bytes "$block0")) / $lines" | bc -l)
 kafka_per_event=$(echo "($(kafka_bytes) - $kafka0) / $lines" | bc -l)
 rss() { awk '/^VmRSS/ {printf "%d", $2 / 1024}' "/proc/$(./setup.sh pid "$1")/status"; }
 extra[ours]=$(printf 'RSS now: producer %s, consumer %s, Kafka %s MiB; Kafka log %.1f B/event' \
