@@ -102,7 +102,7 @@ disk[vl]=$(echo "$(du -sb "$work/vl" | cut -f1) / $lines" | bc -l)
 # ---- ours ----
 echo "== log pipeline (STORAGE_LAYOUT=blocks)"
 restore_consumer=1
-STORAGE_LAYOUT=blocks ./setup.sh restart consumer >/dev/null
+STORAGE_LAYOUT=blocks MOVE_ROWS_TO_BLOCKS=false ./setup.sh restart consumer >/dev/null
 blocks_events() { psql_ -c "SELECT coalesce(sum(events), 0) FROM log_blocks"; }
 # The id memory and the rollups only grow; log_blocks reuses the space compaction
 # freed, so its share is the size of the blocks written since the start (their rows

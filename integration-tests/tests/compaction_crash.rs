@@ -142,7 +142,8 @@ async fn a_compaction_killed_mid_merge_loses_and_repeats_nothing() {
 
     // A later compaction finishes what the killed one started.
     for _ in 0..50 {
-        let report = log_store::blocks::compact::compact_once(&mut conn).expect("compact");
+        let report = log_store::blocks::compact::compact_once(&mut conn, std::time::Duration::ZERO)
+            .expect("compact");
         if report.merged == 0 {
             break;
         }

@@ -50,6 +50,7 @@ pub struct ConsumerMetrics {
     /// found damaged (left as they are).
     pub blocks_compacted: IntCounter,
     pub blocks_corrupt: IntCounter,
+    pub rows_moved: IntCounter,
 }
 
 impl ConsumerMetrics {
@@ -155,6 +156,10 @@ impl ConsumerMetrics {
                 "log_blocks_corrupt_total",
                 "Event blocks that did not decode, left as they are by compaction",
             )?,
+            rows_moved: IntCounter::new(
+                "log_rows_moved_to_blocks_total",
+                "Rows stored before the blocks layout, moved into blocks",
+            )?,
             upkeep_failures: IntCounter::new(
                 "log_partition_upkeep_failures_total",
                 "Upkeep rounds that failed (retried five minutes later)",
@@ -184,6 +189,7 @@ impl ConsumerMetrics {
         registry.register(Box::new(m.rollup_rows_folded.clone()))?;
         registry.register(Box::new(m.blocks_compacted.clone()))?;
         registry.register(Box::new(m.blocks_corrupt.clone()))?;
+        registry.register(Box::new(m.rows_moved.clone()))?;
         registry.register(Box::new(m.upkeep_failures.clone()))?;
         Ok(m)
     }

@@ -78,9 +78,9 @@ pub struct ConsumerTuning {
     /// not stored. 0 keeps everything.
     #[arg(long = "retention-days", env = "RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: u32,
-    /// How events are stored: `rows`, one `log_events` row each (what the gateway
-    /// reads), or `blocks`, compressed event blocks in `log_blocks` (README, "Event
-    /// blocks": the gateway does not read them yet).
+    /// How events are stored: `rows`, one `log_events` row each, or `blocks`,
+    /// compressed event blocks in `log_blocks` (README, "Event blocks"). The gateway
+    /// reads whichever holds events, both while rows move into blocks.
     #[arg(
         long = "storage-layout",
         env = "STORAGE_LAYOUT",
@@ -88,6 +88,11 @@ pub struct ConsumerTuning {
         default_value_t = log_store::Layout::Rows
     )]
     pub storage_layout: log_store::Layout,
+    /// With the `blocks` layout: move the rows stored before into blocks in the
+    /// background, oldest first, until none is left. `false` leaves them rows until
+    /// retention drops their days.
+    #[arg(long = "move-rows-to-blocks", env = "MOVE_ROWS_TO_BLOCKS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub move_rows_to_blocks: bool,
     /// How many days (UTC, today included) an event id is remembered whatever its
     /// timestamp: a second copy with another timestamp within that time is skipped.
     /// A copy with the same timestamp is skipped for as long as the row is kept.

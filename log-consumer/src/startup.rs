@@ -32,6 +32,8 @@ pub struct Application {
     pipelines: Vec<Pipeline>,
     upkeep: Upkeep,
     metrics: ConsumerMetrics,
+    /// With the blocks layout, whether rows stored before move into blocks.
+    move_rows: bool,
 }
 
 impl Application {
@@ -121,6 +123,7 @@ impl Application {
             pipelines,
             upkeep,
             metrics,
+            move_rows: settings.consumer.move_rows_to_blocks,
         })
     }
 
@@ -138,8 +141,13 @@ impl Application {
         for pipeline in self.pipelines {
             pipelines.spawn(pipeline.run(stop_rx.clone()));
         }
-        let compaction = (store.layout() == Layout::Blocks)
-            .then(|| tokio::spawn(compaction_loop(store.clone(), self.metrics.clone())));
+        let compaction = (store.layout() == Layout::Blocks).then(|| {
+            tokio::spawn(blocks_upkeep_loop(
+                store.clone(),
+                self.move_rows,
+                self.metrics.clone(),
+            ))
+        });
         let upkeep = tokio::spawn(upkeep_loop(store, self.upkeep, self.metrics));
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
@@ -276,31 +284,62 @@ async fn migrate_when_ready(store: &Store) -> anyhow::Result<()> {
     }
 }
 
-/// Compaction of event blocks: every few seconds, rounds until no stream has small
-/// blocks left to merge. Each round is one transaction; aborting the task between
-/// rounds (shutdown) or a crash within one loses nothing (`log_store::blocks::compact`).
-async fn compaction_loop(store: Store, metrics: ConsumerMetrics) {
+/// How long a stream's small blocks wait for more before they are merged anyway (a
+/// full block's worth is merged at once): a quiet source's blocks still end up merged,
+/// a busy one's are merged once, not at every round on their way to a full block.
+const COMPACTION_SETTLE: Duration = Duration::from_secs(30);
+
+/// The blocks layout's background work, every few seconds: first the rows stored
+/// before it moved into blocks, round after round until none is left (the gateway
+/// reads both meanwhile), then compaction, rounds until no stream has small blocks
+/// worth merging. Each round is one transaction; aborting the task between rounds
+/// (shutdown) or a crash within one loses nothing (`log_store::blocks::migrate`,
+/// `log_store::blocks::compact`).
+async fn blocks_upkeep_loop(store: Store, move_rows: bool, metrics: ConsumerMetrics) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        loop {
-            let s = store.clone();
-            match tokio::task::spawn_blocking(move || s.compact_once()).await {
-                Ok(Ok(report)) => {
-                    metrics.blocks_compacted.inc_by(report.merged as u64);
-                    metrics.blocks_corrupt.inc_by(report.corrupt as u64);
-                    if report.merged == 0 {
-                        break;
-                    }
+        if move_rows {
+            let metrics = metrics.clone();
+            rounds_until_done(&store, "moving rows into blocks", move |store| {
+                let moved = store.move_rows_once()?;
+                metrics.rows_moved.inc_by(moved as u64);
+                if moved > 0 {
+                    tracing::info!(moved, "rows moved into blocks");
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "compaction round failed; next try in five seconds");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "compaction task failed");
-                    break;
-                }
+                Ok(moved > 0)
+            })
+            .await;
+        }
+        let metrics = metrics.clone();
+        rounds_until_done(&store, "compaction", move |store| {
+            let report = store.compact_once(COMPACTION_SETTLE)?;
+            metrics.blocks_compacted.inc_by(report.merged as u64);
+            metrics.blocks_corrupt.inc_by(report.corrupt as u64);
+            Ok(report.merged > 0)
+        })
+        .await;
+    }
+}
+
+/// Runs `round` off the async threads until it has nothing more to do (`false`) or
+/// fails (logged; the next tick tries again).
+async fn rounds_until_done<F>(store: &Store, what: &'static str, round: F)
+where
+    F: Fn(&Store) -> Result<bool, log_store::error::StoreError> + Clone + Send + 'static,
+{
+    loop {
+        let (store, round) = (store.clone(), round.clone());
+        match tokio::task::spawn_blocking(move || round(&store)).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => break,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "{what} round failed; next try in five seconds");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} task failed");
+                break;
             }
         }
     }

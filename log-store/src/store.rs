@@ -94,9 +94,22 @@ impl Store {
     }
 
     /// One round of compaction (blocks only): one stream's small blocks merged.
-    pub fn compact_once(&self) -> Result<crate::blocks::compact::CompactReport, StoreError> {
+    pub fn compact_once(
+        &self,
+        settle: std::time::Duration,
+    ) -> Result<crate::blocks::compact::CompactReport, StoreError> {
         let mut conn = self.pool.get()?;
-        Ok(crate::blocks::compact::compact_once(&mut conn)?)
+        Ok(crate::blocks::compact::compact_once(&mut conn, settle)?)
+    }
+
+    /// One round of the move of rows into blocks (see [`crate::blocks::migrate`]):
+    /// how many rows moved, 0 when none is left.
+    pub fn move_rows_once(&self) -> Result<usize, StoreError> {
+        let mut conn = self.pool.get()?;
+        Ok(crate::blocks::migrate::move_oldest_rows(
+            &mut conn,
+            crate::blocks::migrate::ROWS_A_ROUND,
+        )?)
     }
 
     pub fn pool(&self) -> &PgPool {

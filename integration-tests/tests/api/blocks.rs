@@ -55,6 +55,8 @@ async fn the_consumer_stores_each_event_once_in_blocks_across_replays_and_a_rest
     let producer = producer();
     let blocks = |s: &mut log_consumer::settings::Settings| {
         s.consumer.storage_layout = Layout::Blocks;
+        // The other tests' rows in this shared database stay rows.
+        s.consumer.move_rows_to_blocks = false;
     };
 
     let first: Vec<Uuid> = (0..300).map(|_| Uuid::now_v7()).collect();
@@ -262,7 +264,8 @@ fn compaction_merges_small_blocks_under_concurrent_reads() {
     let mut merged = 0;
     // Other tests' streams may be compacted too: go on until this one is whole.
     for _ in 0..200 {
-        let report = log_store::blocks::compact::compact_once(&mut conn).expect("compact");
+        let report =
+            log_store::blocks::compact::compact_once(&mut conn, Duration::ZERO).expect("compact");
         merged += report.merged;
         if blocks_of(&source) == 1 || report.merged == 0 {
             break;
@@ -385,4 +388,138 @@ fn an_event_is_found_by_its_id_whatever_its_id_and_time() {
     assert!(log_store::blocks::query::find(&mut db(), Uuid::new_v4())
         .expect("find")
         .is_none());
+}
+
+/// A stream's small blocks wait to be merged until together they make a full block or
+/// have settled: a busy stream's events are merged once, not at every round.
+#[test]
+fn small_blocks_wait_for_a_full_block_or_to_settle() {
+    let now = chrono::Utc::now();
+    let source = unique("blocks-settle");
+    for batch in 0..3 {
+        let rows: Vec<_> = (0..40)
+            .map(|i| {
+                new_row(
+                    "INFO",
+                    format!("batch {batch} line {i}"),
+                    &source,
+                    now,
+                    None,
+                    None,
+                )
+            })
+            .collect();
+        assert_eq!(store_blocks(&rows), 40);
+    }
+    let blocks_of = |source: &str| -> i64 {
+        use diesel::prelude::*;
+        log_store::schema::log_blocks::table
+            .filter(log_store::schema::log_blocks::source.eq(source))
+            .count()
+            .get_result(&mut db())
+            .expect("count")
+    };
+    let mut conn = db();
+    let hour = Duration::from_secs(3600);
+    for _ in 0..200 {
+        let report = log_store::blocks::compact::compact_once(&mut conn, hour).expect("compact");
+        if report.merged == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        blocks_of(&source),
+        3,
+        "120 events written just now: not yet"
+    );
+    for _ in 0..200 {
+        let report =
+            log_store::blocks::compact::compact_once(&mut conn, Duration::ZERO).expect("compact");
+        if blocks_of(&source) == 1 || report.merged == 0 {
+            break;
+        }
+    }
+    assert_eq!(blocks_of(&source), 1, "settled: merged");
+}
+
+/// A consumer switched to blocks moves the rows stored before into blocks in the
+/// background, every event once, while it stores new events as blocks.
+#[tokio::test]
+async fn a_consumer_switched_to_blocks_moves_the_rows_into_blocks() {
+    let url = crate::helpers::new_migrated_database();
+    let now = chrono::Utc::now();
+    let source = unique("moved");
+    let rows: Vec<_> = (0..2_500)
+        .map(|i| {
+            new_row(
+                "INFO",
+                format!("stored as a row {i}"),
+                &source,
+                now - chrono::TimeDelta::seconds(i),
+                None,
+                None,
+            )
+        })
+        .collect();
+    assert_eq!(crate::helpers::store_rows_in(&url, &rows), rows.len());
+    let t = topics().await;
+    let producer = producer();
+    let new_ids: Vec<Uuid> = (0..200).map(|_| Uuid::now_v7()).collect();
+    send_events(&producer, &t.topic, &source, &new_ids).await;
+    let database = url.clone();
+    let app = spawn_consumer_with(&t.topic, &t.dlq, &t.group, move |s| {
+        s.consumer.storage_layout = Layout::Blocks;
+        s.postgres.url = database;
+    })
+    .await;
+    use diesel::prelude::*;
+    let mut conn = PgConnection::establish(&url).expect("connect");
+    let counts = |conn: &mut PgConnection| -> (i64, i64) {
+        use log_store::schema::{log_blocks, log_events};
+        let rows = log_events::table
+            .count()
+            .get_result(conn)
+            .expect("count rows");
+        let events: Option<i64> = log_blocks::table
+            .select(diesel::dsl::sum(log_blocks::events))
+            .first(conn)
+            .expect("sum events");
+        (rows, events.unwrap_or(0))
+    };
+    let moved = eventually("every row moved", Duration::from_secs(60), || {
+        let found = counts(&mut conn);
+        async move { (found == (0, 2_700)).then_some(found) }
+    })
+    .await;
+    assert_eq!(moved, (0, 2_700));
+    let metrics = crate::helpers::metrics_text(&format!("{}/actuator/prometheus", app.base)).await;
+    assert!(
+        metrics.contains("log_rows_moved_to_blocks_total 2500"),
+        "{metrics}"
+    );
+    // Every event once, as the gateway reads it.
+    let page = log_store::queries::page(
+        &mut conn,
+        &log_store::queries::EventFilter {
+            start: now - chrono::TimeDelta::days(1),
+            end: chrono::Utc::now(),
+            levels: Vec::new(),
+            source: Some(source.clone()),
+            correlation_id: None,
+            trace_id: None,
+            text: None,
+        },
+        log_store::queries::Paging::Offset {
+            page: 0,
+            size: 1000,
+        },
+        chrono::Utc::now(),
+        log_store::queries::Budgets {
+            search_walk: Duration::from_secs(5),
+            count: Duration::from_secs(5),
+        },
+    )
+    .expect("page");
+    assert_eq!((page.total, page.total_exact), (2_700, true));
+    app.stop().await;
 }

@@ -8,7 +8,6 @@ use crate::helpers::new_migrated_database;
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::{Connection, PgConnection};
 use log_common::event::Level;
-use log_store::error::QueryError;
 use log_store::queries::{Budgets, Cursor, EventFilter, PageResult, Paging};
 use log_store::{Layout, NewLogEvent, Store};
 use std::time::Duration;
@@ -71,15 +70,6 @@ fn stored(layout: Layout, events: &[NewLogEvent]) -> String {
     }
     url
 }
-
-/// A page function: over rows (`log_store::queries::page`) or over blocks.
-type PageFn = fn(
-    &mut PgConnection,
-    &EventFilter,
-    Paging,
-    DateTime<Utc>,
-    Budgets,
-) -> Result<PageResult, QueryError>;
 
 /// Every filter alone and combined, in a window whose edges are not on a minute (the
 /// totals count partial minutes). The last two match nothing.
@@ -149,7 +139,7 @@ type Answer = (String, PageResult);
 /// What a reader sees of every filter: pages by offset (the first, a later one, one
 /// past the end), then three pages on by keyset cursor from the first.
 /// One group a filter, in [`filters`]' order.
-fn answers(conn: &mut PgConnection, now: DateTime<Utc>, page: PageFn) -> Vec<Vec<Answer>> {
+fn answers(conn: &mut PgConnection, now: DateTime<Utc>) -> Vec<Vec<Answer>> {
     let budgets = Budgets {
         search_walk: Duration::from_secs(5),
         count: Duration::from_secs(5),
@@ -166,7 +156,8 @@ fn answers(conn: &mut PgConnection, now: DateTime<Utc>, page: PageFn) -> Vec<Vec
                 size: 50,
             },
         ] {
-            let result = page(conn, &filter, paging, now, budgets).expect("page");
+            let result =
+                log_store::queries::page(conn, &filter, paging, now, budgets).expect("page");
             if cursor.is_none() {
                 cursor = last_of(&result);
             }
@@ -178,7 +169,8 @@ fn answers(conn: &mut PgConnection, now: DateTime<Utc>, page: PageFn) -> Vec<Vec
                 cursor: after,
                 size: 50,
             };
-            let result = page(conn, &filter, paging, now, budgets).expect("page");
+            let result =
+                log_store::queries::page(conn, &filter, paging, now, budgets).expect("page");
             cursor = last_of(&result);
             answers.push((format!("{filter:?} {paging:?}"), result));
         }
@@ -232,7 +224,7 @@ fn pages_over_blocks_answer_as_pages_over_rows() {
     let (rows, blocks) = count(&mut blocks_db);
     assert_eq!((rows, blocks > 0), (0, true));
 
-    let expected = answers(&mut rows_db, now, log_store::queries::page);
+    let expected = answers(&mut rows_db, now);
     // The comparison means something: every filter but the last two has matches, the
     // unfiltered window a full first page.
     for (i, group) in expected.iter().enumerate() {
@@ -240,12 +232,9 @@ fn pages_over_blocks_answer_as_pages_over_rows() {
         assert_eq!(first.total > 0, i < 9, "{what}: {}", first.total);
     }
     assert_eq!(expected[0][0].1.events.len(), 50);
-    assert_same(
-        &answers(&mut blocks_db, now, log_store::blocks::query::page),
-        &expected,
-    );
+    assert_same(&answers(&mut blocks_db, now), &expected);
 
-    let never = &answers(&mut blocks_db, now, log_store::blocks::query::page)[9][0].1;
+    let never = &answers(&mut blocks_db, now)[9][0].1;
     assert!(never.events.is_empty());
     assert_eq!((never.total, never.total_exact), (0, true));
 }
@@ -258,7 +247,7 @@ fn rows_moved_into_blocks_answer_as_before_the_move() {
     let events = events(now);
     let url = stored(Layout::Rows, &events);
     let mut db = PgConnection::establish(&url).expect("connect");
-    let before = answers(&mut db, now, log_store::queries::page);
+    let before = answers(&mut db, now);
 
     let mut moved = 0;
     let mut rounds = 0;
@@ -269,31 +258,30 @@ fn rows_moved_into_blocks_answer_as_before_the_move() {
         }
         moved += n;
         rounds += 1;
+        // Part rows, part blocks: the gateway's reads merge the two.
+        if moved < events.len() {
+            assert_same(&answers(&mut db, now), &before);
+        }
     }
     assert_eq!(moved, events.len());
     assert!(rounds >= 5, "{rounds} rounds");
     let (rows, blocks) = count(&mut db);
     assert_eq!((rows, blocks > 0), (0, true));
-    assert_same(
-        &answers(&mut db, now, log_store::blocks::query::page),
-        &before,
-    );
+    assert_same(&answers(&mut db, now), &before);
 
     // Compaction after the move changes nothing a reader sees either.
-    while log_store::blocks::compact::compact_once(&mut db)
+    while log_store::blocks::compact::compact_once(&mut db, Duration::ZERO)
         .expect("compact")
         .merged
         > 0
     {}
     assert!(count(&mut db).1 < blocks);
-    assert_same(
-        &answers(&mut db, now, log_store::blocks::query::page),
-        &before,
-    );
+    assert_same(&answers(&mut db, now), &before);
 }
 
-/// The live tail over blocks polls as over rows: the same events, partition by
-/// partition in offset order, the same cursor after each poll, to the end.
+/// The live tail over blocks, and over rows half moved into blocks, polls as over
+/// rows: the same events, partition by partition in offset order, the same cursor
+/// after each poll, to the end.
 #[test]
 fn a_tail_over_blocks_polls_as_over_rows() {
     use log_store::queries::{Conditions, TailCursor, TailTopics};
@@ -334,8 +322,15 @@ fn a_tail_over_blocks_polls_as_over_rows() {
         conn
     };
     use diesel::RunQueryDsl;
+    // Rows, blocks, and rows of which the oldest half has moved into blocks (the
+    // tail reads both tables then).
     let mut rows_db = commit(&stored(Layout::Rows, &events));
     let mut blocks_db = commit(&stored(Layout::Blocks, &events));
+    let mut mixed_db = commit(&stored(Layout::Rows, &events));
+    let moved =
+        log_store::blocks::migrate::move_oldest_rows(&mut mixed_db, events.len() as i64 / 2)
+            .expect("move");
+    assert_eq!(moved, events.len() / 2);
     let level = |l: &str| l.parse::<Level>().expect("a level");
     for conditions in [
         Conditions::default(),
@@ -353,28 +348,21 @@ fn a_tail_over_blocks_polls_as_over_rows() {
             ..Conditions::default()
         },
     ] {
-        let (mut from_rows, mut from_blocks) = (TailCursor::default(), TailCursor::default());
+        let mut from = [
+            TailCursor::default(),
+            TailCursor::default(),
+            TailCursor::default(),
+        ];
         let mut delivered = 0;
         for poll in 0.. {
             assert!(poll < 500, "the tail ends");
-            let rows = log_store::queries::tail::poll(
-                &mut rows_db,
-                "tail-test",
-                &topics,
-                &from_rows,
-                &conditions,
-                37,
-            )
-            .expect("rows");
-            let blocks = log_store::blocks::tail::poll(
-                &mut blocks_db,
-                "tail-test",
-                &topics,
-                &from_blocks,
-                &conditions,
-                37,
-            )
-            .expect("blocks");
+            let poll_of = |conn: &mut PgConnection, from: &TailCursor| {
+                log_store::queries::tail::poll(conn, "tail-test", &topics, from, &conditions, 37)
+                    .expect("poll")
+            };
+            let rows = poll_of(&mut rows_db, &from[0]);
+            let blocks = poll_of(&mut blocks_db, &from[1]);
+            let mixed = poll_of(&mut mixed_db, &from[2]);
             let seen = |p: &log_store::queries::TailPoll| -> Vec<(String, i64, Uuid)> {
                 p.events
                     .iter()
@@ -387,11 +375,13 @@ fn a_tail_over_blocks_polls_as_over_rows() {
                     })
                     .collect()
             };
-            assert_eq!(seen(&blocks), seen(&rows), "{conditions:?} poll {poll}");
-            assert_eq!(blocks.cursor, rows.cursor, "{conditions:?} poll {poll}");
-            assert_eq!(blocks.more, rows.more);
+            for other in [&blocks, &mixed] {
+                assert_eq!(seen(other), seen(&rows), "{conditions:?} poll {poll}");
+                assert_eq!(other.cursor, rows.cursor, "{conditions:?} poll {poll}");
+                assert_eq!(other.more, rows.more);
+            }
             delivered += rows.events.len();
-            (from_rows, from_blocks) = (rows.cursor, blocks.cursor);
+            from = [rows.cursor.clone(), blocks.cursor, mixed.cursor];
             if !rows.more && rows.events.is_empty() {
                 break;
             }

@@ -351,7 +351,9 @@ fn compact_all(store: &Store) -> anyhow::Result<()> {
     let started = Instant::now();
     let (mut merged, mut written) = (0, 0);
     loop {
-        let report = store.compact_once().context("compaction round")?;
+        let report = store
+            .compact_once(std::time::Duration::ZERO)
+            .context("compaction round")?;
         if report.merged == 0 {
             break;
         }

@@ -161,14 +161,21 @@ fn rollup_total(
     filter: &EventFilter,
     now: DateTime<Utc>,
 ) -> Result<i64, QueryError> {
-    rollup_total_counting_edges(conn, filter, now, |conn, edge| {
-        let mut n = 0;
-        scan(conn, &scan_filter(edge, None), |_| {
-            n += 1;
-            ControlFlow::Continue(())
-        })?;
-        Ok(n)
-    })
+    rollup_total_counting_edges(conn, filter, now, count_events)
+}
+
+/// The events of blocks matching `filter` (a window of a minute or less: an edge of a
+/// total).
+pub(crate) fn count_events(
+    conn: &mut PgConnection,
+    filter: &EventFilter,
+) -> Result<i64, QueryError> {
+    let mut n = 0;
+    scan(conn, &scan_filter(filter, None), |_| {
+        n += 1;
+        ControlFlow::Continue(())
+    })?;
+    Ok(n)
 }
 
 /// The matches of a filter the rollups cannot count: exact up to [`COUNT_CAP`]

@@ -183,14 +183,23 @@ impl Ord for Pending {
 /// Visits the events matching `filter` newest first (time, then id, descending) until
 /// `visit` breaks or none is left.
 ///
-/// One read-only `REPEATABLE READ` transaction: the block list and each payload come
-/// from one snapshot, so a compaction committing meanwhile shows neither its new block
-/// beside the old ones nor a gap where they were.
+/// The block list and each payload must come from one snapshot, so a compaction
+/// committing meanwhile shows neither its new block beside the old ones nor a gap
+/// where they were: inside a transaction, the caller's (the gateway's are
+/// `REPEATABLE READ`); outside one, a read-only `REPEATABLE READ` transaction of its
+/// own.
 pub fn scan(
     conn: &mut PgConnection,
     filter: &ScanFilter,
     visit: impl FnMut(ScannedEvent) -> ControlFlow<()>,
 ) -> QueryResult<ScanReport> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let in_transaction = AnsiTransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()?
+        .is_some();
+    if in_transaction {
+        return scan_in_snapshot(conn, filter, visit);
+    }
     conn.build_transaction()
         .repeatable_read()
         .read_only()

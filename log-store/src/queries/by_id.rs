@@ -7,8 +7,9 @@ use diesel::prelude::*;
 use log_common::event::LogEvent;
 use uuid::Uuid;
 
-/// The event with this id, by the primary key.
-pub fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<LogEvent>, QueryError> {
+/// The row with this id, by the primary key (the gateway's lookup,
+/// [`crate::queries::layouts::find`], also asks the blocks).
+pub fn find_row(conn: &mut PgConnection, id: Uuid) -> Result<Option<LogEvent>, QueryError> {
     let row = log_events::table
         .find(id)
         .select(EventRow::as_select())

@@ -1,13 +1,16 @@
 //! Events per time bucket and level: from the rollups, or, with a full-text query,
-//! from the matching rows (capped).
+//! from the matching events, rows and blocks (capped).
 
+use crate::blocks::{self, read::scan};
 use crate::error::QueryError;
 use crate::queries::filter::EventFilter;
+use crate::queries::layouts;
 use crate::rollups::ALL;
 use crate::schema::log_events;
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 /// At most this many matching rows are counted for a full-text histogram; past it the
 /// answer says it is not exact.
@@ -32,7 +35,7 @@ pub fn histogram(
 ) -> Result<BucketCounts, QueryError> {
     match &filter.text {
         None => from_rollups(conn, filter, bucket),
-        Some(_) => from_matching_rows(conn, filter, bucket),
+        Some(_) => from_matching_events(conn, filter, bucket),
     }
 }
 
@@ -87,7 +90,9 @@ fn from_rollups(
     Ok(result)
 }
 
-fn from_matching_rows(
+/// The matching events' times and levels, from the rows and the blocks (whichever
+/// hold events, [`layouts`]), at most [`TEXT_MATCH_CAP`] + 1 of them.
+fn from_matching_events(
     conn: &mut PgConnection,
     filter: &EventFilter,
     bucket: TimeDelta,
@@ -97,16 +102,41 @@ fn from_matching_rows(
     // stored to the microsecond).
     let mut window = filter.clone();
     window.end = filter.end - TimeDelta::microseconds(1);
-    let rows: Vec<(DateTime<Utc>, String)> = log_events::table
-        .filter(window.predicate())
-        .select((e::timestamp, e::level))
-        .limit(TEXT_MATCH_CAP + 1)
-        .load(conn)?;
+    let stored = layouts::stored(conn)?;
+    let cap = TEXT_MATCH_CAP as usize;
+    let mut matches: Vec<(DateTime<Utc>, String)> = Vec::new();
+    if stored.read_rows() {
+        matches = log_events::table
+            .filter(window.predicate())
+            .select((e::timestamp, e::level))
+            .limit(TEXT_MATCH_CAP + 1)
+            .load(conn)?;
+    }
+    if stored.blocks && matches.len() <= cap {
+        scan(
+            conn,
+            &blocks::query::scan_filter(&window, None),
+            |scanned| {
+                let event = &scanned.event;
+                if let (Some(at), Some(level)) = (
+                    DateTime::from_timestamp_micros(event.timestamp_micros),
+                    ::log_blocks::LEVELS.get(usize::from(event.level)),
+                ) {
+                    matches.push((at, (*level).to_owned()));
+                }
+                if matches.len() > cap {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )?;
+    }
     let mut result = BucketCounts {
-        exact: rows.len() as i64 <= TEXT_MATCH_CAP,
+        exact: matches.len() <= cap,
         ..BucketCounts::default()
     };
-    for (at, level) in rows.into_iter().take(TEXT_MATCH_CAP as usize) {
+    for (at, level) in matches.into_iter().take(cap) {
         add(&mut result, bucket_of(at, filter.start, bucket), level, 1);
     }
     Ok(result)

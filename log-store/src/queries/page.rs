@@ -90,10 +90,12 @@ pub struct Budgets {
     pub count: Duration,
 }
 
-/// A page, newest first with id as tie-break, so walking pages never repeats or
-/// skips an event; plus the total of all matches ([`total`]). Run it in one
+/// A page of rows, newest first with id as tie-break, so walking pages never repeats
+/// or skips an event; plus the total of all matches ([`total`]). Run it in one
 /// `REPEATABLE READ` transaction: the total's parts must see one snapshot to add up.
-pub fn page(
+/// (The gateway calls [`crate::queries::layouts::page`], which reads rows, blocks or
+/// both.)
+pub fn rows_page(
     conn: &mut PgConnection,
     filter: &EventFilter,
     paging: Paging,

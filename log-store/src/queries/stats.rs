@@ -3,11 +3,14 @@
 //! window's rows.
 //!
 //! A window is covered exactly by [`cover_by_hour`]: whole hours and minutes from the
-//! rollups, only the partial minutes at its edges from the rows. (Not whole days: a
+//! rollups, only the partial minutes at its edges from the events (rows, blocks, or
+//! both: [`layouts`]). (Not whole days: a
 //! day's rollup cannot say which hour its events fell in.)
 
+use crate::blocks::read::{scan, ScanFilter};
 use crate::error::{InvalidRow, QueryError};
 use crate::queries::cover::{cover_by_hour, floor, Span};
+use crate::queries::layouts::{self, Stored};
 use crate::rollups::ALL;
 use crate::sketch::DurationSketch;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -15,6 +18,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Double, Nullable, Text, Timestamptz};
 use log_common::event::Level;
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 /// `sourceCounts` in stats lists at most this many sources (the busiest).
 pub const STATS_MAX_SOURCES: usize = 100;
@@ -60,6 +64,7 @@ pub fn stats(
     now: DateTime<Utc>,
 ) -> Result<StatsRows, QueryError> {
     let mut totals = Totals::default();
+    let stored = layouts::stored(conn)?;
     // Timestamps are stored to the microsecond: `<= until` is `< until + 1 µs`.
     // By the hour at the coarsest: `hourly` breaks the counts down by hour.
     for span in cover_by_hour(since, until + TimeDelta::microseconds(1), now) {
@@ -69,8 +74,8 @@ pub fn stats(
             Span::Minutes(from, to) => {
                 add_rollup(conn, &mut totals, "log_rollup_minute", from, to)?
             }
-            Span::Rows(from, to) => add_rows(conn, &mut totals, from, to, 1)?,
-            Span::LessRows(from, to) => add_rows(conn, &mut totals, from, to, -1)?,
+            Span::Rows(from, to) => add_events(conn, stored, &mut totals, (from, to), 1)?,
+            Span::LessRows(from, to) => add_events(conn, stored, &mut totals, (from, to), -1)?,
         }
     }
     let hourly = totals
@@ -192,15 +197,48 @@ struct EventRow {
     duration: Option<f64>,
 }
 
-/// Adds (`sign` 1) or takes away (-1) the rows of `from..to`: the edges of a window,
-/// at most a minute at each end.
-fn add_rows(
+/// Adds (`sign` 1) or takes away (-1) the events of `from..to`, rows and blocks: the
+/// edges of a window, at most a minute at each end.
+fn add_events(
     conn: &mut PgConnection,
+    stored: Stored,
     totals: &mut Totals,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
     sign: i64,
 ) -> Result<(), QueryError> {
+    let mut add = |timestamp: DateTime<Utc>, level: String, source: String, duration| {
+        let hour = floor(timestamp, TimeDelta::hours(1));
+        *totals.hourly.entry((hour, level)).or_insert(0) += sign;
+        *totals.sources.entry(source).or_insert(0) += sign;
+        if let Some(duration) = duration {
+            totals.durations.add_n(duration, sign);
+        }
+    };
+    if stored.blocks {
+        let window = ScanFilter {
+            window: Some((from, to)),
+            ..ScanFilter::default()
+        };
+        scan(conn, &window, |scanned| {
+            let event = scanned.event;
+            let (Some(timestamp), Some(level)) = (
+                DateTime::from_timestamp_micros(event.timestamp_micros),
+                ::log_blocks::LEVELS.get(usize::from(event.level)),
+            ) else {
+                // Not a valid event: pages pass over it too.
+                return ControlFlow::Continue(());
+            };
+            let duration = event
+                .metadata
+                .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+                .and_then(|m| m.get("duration").and_then(serde_json::Value::as_f64));
+            add(timestamp, (*level).to_owned(), event.source, duration);
+            ControlFlow::Continue(())
+        })?;
+    }
+    if !stored.read_rows() {
+        return Ok(());
+    }
     let rows: Vec<EventRow> = diesel::sql_query(
         "SELECT \"timestamp\", level, source, \
                 CASE WHEN jsonb_typeof(metadata->'duration') = 'number' \
@@ -211,12 +249,7 @@ fn add_rows(
     .bind::<Timestamptz, _>(to)
     .load(conn)?;
     for row in rows {
-        let hour = floor(row.timestamp, TimeDelta::hours(1));
-        *totals.hourly.entry((hour, row.level)).or_insert(0) += sign;
-        *totals.sources.entry(row.source).or_insert(0) += sign;
-        if let Some(duration) = row.duration {
-            totals.durations.add_n(duration, sign);
-        }
+        add(row.timestamp, row.level, row.source, row.duration);
     }
     Ok(())
 }

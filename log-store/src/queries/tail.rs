@@ -19,6 +19,7 @@
 use crate::error::{InvalidRow, QueryError};
 use crate::models::EventRow;
 use crate::queries::filter::{Conditions, Predicate};
+use crate::queries::layouts;
 use crate::schema::{consumer_offsets, log_events};
 use diesel::prelude::*;
 use log_common::domain::Lane;
@@ -196,15 +197,13 @@ pub fn stored_offsets(
     Ok(TailCursor { next })
 }
 
+/// An event read for a poll at its offset, or why it is not a valid one.
+pub(crate) type AtOffset = (i64, Result<LogEvent, InvalidRow>);
+
 /// The events matching `conditions` stored after `from`, at most `limit` per
-/// partition. Call it in a `REPEATABLE READ` transaction: the stored offsets and the
-/// rows must come from one snapshot.
-///
-/// One statement per partition that has moved: `(kafka_partition, kafka_offset)` is
-/// indexed, so each reads only the new rows, whatever the retention. (The index does
-/// not hold the lane: the other topic's rows in the same offset range are read and
-/// passed over. Priority traffic is small and its offsets lag far behind the normal
-/// topic's, so the ranges rarely meet.)
+/// partition, from the rows, the blocks or both ([`layouts`]): a partition's offsets
+/// are each stored once, in one of them. Call it in a `REPEATABLE READ` transaction:
+/// the stored offsets and the events must come from one snapshot.
 pub fn poll(
     conn: &mut PgConnection,
     group: &str,
@@ -213,8 +212,11 @@ pub fn poll(
     conditions: &Conditions,
     limit: i64,
 ) -> Result<TailPoll, QueryError> {
-    use log_events::dsl as e;
+    let layouts = layouts::stored(conn)?;
     let stored = stored_offsets(conn, group, topics)?;
+    let in_blocks = layouts
+        .blocks
+        .then(|| crate::blocks::tail::scan_filter(conditions));
     let mut cursor = from.clone();
     let mut per_partition: Vec<Vec<TailEvent>> = Vec::new();
     let mut invalid = Vec::new();
@@ -229,30 +231,31 @@ pub fn poll(
         // statement's time limit on every retry and never move.
         let window_end =
             stored_next.min(start.saturating_add(limit.saturating_mul(SCAN_PER_LIMIT)));
-        let range: Predicate = Box::new(
-            e::kafka_partition
-                .eq(partition.partition)
-                .and(e::lane.eq(partition.lane.code()))
-                .and(e::kafka_offset.ge(start))
-                .and(e::kafka_offset.lt(window_end)),
-        );
-        let rows: Vec<(i64, EventRow)> = log_events::table
-            .filter(conditions.and_to(range))
-            .order(e::kafka_offset)
-            .limit(limit)
-            .select((e::kafka_offset, EventRow::as_select()))
-            .load(conn)?;
-        let full = rows.len() as i64 >= limit;
-        match rows.last() {
+        let range = (start, window_end);
+        // Each table's first `limit` matches in the window: the window's first
+        // `limit` are among them.
+        let mut found: Vec<AtOffset> = Vec::new();
+        if layouts.read_rows() {
+            found.extend(rows_in_range(conn, partition, range, conditions, limit)?);
+        }
+        if let Some(filter) = &in_blocks {
+            found.extend(crate::blocks::tail::in_range(
+                conn, partition, range, filter, limit,
+            )?);
+        }
+        found.sort_by_key(|(offset, _)| *offset);
+        let full = found.len() as i64 >= limit;
+        found.truncate(usize::try_from(limit.max(0)).unwrap_or(usize::MAX));
+        match found.last() {
             Some((last, _)) if full => cursor.advance(partition, last + 1),
             _ => cursor.advance(partition, window_end),
         }
         more |= cursor.next_offset(partition) < stored_next;
-        let mut events = Vec::with_capacity(rows.len());
-        for (offset, row) in rows {
-            // One bad row must not stop every tail at its offset: it is passed over
-            // and reported (the gateway counts it, as for any query).
-            match LogEvent::try_from(row) {
+        let mut events = Vec::with_capacity(found.len());
+        for (offset, event) in found {
+            // One bad event must not stop every tail at its offset: it is passed
+            // over and reported (the gateway counts it, as for any query).
+            match event {
                 Ok(event) => events.push(TailEvent {
                     partition,
                     offset,
@@ -269,6 +272,40 @@ pub fn poll(
         more,
         invalid,
     })
+}
+
+/// The rows of `partition` with offsets in `[from, to)` matching `conditions`, the
+/// first `limit` in offset order.
+///
+/// `(kafka_partition, kafka_offset)` is indexed, so this reads only the new rows,
+/// whatever the retention. (The index does not hold the lane: the other topic's rows
+/// in the same offset range are read and passed over. Priority traffic is small and
+/// its offsets lag far behind the normal topic's, so the ranges rarely meet.)
+fn rows_in_range(
+    conn: &mut PgConnection,
+    partition: TopicPartition,
+    (from, to): (i64, i64),
+    conditions: &Conditions,
+    limit: i64,
+) -> Result<Vec<AtOffset>, QueryError> {
+    use log_events::dsl as e;
+    let range: Predicate = Box::new(
+        e::kafka_partition
+            .eq(partition.partition)
+            .and(e::lane.eq(partition.lane.code()))
+            .and(e::kafka_offset.ge(from))
+            .and(e::kafka_offset.lt(to)),
+    );
+    let rows: Vec<(i64, EventRow)> = log_events::table
+        .filter(conditions.and_to(range))
+        .order(e::kafka_offset)
+        .limit(limit)
+        .select((e::kafka_offset, EventRow::as_select()))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(offset, row)| (offset, LogEvent::try_from(row)))
+        .collect())
 }
 
 /// One list from each partition's, keeping each partition's order and otherwise

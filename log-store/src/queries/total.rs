@@ -79,13 +79,15 @@ fn rollup_total(
     filter: &EventFilter,
     now: DateTime<Utc>,
 ) -> Result<i64, QueryError> {
-    let rows = |conn: &mut PgConnection, edge: &EventFilter| -> Result<i64, QueryError> {
-        Ok(log_events::table
-            .filter(edge.predicate())
-            .count()
-            .get_result(conn)?)
-    };
-    rollup_total_counting_edges(conn, filter, now, rows)
+    rollup_total_counting_edges(conn, filter, now, count_rows)
+}
+
+/// The rows matching `filter` (a window of a minute or less: an edge of a total).
+pub(crate) fn count_rows(conn: &mut PgConnection, filter: &EventFilter) -> Result<i64, QueryError> {
+    Ok(log_events::table
+        .filter(filter.predicate())
+        .count()
+        .get_result(conn)?)
 }
 
 /// The exact total of a filter without full text, correlation id or trace id, from the
