@@ -16,7 +16,7 @@ if [ ${#kinds[@]} -eq 0 ]; then
         histogram histogram-source stats stats168)
 fi
 export PGPASSWORD=${POSTGRES_PASSWORD:-logpass}
-psql_() { psql -h 127.0.0.1 -U "${POSTGRES_USERNAME:-loguser}" -d logprocessor -v ON_ERROR_STOP=1 -qAtX "$@"; }
+psql_() { psql -h 127.0.0.1 -U "${POSTGRES_USERNAME:-loguser}" -d "${POSTGRES_URL:-logprocessor}" -v ON_ERROR_STOP=1 -qAtX "$@"; }
 
 trap './setup.sh restart gateway >/dev/null' EXIT
 CACHE_ENABLED=false ./setup.sh restart gateway >/dev/null

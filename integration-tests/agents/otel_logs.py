@@ -9,6 +9,9 @@ TracerProvider (no span exporter), so each record carries a trace id / span id.
 ReadableLogRecord, then OTLPLogExporter.export(batch) is called twice with that very batch
 (what a client retry of the same request looks like on the wire).
 
+--read-again N: as --export-twice, but before the second export every record's observed
+time is set anew (what a Collector reading its file again after a restart sends).
+
 Prints ONE JSON object on stdout. Exit status 1 (message on stderr) when an export failed,
 unless --allow-export-failure.
 """
@@ -16,6 +19,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 import uuid
 import warnings
 from collections import Counter
@@ -151,7 +155,7 @@ def run_handler_mode(args, run):
 
 
 def run_export_twice_mode(args, run):
-    n = args.export_twice
+    n = args.export_twice or args.read_again
     resource = Resource.create({"service.name": args.service})
     tracer_provider = TracerProvider(resource=resource)
     tracer = tracer_provider.get_tracer("agents.otel_logs")
@@ -171,12 +175,19 @@ def run_export_twice_mode(args, run):
     if len(batch) != n:
         raise DriverError(f"expected {n} records in the in-memory batch, got {len(batch)}")
     exporter = make_exporter(args)
-    results = [exporter.export(batch), exporter.export(batch)]
+    first = exporter.export(batch)
+    if args.read_again:
+        # What an agent that reads its file again sends: the same records, each with a
+        # new observed time (when it was read), as the SDK stamps at emit.
+        time.sleep(0.01)
+        for record in batch:
+            record.log_record.observed_timestamp = time.time_ns()
+    results = [first, exporter.export(batch)]
     exporter.shutdown()
     provider.shutdown()
     tracer_provider.shutdown()
     return {
-        "mode": "export_twice",
+        "mode": "read_again" if args.read_again else "export_twice",
         "sent": n,
         "exports": 2,
         "export_results": [r.name for r in results],
@@ -204,6 +215,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=10.0, help="exporter timeout per export, seconds")
     ap.add_argument("--export-twice", type=int, metavar="N", default=0,
                     help="build one batch of N records and export() it twice")
+    ap.add_argument("--read-again", type=int, metavar="N", default=0,
+                    help="as --export-twice, the second time with every observed time new")
     ap.add_argument("--allow-export-failure", action="store_true",
                     help="exit 0 even if an export failed (for wire experiments)")
     args = ap.parse_args()
@@ -211,7 +224,7 @@ def main():
     # The exporter reports failures through the 'opentelemetry' loggers; show them on stderr.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.export_twice:
+        if args.export_twice or args.read_again:
             summary = run_export_twice_mode(args, run)
         else:
             summary = run_handler_mode(args, run)

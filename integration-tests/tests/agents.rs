@@ -340,6 +340,36 @@ async fn an_otlp_request_sent_twice_stores_each_record_once() {
     );
 }
 
+/// An agent that reads its file again (a Collector restarted without a storage
+/// extension) sends each record again with a new observed time: a record with a time
+/// of its own is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_otlp_record_read_again_with_a_new_observed_time_is_stored_once() {
+    let pipeline = pipeline().await;
+    let service = unique("otel-reread");
+    let sent = driver(
+        "otel_logs.py",
+        &[
+            "--endpoint",
+            &pipeline.producer_url(""),
+            "--api-key",
+            KEY,
+            "--service",
+            &service,
+            "--read-again",
+            "40",
+        ],
+    )
+    .await;
+    assert_eq!(sent["mode"], "read_again", "{sent}");
+    assert_eq!(
+        sent["export_results"],
+        json!(["SUCCESS", "SUCCESS"]),
+        "{sent}"
+    );
+    pipeline.settled(&service, 80, 40).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_elasticsearch_client_bulk_stores_each_document_once_and_refuses_one_by_item() {
     let pipeline = pipeline().await;

@@ -63,6 +63,23 @@ const COLUMNS: [Column; 10] = [
     Column::Offsets,
 ];
 
+/// The order columns are written in: times and levels first, so that a count of a
+/// time window reads a prefix of the block ([`times_and_levels_of_prefix`]), not all of
+/// it. Readers take columns in any order, by tag (blocks written before this order
+/// had ids first and read as well).
+const WRITE_ORDER: [Column; 10] = [
+    Column::Times,
+    Column::Levels,
+    Column::Offsets,
+    Column::Ids,
+    Column::Sources,
+    Column::CorrelationIds,
+    Column::RequestIds,
+    Column::TraceIds,
+    Column::Metadata,
+    Column::Messages,
+];
+
 impl Column {
     fn from_tag(tag: u8) -> Option<Column> {
         COLUMNS.into_iter().find(|c| *c as u8 == tag)
@@ -154,8 +171,8 @@ pub fn encode(events: &[BlockEvent]) -> Result<Vec<u8>, FormatError> {
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     varint::put_u64(&mut out, events.len() as u64);
-    varint::put_u64(&mut out, COLUMNS.len() as u64);
-    for column in COLUMNS {
+    varint::put_u64(&mut out, WRITE_ORDER.len() as u64);
+    for column in WRITE_ORDER {
         let raw = column.encode(events);
         if raw.len() > MAX_COLUMN_BYTES {
             return Err(FormatError::TooLarge(column.name()));
@@ -176,9 +193,12 @@ pub fn encode(events: &[BlockEvent]) -> Result<Vec<u8>, FormatError> {
     Ok(out)
 }
 
-/// The events of a block, or why its bytes are not a block this code can read. Never
-/// panics, whatever the bytes.
-pub fn decode(bytes: &[u8]) -> Result<Vec<BlockEvent>, FormatError> {
+/// The inflated columns of a block: (format version, event count, each column that
+/// `wanted` selects). The header and every column's framing are checked; a column not
+/// wanted is passed over without being inflated.
+type RawColumns = (u8, usize, [Option<Vec<u8>>; COLUMNS.len()]);
+
+fn read_columns(bytes: &[u8], wanted: impl Fn(Column) -> bool) -> Result<RawColumns, FormatError> {
     let mut reader = Reader::new(bytes, "block header");
     if reader.bytes(MAGIC.len())? != MAGIC {
         return Err(FormatError::Corrupt("block header", "not a block (magic)"));
@@ -190,6 +210,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<BlockEvent>, FormatError> {
     let count = reader.len(MAX_EVENTS)?;
     let column_count = reader.len(COLUMNS.len())?;
     let mut raw: [Option<Vec<u8>>; COLUMNS.len()] = Default::default();
+    let mut seen = [false; COLUMNS.len()];
     for _ in 0..column_count {
         let tag = reader.u8()?;
         let column = Column::from_tag(tag).ok_or(FormatError::UnknownColumn(tag))?;
@@ -197,6 +218,12 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<BlockEvent>, FormatError> {
         let raw_len = reader.len(MAX_COLUMN_BYTES)?;
         let stored_len = reader.len(MAX_COLUMN_BYTES)?;
         let stored = reader.bytes(stored_len)?;
+        if std::mem::replace(&mut seen[column.slot()], true) {
+            return Err(FormatError::Corrupt(column.name(), "column repeated"));
+        }
+        if !wanted(column) {
+            continue;
+        }
         let bytes = match codec {
             CODEC_STORED if stored_len == raw_len => stored.to_vec(),
             CODEC_STORED => return Err(FormatError::Corrupt(column.name(), "length mismatch")),
@@ -210,19 +237,104 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<BlockEvent>, FormatError> {
             }
             _ => return Err(FormatError::Corrupt(column.name(), "unknown codec")),
         };
-        let slot = &mut raw[column.slot()];
-        if slot.replace(bytes).is_some() {
-            return Err(FormatError::Corrupt(column.name(), "column repeated"));
-        }
+        raw[column.slot()] = Some(bytes);
     }
     if !reader.is_empty() {
         return Err(FormatError::Corrupt("block", "bytes after the last column"));
     }
-    let mut take = |column: Column| {
-        raw[column.slot()]
-            .take()
-            .ok_or(FormatError::Corrupt(column.name(), "column missing"))
+    Ok((version, count, raw))
+}
+
+fn take_column(
+    raw: &mut [Option<Vec<u8>>; COLUMNS.len()],
+    column: Column,
+) -> Result<Vec<u8>, FormatError> {
+    raw[column.slot()]
+        .take()
+        .ok_or(FormatError::Corrupt(column.name(), "column missing"))
+}
+
+/// Each event's time (µs since the epoch) and level code, in the block's order.
+pub type TimesAndLevels = (Vec<i64>, Vec<u8>);
+
+/// [`decode_times_and_levels`] from the first bytes of a block: `None` when they end
+/// before both columns do (a block written with ids first, or a very large one): then
+/// the whole block is needed. Never panics, whatever the bytes; damage past what it
+/// reads is for [`decode`] to find.
+pub fn times_and_levels_of_prefix(prefix: &[u8]) -> Result<Option<TimesAndLevels>, FormatError> {
+    let mut reader = Reader::new(prefix, "block header");
+    // Running out of bytes anywhere means the prefix was too short, not that the block
+    // is damaged: the whole block answers that.
+    let Ok(magic) = reader.bytes(MAGIC.len()) else {
+        return Ok(None);
     };
+    if magic != MAGIC {
+        return Err(FormatError::Corrupt("block header", "not a block (magic)"));
+    }
+    let (Ok(version), Ok(count), Ok(column_count)) = (
+        reader.u8(),
+        reader.len(MAX_EVENTS),
+        reader.len(COLUMNS.len()),
+    ) else {
+        return Ok(None);
+    };
+    if !READABLE_VERSIONS.contains(&version) {
+        return Err(FormatError::UnknownVersion(version));
+    }
+    let (mut times, mut levels) = (None, None);
+    for _ in 0..column_count {
+        let (Ok(tag), Ok(codec), Ok(raw_len), Ok(stored_len)) = (
+            reader.u8(),
+            reader.u8(),
+            reader.len(MAX_COLUMN_BYTES),
+            reader.len(MAX_COLUMN_BYTES),
+        ) else {
+            return Ok(None);
+        };
+        let Ok(stored) = reader.bytes(stored_len) else {
+            return Ok(None);
+        };
+        let column = Column::from_tag(tag).ok_or(FormatError::UnknownColumn(tag))?;
+        if !matches!(column, Column::Times | Column::Levels) {
+            continue;
+        }
+        let raw = match codec {
+            CODEC_STORED if stored_len == raw_len => stored.to_vec(),
+            CODEC_ZSTD => decompress(stored, raw_len)
+                .ok()
+                .filter(|inflated| inflated.len() == raw_len)
+                .ok_or(FormatError::Corrupt(
+                    column.name(),
+                    "zstd could not inflate",
+                ))?,
+            _ => return Err(FormatError::Corrupt(column.name(), "unknown codec")),
+        };
+        match column {
+            Column::Times => times = Some(columns::read_deltas(&raw, count, "times")?),
+            _ => levels = Some(columns::read_levels(&raw, count)?),
+        }
+        if let (Some(_), Some(_)) = (&times, &levels) {
+            return Ok(times.zip(levels));
+        }
+    }
+    Ok(None)
+}
+
+/// Each event's time (µs since the epoch) and level code, in the block's order: what a
+/// count of a time window needs, read without inflating the other columns (messages
+/// are most of a block). Never panics, whatever the bytes.
+pub fn decode_times_and_levels(bytes: &[u8]) -> Result<TimesAndLevels, FormatError> {
+    let (_, count, mut raw) = read_columns(bytes, |c| matches!(c, Column::Times | Column::Levels))?;
+    let times = columns::read_deltas(&take_column(&mut raw, Column::Times)?, count, "times")?;
+    let levels = columns::read_levels(&take_column(&mut raw, Column::Levels)?, count)?;
+    Ok((times, levels))
+}
+
+/// The events of a block, or why its bytes are not a block this code can read. Never
+/// panics, whatever the bytes.
+pub fn decode(bytes: &[u8]) -> Result<Vec<BlockEvent>, FormatError> {
+    let (version, count, mut raw) = read_columns(bytes, |_| true)?;
+    let mut take = |column: Column| take_column(&mut raw, column);
     let times = columns::read_deltas(&take(Column::Times)?, count, "times")?;
     let ids = match version {
         1 => columns::read_ids_v1(&take(Column::Ids)?, count)?,

@@ -29,7 +29,10 @@ pub mod varint;
 pub use build::{build, BuiltBlock};
 pub use event::{level_code, BlockEvent, BlockSummary, LEVELS};
 pub use filter::{key_hash, Filter, KeyKind};
-pub use format::{decode, encode, MAX_EVENTS, VERSION};
+pub use format::{
+    decode, decode_times_and_levels, encode, times_and_levels_of_prefix, TimesAndLevels,
+    MAX_EVENTS, VERSION,
+};
 pub use search::Query;
 
 /// Why bytes are not a block (or a filter) this code can read, or why events cannot

@@ -1,6 +1,9 @@
 //! Every field through a block and back, and bad bytes never panicking.
 
-use log_blocks::{build, decode, encode, key_hash, BlockEvent, Filter, KeyKind, Query};
+use log_blocks::{
+    build, decode, decode_times_and_levels, encode, key_hash, times_and_levels_of_prefix,
+    BlockEvent, Filter, KeyKind, Query,
+};
 use proptest::prelude::*;
 
 fn optional_text() -> impl Strategy<Value = Option<String>> {
@@ -74,6 +77,24 @@ proptest! {
     }
 
     #[test]
+    fn times_and_levels_read_alone_are_the_whole_decode_s(
+        events in proptest::collection::vec(event(), 0..60)
+    ) {
+        let bytes = encode(&events).expect("test value");
+        let (times, levels) = decode_times_and_levels(&bytes).expect("test value");
+        prop_assert_eq!(times, events.iter().map(|e| e.timestamp_micros).collect::<Vec<_>>());
+        prop_assert_eq!(levels, events.iter().map(|e| e.level).collect::<Vec<_>>());
+        // And from any prefix: the same, or `None` when it is too short.
+        let whole = decode_times_and_levels(&bytes).expect("test value");
+        for cut in [bytes.len(), bytes.len() / 2, 16, 3, 0] {
+            match times_and_levels_of_prefix(&bytes[..cut]).expect("a prefix is no error") {
+                Some(found) => prop_assert_eq!(&found, &whole),
+                None => prop_assert!(cut < bytes.len(), "the whole block is enough"),
+            }
+        }
+    }
+
+    #[test]
     fn the_filters_hold_every_key_of_the_block(events in proptest::collection::vec(event(), 1..40)) {
         let block = build(&events).expect("test value");
         let keys = Filter::from_bytes(&block.key_filter).expect("test value");
@@ -98,6 +119,8 @@ proptest! {
     #[test]
     fn any_bytes_decode_to_an_error_or_events(bytes: Vec<u8>) {
         let _ = decode(&bytes);
+        let _ = decode_times_and_levels(&bytes);
+        let _ = times_and_levels_of_prefix(&bytes);
     }
 
     /// Damage of a real block: flipped bytes, cut short, or extended.
@@ -113,7 +136,10 @@ proptest! {
         let i = at.index(flipped.len());
         flipped[i] ^= xor;
         let _ = decode(&flipped);
+        let _ = decode_times_and_levels(&flipped);
+        let _ = times_and_levels_of_prefix(&flipped);
         prop_assert!(decode(&bytes[..cut.index(bytes.len())]).is_err());
+        prop_assert!(decode_times_and_levels(&bytes[..cut.index(bytes.len())]).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
         prop_assert!(decode(&longer).is_err());

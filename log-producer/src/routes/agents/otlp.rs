@@ -245,18 +245,29 @@ pub fn records_of(request: ExportLogsServiceRequest) -> Vec<Result<Record, Strin
                 .map(Message::encode_to_vec)
                 .unwrap_or_default();
             let scope = scope_json(scope_logs.scope);
-            for log_record in scope_logs.log_records {
-                // The record's id: its resource, scope and itself, re-encoded (the same
-                // bytes whichever encoding the request came in).
-                let id = content_id(
-                    PROTOCOL,
-                    &[&resource_bytes, &scope_bytes, &log_record.encode_to_vec()],
-                );
+            for mut log_record in scope_logs.log_records {
+                let id = identity(&resource_bytes, &scope_bytes, &mut log_record);
                 records.push(record_of(id, log_record, &source, &resource, &scope));
             }
         }
     }
     records
+}
+
+/// A record's id: its resource, scope and itself, re-encoded (the same bytes whichever
+/// encoding the request came in). A record with a time of its own is hashed without
+/// its observed time: that is when the agent read it, so a Collector that reads a file
+/// again after a restart (its default without a storage extension) would otherwise
+/// send every record under a new id.
+/// (The record is hashed in place, its observed time put back after.)
+fn identity(resource: &[u8], scope: &[u8], record: &mut LogRecord) -> uuid::Uuid {
+    let observed = record.observed_time_unix_nano;
+    if record.time_unix_nano != 0 {
+        record.observed_time_unix_nano = 0;
+    }
+    let id = content_id(PROTOCOL, &[resource, scope, &record.encode_to_vec()]);
+    record.observed_time_unix_nano = observed;
+    id
 }
 
 fn record_of(
@@ -576,6 +587,34 @@ mod tests {
         assert_eq!(first, ids(again), "JSON and protobuf give the same ids");
         assert_ne!(first[0], first[1], "a nanosecond apart");
         assert_eq!(first[0].get_version_num(), 5);
+    }
+
+    #[test]
+    fn a_record_read_again_later_has_the_same_id_when_it_has_a_time_of_its_own() {
+        let record = |time_unix_nano, observed_time_unix_nano| LogRecord {
+            time_unix_nano,
+            observed_time_unix_nano,
+            body: string("GET /health 200"),
+            ..LogRecord::default()
+        };
+        let id = |record| {
+            let records = records_of(request(vec![record]));
+            records[0].as_ref().expect("valid").id
+        };
+        let first_read = id(record(1_700_000_000_000_000_000, 1_800_000_000_000_000_000));
+        let read_again = id(record(1_700_000_000_000_000_000, 1_800_000_000_500_000_000));
+        assert_eq!(first_read, read_again, "the observed time is left out");
+        assert_ne!(
+            first_read,
+            id(record(1_700_000_000_000_000_001, 1_800_000_000_000_000_000)),
+            "another time is another record"
+        );
+        // Without a time of its own, the observed time is the record's only time: two
+        // reads at different times are two records.
+        assert_ne!(
+            id(record(0, 1_800_000_000_000_000_000)),
+            id(record(0, 1_800_000_000_500_000_000))
+        );
     }
 
     #[test]
