@@ -280,7 +280,11 @@ mod tests {
                 ("SHIPPER_START_AT".to_owned(), "beginning".to_owned()),
             ]
         );
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("shipper.example.toml");
+        // Embedded when the test is built, not read from the source tree when it runs:
+        // a test binary reused from a build of another checkout (a shared target
+        // directory) would look for the example there.
+        let example = dir.path().join("shipper.example.toml");
+        std::fs::write(&example, include_str!("../shipper.example.toml")).expect("write");
         config_as_env(&example).expect("the example config file is valid");
         std::fs::write(&file, "pth = \"x\"\n").expect("write");
         let error = config_as_env(&file).expect_err("unknown key").to_string();
