@@ -80,12 +80,14 @@ fn merged_page(
     budgets: Budgets,
 ) -> Result<PageResult, QueryError> {
     let by_rollups = counts_by_rollups(filter);
+    let mut rollup_total = None;
     let (offset, size, each) = match paging {
         Paging::Offset { page, size } => {
             let offset = page * size;
             // As in one table: a page past an exact total is empty, found at once.
             if offset > 0 && by_rollups {
                 let total = total_by_rollups(conn, filter, now)?;
+                rollup_total = Some(total);
                 if offset >= total {
                     return Ok(PageResult {
                         events: Vec::new(),
@@ -120,7 +122,11 @@ fn merged_page(
         .take(usize::try_from(size).unwrap_or(0))
         .collect();
     let (total, total_exact) = if by_rollups {
-        (total_by_rollups(conn, filter, now)?, true)
+        let total = match rollup_total {
+            Some(total) => total,
+            None => total_by_rollups(conn, filter, now)?,
+        };
+        (total, true)
     } else {
         // Counted in each table: exact when both counts are, and within the cap.
         let sum = rows.total + blocks.total;
