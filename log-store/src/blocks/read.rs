@@ -227,7 +227,7 @@ fn scan_in_snapshot(
             report.considered += chunk.len();
             queue.extend(chunk);
         }
-        let next_block_newest = queue.front().map(|c| super::micros(c.max_time));
+        let next_block_newest = queue.front().map(|c| newest_kept(filter, c.max_time));
         let emit = match (pending.peek(), next_block_newest) {
             (None, None) => return Ok(report),
             (Some(_), None) => true,
@@ -274,6 +274,21 @@ fn scan_in_snapshot(
             }
         }
     }
+}
+
+/// The latest time an event of a block whose newest event is at `max_time` can have
+/// and still be kept by `filter`: before the window's end and not after the cursor.
+/// The merge waits for a block only while a pending event may be older than this, so
+/// a window that ends before a block's newest event does not wait for that block.
+fn newest_kept(filter: &ScanFilter, max_time: DateTime<Utc>) -> i64 {
+    let mut newest = super::micros(max_time);
+    if let Some((_, end)) = filter.window {
+        newest = newest.min(super::micros(end) - 1);
+    }
+    if let Some(after) = filter.after {
+        newest = newest.min(after.timestamp_micros);
+    }
+    newest
 }
 
 /// The next block rows in the scan's order (latest event descending, then block id),
