@@ -224,25 +224,31 @@ fn read_columns(bytes: &[u8], wanted: impl Fn(Column) -> bool) -> Result<RawColu
         if !wanted(column) {
             continue;
         }
-        let bytes = match codec {
-            CODEC_STORED if stored_len == raw_len => stored.to_vec(),
-            CODEC_STORED => return Err(FormatError::Corrupt(column.name(), "length mismatch")),
-            CODEC_ZSTD => {
-                let inflated = decompress(stored, raw_len)
-                    .map_err(|_| FormatError::Corrupt(column.name(), "zstd could not inflate"))?;
-                if inflated.len() != raw_len {
-                    return Err(FormatError::Corrupt(column.name(), "length mismatch"));
-                }
-                inflated
-            }
-            _ => return Err(FormatError::Corrupt(column.name(), "unknown codec")),
-        };
-        raw[column.slot()] = Some(bytes);
+        raw[column.slot()] = Some(inflate(column, codec, raw_len, stored)?);
     }
     if !reader.is_empty() {
         return Err(FormatError::Corrupt("block", "bytes after the last column"));
     }
     Ok((version, count, raw))
+}
+
+/// A column's stored bytes as written (`raw_len` of them), per its codec.
+fn inflate(
+    column: Column,
+    codec: u8,
+    raw_len: usize,
+    stored: &[u8],
+) -> Result<Vec<u8>, FormatError> {
+    let inflated = match codec {
+        CODEC_STORED => stored.to_vec(),
+        CODEC_ZSTD => decompress(stored, raw_len)
+            .map_err(|_| FormatError::Corrupt(column.name(), "zstd could not inflate"))?,
+        _ => return Err(FormatError::Corrupt(column.name(), "unknown codec")),
+    };
+    if inflated.len() != raw_len {
+        return Err(FormatError::Corrupt(column.name(), "length mismatch"));
+    }
+    Ok(inflated)
 }
 
 fn take_column(
@@ -298,17 +304,7 @@ pub fn times_and_levels_of_prefix(prefix: &[u8]) -> Result<Option<TimesAndLevels
         if !matches!(column, Column::Times | Column::Levels) {
             continue;
         }
-        let raw = match codec {
-            CODEC_STORED if stored_len == raw_len => stored.to_vec(),
-            CODEC_ZSTD => decompress(stored, raw_len)
-                .ok()
-                .filter(|inflated| inflated.len() == raw_len)
-                .ok_or(FormatError::Corrupt(
-                    column.name(),
-                    "zstd could not inflate",
-                ))?,
-            _ => return Err(FormatError::Corrupt(column.name(), "unknown codec")),
-        };
+        let raw = inflate(column, codec, raw_len, stored)?;
         match column {
             Column::Times => times = Some(columns::read_deltas(&raw, count, "times")?),
             _ => levels = Some(columns::read_levels(&raw, count)?),
