@@ -156,23 +156,52 @@ pub fn read_dictionary(
     count: usize,
     what: &'static str,
 ) -> Result<Vec<String>, FormatError> {
-    let mut reader = Reader::new(bytes, what);
-    let entries = reader.len(count)?;
-    let mut dictionary = Vec::with_capacity(entries);
-    for _ in 0..entries {
-        let len = reader.len(bytes.len())?;
-        dictionary.push(utf8(reader.bytes(len)?, what)?);
+    let column = Dictionary::read(bytes, count, what)?;
+    Ok(column
+        .codes
+        .iter()
+        .map(|&code| column.entries[code as usize].clone())
+        .collect())
+}
+
+/// A dictionary column as read: its entries and each event's code, every code checked
+/// to be in range.
+pub struct Dictionary {
+    entries: Vec<String>,
+    codes: Vec<u32>,
+}
+
+impl Dictionary {
+    pub fn read(bytes: &[u8], count: usize, what: &'static str) -> Result<Dictionary, FormatError> {
+        let mut reader = Reader::new(bytes, what);
+        let entries = reader.len(count)?;
+        let mut dictionary = Vec::with_capacity(entries);
+        for _ in 0..entries {
+            let len = reader.len(bytes.len())?;
+            dictionary.push(utf8(reader.bytes(len)?, what)?);
+        }
+        let mut codes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let code = reader.len(usize::MAX)?;
+            if code >= dictionary.len() {
+                return Err(FormatError::Corrupt(what, "dictionary index out of range"));
+            }
+            codes.push(code as u32);
+        }
+        finished(&reader, what)?;
+        Ok(Dictionary {
+            entries: dictionary,
+            codes,
+        })
     }
-    let mut values = Vec::with_capacity(count);
-    for _ in 0..count {
-        let code = reader.len(usize::MAX)?;
-        let value = dictionary
-            .get(code)
-            .ok_or(FormatError::Corrupt(what, "dictionary index out of range"))?;
-        values.push(value.clone());
+
+    /// The `index`th event's value (`""` past the end).
+    pub fn get(&self, index: usize) -> &str {
+        self.codes
+            .get(index)
+            .and_then(|&code| self.entries.get(code as usize))
+            .map_or("", String::as_str)
     }
-    finished(&reader, what)?;
-    Ok(values)
 }
 
 pub fn strings<'a>(values: impl Iterator<Item = &'a str> + Clone) -> Vec<u8> {
@@ -191,16 +220,75 @@ pub fn read_strings(
     count: usize,
     what: &'static str,
 ) -> Result<Vec<String>, FormatError> {
-    let mut reader = Reader::new(bytes, what);
-    let lengths = (0..count)
-        .map(|_| reader.len(bytes.len()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let values = lengths
-        .into_iter()
-        .map(|len| utf8(reader.bytes(len)?, what))
-        .collect::<Result<Vec<_>, _>>()?;
-    finished(&reader, what)?;
-    Ok(values)
+    let column = Texts::read(bytes.to_vec(), count, false, what)?;
+    Ok((0..count)
+        .map(|i| column.get(i).unwrap_or_default().to_owned())
+        .collect())
+}
+
+/// A column of strings (optional or not) as read: all its text in one `String`, each
+/// event's value a span of it. What a reader that hands over a few events of a block
+/// needs, without a `String` for each of its events. Every span is checked when read:
+/// within the text and on character boundaries, so each value is valid UTF-8.
+pub struct Texts {
+    text: String,
+    /// Each event's `[start, end)` in `text`; `None` for an optional value left out.
+    spans: Vec<Option<(u32, u32)>>,
+}
+
+impl Texts {
+    /// `bytes` as [`strings`] (`optional` false) or [`optional_strings`] lay them out.
+    pub fn read(
+        mut bytes: Vec<u8>,
+        count: usize,
+        optional: bool,
+        what: &'static str,
+    ) -> Result<Texts, FormatError> {
+        let mut reader = Reader::new(&bytes, what);
+        let mut spans = Vec::with_capacity(count);
+        let mut end = 0usize;
+        for _ in 0..count {
+            let len = reader.len(bytes.len())?;
+            let len = match (optional, len) {
+                (true, 0) => {
+                    spans.push(None);
+                    continue;
+                }
+                (true, n) => n - 1,
+                (false, n) => n,
+            };
+            let start = end;
+            end = start
+                .checked_add(len)
+                .filter(|&e| e <= bytes.len())
+                .ok_or(FormatError::Truncated(what))?;
+            spans.push(Some((start as u32, end as u32)));
+        }
+        let lengths = bytes.len() - reader.remaining();
+        if bytes.len() - lengths != end {
+            return Err(if bytes.len() - lengths < end {
+                FormatError::Truncated(what)
+            } else {
+                FormatError::Corrupt(what, "bytes left over")
+            });
+        }
+        bytes.drain(..lengths);
+        let text =
+            String::from_utf8(bytes).map_err(|_| FormatError::Corrupt(what, "invalid UTF-8"))?;
+        let on_boundaries = spans.iter().flatten().all(|&(start, end)| {
+            text.is_char_boundary(start as usize) && text.is_char_boundary(end as usize)
+        });
+        if !on_boundaries {
+            return Err(FormatError::Corrupt(what, "invalid UTF-8"));
+        }
+        Ok(Texts { text, spans })
+    }
+
+    /// The `index`th event's value: `None` when left out (or past the end).
+    pub fn get(&self, index: usize) -> Option<&str> {
+        let (start, end) = (*self.spans.get(index)?)?;
+        self.text.get(start as usize..end as usize)
+    }
 }
 
 pub fn optional_strings<'a>(values: impl Iterator<Item = Option<&'a str>> + Clone) -> Vec<u8> {
@@ -219,19 +307,10 @@ pub fn read_optional_strings(
     count: usize,
     what: &'static str,
 ) -> Result<Vec<Option<String>>, FormatError> {
-    let mut reader = Reader::new(bytes, what);
-    let lengths = (0..count)
-        .map(|_| reader.len(bytes.len()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let values = lengths
-        .into_iter()
-        .map(|len| match len {
-            0 => Ok(None),
-            n => utf8(reader.bytes(n - 1)?, what).map(Some),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    finished(&reader, what)?;
-    Ok(values)
+    let column = Texts::read(bytes.to_vec(), count, true, what)?;
+    Ok((0..count)
+        .map(|i| column.get(i).map(str::to_owned))
+        .collect())
 }
 
 fn utf8(bytes: &[u8], what: &'static str) -> Result<String, FormatError> {

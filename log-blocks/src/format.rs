@@ -193,12 +193,20 @@ pub fn encode(events: &[BlockEvent]) -> Result<Vec<u8>, FormatError> {
     Ok(out)
 }
 
-/// The inflated columns of a block: (format version, event count, each column that
-/// `wanted` selects). The header and every column's framing are checked; a column not
-/// wanted is passed over without being inflated.
-type RawColumns = (u8, usize, [Option<Vec<u8>>; COLUMNS.len()]);
+/// Where a column sits in a block, as its framing says: codec, length once inflated,
+/// and the range of its stored bytes.
+#[derive(Debug, Clone)]
+struct Framed {
+    codec: u8,
+    raw_len: usize,
+    stored: std::ops::Range<usize>,
+}
 
-fn read_columns(bytes: &[u8], wanted: impl Fn(Column) -> bool) -> Result<RawColumns, FormatError> {
+/// A block's framing: (format version, event count, each column present), every length
+/// checked against the bytes and the bounds, nothing inflated.
+type Frames = (u8, usize, [Option<Framed>; COLUMNS.len()]);
+
+fn frame(bytes: &[u8]) -> Result<Frames, FormatError> {
     let mut reader = Reader::new(bytes, "block header");
     if reader.bytes(MAGIC.len())? != MAGIC {
         return Err(FormatError::Corrupt("block header", "not a block (magic)"));
@@ -209,27 +217,44 @@ fn read_columns(bytes: &[u8], wanted: impl Fn(Column) -> bool) -> Result<RawColu
     }
     let count = reader.len(MAX_EVENTS)?;
     let column_count = reader.len(COLUMNS.len())?;
-    let mut raw: [Option<Vec<u8>>; COLUMNS.len()] = Default::default();
-    let mut seen = [false; COLUMNS.len()];
+    let mut frames: [Option<Framed>; COLUMNS.len()] = Default::default();
     for _ in 0..column_count {
         let tag = reader.u8()?;
         let column = Column::from_tag(tag).ok_or(FormatError::UnknownColumn(tag))?;
         let codec = reader.u8()?;
         let raw_len = reader.len(MAX_COLUMN_BYTES)?;
         let stored_len = reader.len(MAX_COLUMN_BYTES)?;
-        let stored = reader.bytes(stored_len)?;
-        if std::mem::replace(&mut seen[column.slot()], true) {
+        let start = bytes.len() - reader.remaining();
+        reader.bytes(stored_len)?;
+        let slot = &mut frames[column.slot()];
+        if slot.is_some() {
             return Err(FormatError::Corrupt(column.name(), "column repeated"));
         }
-        if !wanted(column) {
-            continue;
-        }
-        raw[column.slot()] = Some(inflate(column, codec, raw_len, stored)?);
+        *slot = Some(Framed {
+            codec,
+            raw_len,
+            stored: start..start + stored_len,
+        });
     }
     if !reader.is_empty() {
         return Err(FormatError::Corrupt("block", "bytes after the last column"));
     }
-    Ok((version, count, raw))
+    Ok((version, count, frames))
+}
+
+/// A column of a framed block, inflated; an error if the block has none.
+fn inflate_column(
+    bytes: &[u8],
+    frames: &[Option<Framed>; COLUMNS.len()],
+    column: Column,
+) -> Result<Vec<u8>, FormatError> {
+    let framed = frames[column.slot()]
+        .as_ref()
+        .ok_or(FormatError::Corrupt(column.name(), "column missing"))?;
+    let stored = bytes
+        .get(framed.stored.clone())
+        .ok_or(FormatError::Truncated(column.name()))?;
+    inflate(column, framed.codec, framed.raw_len, stored)
 }
 
 /// A column's stored bytes as written (`raw_len` of them), per its codec.
@@ -249,15 +274,6 @@ fn inflate(
         return Err(FormatError::Corrupt(column.name(), "length mismatch"));
     }
     Ok(inflated)
-}
-
-fn take_column(
-    raw: &mut [Option<Vec<u8>>; COLUMNS.len()],
-    column: Column,
-) -> Result<Vec<u8>, FormatError> {
-    raw[column.slot()]
-        .take()
-        .ok_or(FormatError::Corrupt(column.name(), "column missing"))
 }
 
 /// Each event's time (µs since the epoch) and level code, in the block's order.
@@ -320,57 +336,179 @@ pub fn times_and_levels_of_prefix(prefix: &[u8]) -> Result<Option<TimesAndLevels
 /// count of a time window needs, read without inflating the other columns (messages
 /// are most of a block). Never panics, whatever the bytes.
 pub fn decode_times_and_levels(bytes: &[u8]) -> Result<TimesAndLevels, FormatError> {
-    let (_, count, mut raw) = read_columns(bytes, |c| matches!(c, Column::Times | Column::Levels))?;
-    let times = columns::read_deltas(&take_column(&mut raw, Column::Times)?, count, "times")?;
-    let levels = columns::read_levels(&take_column(&mut raw, Column::Levels)?, count)?;
+    let (_, count, frames) = frame(bytes)?;
+    let times = columns::read_deltas(
+        &inflate_column(bytes, &frames, Column::Times)?,
+        count,
+        "times",
+    )?;
+    let levels = columns::read_levels(&inflate_column(bytes, &frames, Column::Levels)?, count)?;
     Ok((times, levels))
 }
 
 /// The events of a block, or why its bytes are not a block this code can read. Never
 /// panics, whatever the bytes.
 pub fn decode(bytes: &[u8]) -> Result<Vec<BlockEvent>, FormatError> {
-    let (version, count, mut raw) = read_columns(bytes, |_| true)?;
-    let mut take = |column: Column| take_column(&mut raw, column);
-    let times = columns::read_deltas(&take(Column::Times)?, count, "times")?;
-    let ids = match version {
-        1 => columns::read_ids_v1(&take(Column::Ids)?, count)?,
-        _ => columns::read_ids(&take(Column::Ids)?, &times)?,
-    };
-    let levels = columns::read_levels(&take(Column::Levels)?, count)?;
-    let sources = columns::read_dictionary(&take(Column::Sources)?, count, "sources")?;
-    let messages = columns::read_strings(&take(Column::Messages)?, count, "messages")?;
-    let optional = |bytes: Vec<u8>, what| columns::read_optional_strings(&bytes, count, what);
-    let metadata = optional(take(Column::Metadata)?, "metadata")?;
-    let correlation_ids = optional(take(Column::CorrelationIds)?, "correlation ids")?;
-    let request_ids = optional(take(Column::RequestIds)?, "request ids")?;
-    let trace_ids = optional(take(Column::TraceIds)?, "trace ids")?;
-    let offsets = columns::read_deltas(&take(Column::Offsets)?, count, "offsets")?;
+    OpenBlock::open(bytes.to_vec())?.events()
+}
 
-    let mut sources = sources.into_iter();
-    let mut messages = messages.into_iter();
-    let mut metadata = metadata.into_iter();
-    let mut correlation_ids = correlation_ids.into_iter();
-    let mut request_ids = request_ids.into_iter();
-    let mut trace_ids = trace_ids.into_iter();
-    // Every column was checked to hold `count` values, so the zips below are whole.
-    Ok(ids
-        .into_iter()
-        .zip(times)
-        .zip(levels)
-        .zip(offsets)
-        .map(
-            |(((id, timestamp_micros), level), kafka_offset)| BlockEvent {
-                id,
-                timestamp_micros,
-                level,
-                source: sources.next().unwrap_or_default(),
-                message: messages.next().unwrap_or_default(),
-                metadata: metadata.next().flatten(),
-                correlation_id: correlation_ids.next().flatten(),
-                request_id: request_ids.next().flatten(),
-                trace_id: trace_ids.next().flatten(),
-                kafka_offset,
-            },
-        )
-        .collect())
+/// A block opened for reading a few of its events: the framing is checked and the
+/// small columns a scan orders and filters by (times, levels, ids, offsets) are
+/// inflated at once; the text columns (sources, messages, metadata and the three
+/// correlating ids, nine tenths of a block inflated) only when first asked for, and
+/// then all together, so a block either gives every event it holds or fails before it
+/// gave any. Never panics, whatever the bytes.
+pub struct OpenBlock {
+    /// The block's bytes, until the text columns are read.
+    bytes: Vec<u8>,
+    frames: [Option<Framed>; COLUMNS.len()],
+    times: Vec<i64>,
+    levels: Vec<u8>,
+    ids: Vec<u128>,
+    offsets: Vec<i64>,
+    texts: Option<Result<TextColumns, FormatError>>,
+}
+
+/// One event's text, borrowed from its opened block: what a scan's filters ask about.
+#[derive(Debug, Clone, Copy)]
+pub struct TextFields<'a> {
+    pub source: &'a str,
+    pub message: &'a str,
+    pub correlation_id: Option<&'a str>,
+    pub trace_id: Option<&'a str>,
+}
+
+struct TextColumns {
+    sources: columns::Dictionary,
+    messages: columns::Texts,
+    metadata: columns::Texts,
+    correlation_ids: columns::Texts,
+    request_ids: columns::Texts,
+    trace_ids: columns::Texts,
+}
+
+fn read_texts(
+    bytes: &[u8],
+    frames: &[Option<Framed>; COLUMNS.len()],
+    count: usize,
+) -> Result<TextColumns, FormatError> {
+    let inflated = |column| inflate_column(bytes, frames, column);
+    let texts =
+        |column, optional, what| columns::Texts::read(inflated(column)?, count, optional, what);
+    Ok(TextColumns {
+        sources: columns::Dictionary::read(&inflated(Column::Sources)?, count, "sources")?,
+        messages: texts(Column::Messages, false, "messages")?,
+        metadata: texts(Column::Metadata, true, "metadata")?,
+        correlation_ids: texts(Column::CorrelationIds, true, "correlation ids")?,
+        request_ids: texts(Column::RequestIds, true, "request ids")?,
+        trace_ids: texts(Column::TraceIds, true, "trace ids")?,
+    })
+}
+
+impl OpenBlock {
+    pub fn open(bytes: Vec<u8>) -> Result<OpenBlock, FormatError> {
+        let (version, count, frames) = frame(&bytes)?;
+        let inflated = |column| inflate_column(&bytes, &frames, column);
+        let times = columns::read_deltas(&inflated(Column::Times)?, count, "times")?;
+        let ids = match version {
+            1 => columns::read_ids_v1(&inflated(Column::Ids)?, count)?,
+            _ => columns::read_ids(&inflated(Column::Ids)?, &times)?,
+        };
+        let levels = columns::read_levels(&inflated(Column::Levels)?, count)?;
+        let offsets = columns::read_deltas(&inflated(Column::Offsets)?, count, "offsets")?;
+        Ok(OpenBlock {
+            bytes,
+            frames,
+            times,
+            levels,
+            ids,
+            offsets,
+            texts: None,
+        })
+    }
+
+    /// How many events the block holds.
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+
+    /// Each event's time, µs since the epoch.
+    pub fn times(&self) -> &[i64] {
+        &self.times
+    }
+
+    /// Each event's level code.
+    pub fn levels(&self) -> &[u8] {
+        &self.levels
+    }
+
+    pub fn ids(&self) -> &[u128] {
+        &self.ids
+    }
+
+    /// Inflates and checks the text columns, once (a failure stays the answer); the
+    /// block's bytes are let go.
+    fn texts(&mut self) -> Result<&TextColumns, FormatError> {
+        if self.texts.is_none() {
+            let bytes = std::mem::take(&mut self.bytes);
+            self.texts = Some(read_texts(&bytes, &self.frames, self.times.len()));
+        }
+        match self.texts.as_ref().expect("set above") {
+            Ok(texts) => Ok(texts),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// The `index`th event's text a scan's filters ask about; `None` past the end.
+    pub fn text_fields(&mut self, index: usize) -> Result<Option<TextFields<'_>>, FormatError> {
+        if index >= self.len() {
+            return Ok(None);
+        }
+        let texts = self.texts()?;
+        Ok(Some(TextFields {
+            source: texts.sources.get(index),
+            message: texts.messages.get(index).unwrap_or_default(),
+            correlation_id: texts.correlation_ids.get(index),
+            trace_id: texts.trace_ids.get(index),
+        }))
+    }
+
+    /// The `index`th event whole; `None` past the end.
+    pub fn event(&mut self, index: usize) -> Result<Option<BlockEvent>, FormatError> {
+        if index >= self.len() {
+            return Ok(None);
+        }
+        let (id, timestamp_micros, level, kafka_offset) = (
+            self.ids[index],
+            self.times[index],
+            self.levels[index],
+            self.offsets[index],
+        );
+        let texts = self.texts()?;
+        let owned = |column: &columns::Texts| column.get(index).map(str::to_owned);
+        Ok(Some(BlockEvent {
+            id,
+            timestamp_micros,
+            level,
+            source: texts.sources.get(index).to_owned(),
+            message: texts.messages.get(index).unwrap_or_default().to_owned(),
+            metadata: owned(&texts.metadata),
+            correlation_id: owned(&texts.correlation_ids),
+            request_id: owned(&texts.request_ids),
+            trace_id: owned(&texts.trace_ids),
+            kafka_offset,
+        }))
+    }
+
+    /// Every event, in the block's order.
+    pub fn events(mut self) -> Result<Vec<BlockEvent>, FormatError> {
+        self.texts()?;
+        (0..self.len())
+            .map(|i| self.event(i).map(|e| e.expect("an index below the count")))
+            .collect()
+    }
 }

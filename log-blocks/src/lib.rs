@@ -30,8 +30,8 @@ pub use build::{build, BuiltBlock};
 pub use event::{level_code, BlockEvent, BlockSummary, LEVELS};
 pub use filter::{key_hash, Filter, KeyKind};
 pub use format::{
-    decode, decode_times_and_levels, encode, times_and_levels_of_prefix, TimesAndLevels,
-    MAX_EVENTS, VERSION,
+    decode, decode_times_and_levels, encode, times_and_levels_of_prefix, OpenBlock, TextFields,
+    TimesAndLevels, MAX_EVENTS, VERSION,
 };
 pub use search::Query;
 

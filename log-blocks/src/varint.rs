@@ -40,6 +40,11 @@ impl<'a> Reader<'a> {
         self.bytes.is_empty()
     }
 
+    /// How many bytes are left to read.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
     fn truncated(&self) -> FormatError {
         FormatError::Truncated(self.what)
     }

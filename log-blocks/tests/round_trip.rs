@@ -2,7 +2,7 @@
 
 use log_blocks::{
     build, decode, decode_times_and_levels, encode, key_hash, times_and_levels_of_prefix,
-    BlockEvent, Filter, KeyKind, Query,
+    BlockEvent, Filter, KeyKind, OpenBlock, Query,
 };
 use proptest::prelude::*;
 
@@ -94,6 +94,35 @@ proptest! {
         }
     }
 
+    /// An opened block read event by event, in any order, gives what the whole decode
+    /// gives, and its text fields are those events' own.
+    #[test]
+    fn an_opened_block_read_in_any_order_is_the_whole_decode(
+        events in proptest::collection::vec(event(), 0..40),
+        order in proptest::collection::vec(any::<prop::sample::Index>(), 0..40),
+    ) {
+        let bytes = encode(&events).expect("test value");
+        let mut block = OpenBlock::open(bytes).expect("test value");
+        prop_assert_eq!(block.len(), events.len());
+        prop_assert_eq!(block.times(), events.iter().map(|e| e.timestamp_micros).collect::<Vec<_>>());
+        prop_assert_eq!(block.levels(), events.iter().map(|e| e.level).collect::<Vec<_>>());
+        prop_assert_eq!(block.ids(), events.iter().map(|e| e.id).collect::<Vec<_>>());
+        if events.is_empty() {
+            prop_assert_eq!(block.event(0).expect("test value"), None);
+            return Ok(());
+        }
+        for at in order {
+            let i = at.index(events.len());
+            let fields = block.text_fields(i).expect("test value").expect("in range");
+            prop_assert_eq!(fields.source, events[i].source.as_str());
+            prop_assert_eq!(fields.message, events[i].message.as_str());
+            prop_assert_eq!(fields.correlation_id, events[i].correlation_id.as_deref());
+            prop_assert_eq!(fields.trace_id, events[i].trace_id.as_deref());
+            prop_assert_eq!(block.event(i).expect("test value"), Some(events[i].clone()));
+        }
+        prop_assert!(block.text_fields(events.len()).expect("test value").is_none());
+    }
+
     #[test]
     fn the_filters_hold_every_key_of_the_block(events in proptest::collection::vec(event(), 1..40)) {
         let block = build(&events).expect("test value");
@@ -121,6 +150,10 @@ proptest! {
         let _ = decode(&bytes);
         let _ = decode_times_and_levels(&bytes);
         let _ = times_and_levels_of_prefix(&bytes);
+        if let Ok(mut block) = OpenBlock::open(bytes) {
+            let _ = block.text_fields(0);
+            let _ = block.event(0);
+        }
     }
 
     /// Damage of a real block: flipped bytes, cut short, or extended.
@@ -138,6 +171,14 @@ proptest! {
         let _ = decode(&flipped);
         let _ = decode_times_and_levels(&flipped);
         let _ = times_and_levels_of_prefix(&flipped);
+        if let Ok(mut block) = OpenBlock::open(flipped) {
+            // The text columns are read whole at the first ask: every later ask agrees.
+            let first = block.event(0).is_ok();
+            for i in 0..events.len() {
+                prop_assert_eq!(block.event(i).is_ok(), first);
+                prop_assert_eq!(block.text_fields(i).is_ok(), first);
+            }
+        }
         prop_assert!(decode(&bytes[..cut.index(bytes.len())]).is_err());
         prop_assert!(decode_times_and_levels(&bytes[..cut.index(bytes.len())]).is_err());
         let mut longer = bytes.clone();
