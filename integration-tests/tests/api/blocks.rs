@@ -148,6 +148,78 @@ fn a_damaged_block_is_passed_over_and_counted() {
     assert_eq!(events.iter().filter(|e| e.event.source == good).count(), 20);
 }
 
+/// `payload` with the codec of its column `tag` set to one no reader knows: the framing
+/// stays whole, so the block opens, and only that column fails when inflated.
+fn with_unknown_codec(payload: &[u8], tag: u8) -> Vec<u8> {
+    use log_blocks::varint::Reader;
+    let mut reader = Reader::new(&payload[4..], "test");
+    reader.u64().expect("event count");
+    let columns = reader.u64().expect("column count");
+    for _ in 0..columns {
+        let at = payload.len() - reader.remaining();
+        let found = reader.u8().expect("tag");
+        reader.u8().expect("codec");
+        reader.u64().expect("raw length");
+        let stored = reader.len(payload.len()).expect("stored length");
+        reader.bytes(stored).expect("stored bytes");
+        if found == tag {
+            let mut damaged = payload.to_vec();
+            damaged[at + 1] = 0xEE;
+            return damaged;
+        }
+    }
+    panic!("no column {tag} in the block");
+}
+
+/// A block whose messages do not inflate opens (its times and ids do) but gives none of
+/// its events, whether a filter reads its text before handing over or not; the blocks
+/// beside it give all of theirs, merged in time with it.
+#[test]
+fn a_block_damaged_past_its_times_and_ids_gives_none_of_its_events() {
+    const MESSAGES: u8 = 5;
+    // A second of its own, hours back, so no other test's block (the database is
+    // shared) shares the window and its count of damaged blocks.
+    let seconds_back = 3_600 + (Uuid::new_v4().as_u128() % 3_600) as i64;
+    let now = chrono::Utc::now() - chrono::Duration::seconds(seconds_back);
+    let (good, bad) = (unique("blocks-good-text"), unique("blocks-bad-text"));
+    let rows: Vec<_> = (0..20)
+        .flat_map(|i| {
+            let at = now - chrono::Duration::milliseconds(i);
+            [&good, &bad]
+                .map(|source| new_row("WARN", format!("line {i}"), source, at, None, None))
+        })
+        .collect();
+    assert_eq!(store_blocks(&rows), 40);
+    use diesel::prelude::*;
+    use log_store::schema::log_blocks::dsl;
+    let mut conn = db();
+    let (block_id, payload): (i64, Vec<u8>) = dsl::log_blocks
+        .filter(dsl::source.eq(&bad))
+        .select((dsl::block_id, dsl::payload))
+        .first(&mut conn)
+        .expect("the bad source's block");
+    diesel::update(dsl::log_blocks.filter(dsl::block_id.eq(block_id)))
+        .set(dsl::payload.eq(with_unknown_codec(&payload, MESSAGES)))
+        .execute(&mut conn)
+        .expect("damage the block");
+
+    let window = Some((
+        now - chrono::Duration::milliseconds(20),
+        now + chrono::Duration::milliseconds(1),
+    ));
+    for search in [None, Some(log_blocks::Query::parse("line"))] {
+        let (events, report) = scan_with(ScanFilter {
+            window,
+            search: search.clone(),
+            ..ScanFilter::default()
+        });
+        assert_eq!(report.corrupt, 1, "search {search:?}: {report:?}");
+        let of = |source: &str| events.iter().filter(|e| e.event.source == source).count();
+        assert_eq!(of(&good), 20, "search {search:?}");
+        assert_eq!(of(&bad), 0, "search {search:?}");
+    }
+}
+
 #[test]
 fn filters_keep_a_scan_out_of_blocks_that_cannot_match() {
     let now = chrono::Utc::now();

@@ -10,16 +10,18 @@
 //! passed over: one damaged row never fails a read or crashes a process.
 
 use crate::schema::log_blocks;
-use ::log_blocks::{key_hash, BlockEvent, Filter, KeyKind, Query};
+use ::log_blocks::{key_hash, BlockEvent, Filter, KeyKind, OpenBlock, Query, TextFields};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::ops::ControlFlow;
 
 /// Block rows read (summaries and filters, not payloads) per statement: a page that
 /// fills from the newest blocks reads no more than this of a long history.
 const CANDIDATES_A_STATEMENT: i64 = 256;
+
+/// The most payloads fetched in one statement (a full block is ~0.5 MiB).
+const BLOCKS_A_FETCH: usize = 32;
 
 /// A place in the scan's order, newest first: time descending, then id descending
 /// (the order of pages and of their keyset cursors).
@@ -57,27 +59,52 @@ pub struct ScanFilter {
 
 impl ScanFilter {
     fn keeps(&self, event: &BlockEvent) -> bool {
+        self.keeps_ordered(event.timestamp_micros, event.id, event.level)
+            && self.keeps_text(&TextFields {
+                source: &event.source,
+                message: &event.message,
+                correlation_id: event.correlation_id.as_deref(),
+                trace_id: event.trace_id.as_deref(),
+            })
+    }
+
+    /// The conditions on what an opened block holds inflated: time, cursor, level, id.
+    fn keeps_ordered(&self, timestamp_micros: i64, id: u128, level: u8) -> bool {
         let time_ok = self.window.is_none_or(|(start, end)| {
-            let t = event.timestamp_micros;
-            t >= super::micros(start) && t < super::micros(end)
+            (super::micros(start)..super::micros(end)).contains(&timestamp_micros)
         });
         time_ok
-            && self.after.is_none_or(|after| Position::of(event) < after)
-            && (self.levels.is_empty() || self.levels.contains(&event.level))
-            && self.source.as_ref().is_none_or(|s| *s == event.source)
-            && self.id.is_none_or(|id| id.as_u128() == event.id)
+            && self.after.is_none_or(|after| {
+                Position {
+                    timestamp_micros,
+                    id,
+                }
+                .cmp(&after)
+                .is_lt()
+            })
+            && (self.levels.is_empty() || self.levels.contains(&level))
+            && self.id.is_none_or(|wanted| wanted.as_u128() == id)
+    }
+
+    /// Whether any condition needs an event's text (and so the block's text columns).
+    fn asks_text(&self) -> bool {
+        self.source.is_some()
+            || self.correlation_id.is_some()
+            || self.trace_id.is_some()
+            || self.search.is_some()
+    }
+
+    fn keeps_text(&self, text: &TextFields<'_>) -> bool {
+        self.source.as_deref().is_none_or(|s| s == text.source)
             && self
                 .correlation_id
-                .as_ref()
-                .is_none_or(|c| event.correlation_id.as_ref() == Some(c))
+                .as_deref()
+                .is_none_or(|c| text.correlation_id == Some(c))
             && self
                 .trace_id
-                .as_ref()
-                .is_none_or(|t| event.trace_id.as_ref() == Some(t))
-            && self
-                .search
-                .as_ref()
-                .is_none_or(|q| q.matches(&event.message))
+                .as_deref()
+                .is_none_or(|t| text.trace_id == Some(t))
+            && self.search.as_ref().is_none_or(|q| q.matches(text.message))
     }
 
     /// Whether a block with these filters and level counts can hold a visited event.
@@ -153,31 +180,25 @@ struct Candidate {
     key_filter: Vec<u8>,
 }
 
-/// An event waiting in the merge, ordered by its [`Position`] (a max-heap gives the
-/// newest first).
-struct Pending(ScannedEvent);
-
-impl Pending {
-    fn position(&self) -> Position {
-        Position::of(&self.0.event)
-    }
+/// A block opened by the merge: the indexes of the events its ordered conditions keep,
+/// newest first, and how far the merge has come through them.
+struct Opened {
+    lane: i16,
+    kafka_partition: i32,
+    block_id: i64,
+    block: OpenBlock,
+    order: Vec<u32>,
+    next: usize,
 }
 
-impl PartialEq for Pending {
-    fn eq(&self, other: &Self) -> bool {
-        self.position() == other.position()
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.position().cmp(&other.position())
-    }
+/// The newest event still to hand over of one opened block (a max-heap of these gives
+/// the newest of all first). Only each block's next kept event waits in the merge, as
+/// an index: an event is made whole only when handed over.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Head {
+    position: Position,
+    slot: usize,
+    index: u32,
 }
 
 /// Visits the events matching `filter` newest first (time, then id, descending) until
@@ -208,14 +229,16 @@ pub fn scan(
 
 /// The merge: blocks come newest latest-event first; the newest pending event is
 /// handed over once it is newer than anything the next block may hold, else that
-/// block is opened (if its summary and filters allow a match) and its events join.
+/// block is opened (if its summary and filters allow a match) and joins.
 fn scan_in_snapshot(
     conn: &mut PgConnection,
     filter: &ScanFilter,
     mut visit: impl FnMut(ScannedEvent) -> ControlFlow<()>,
 ) -> QueryResult<ScanReport> {
     let mut report = ScanReport::default();
-    let mut pending: BinaryHeap<Pending> = BinaryHeap::new();
+    let mut heads: BinaryHeap<Head> = BinaryHeap::new();
+    // Opened blocks by slot; `None` once a block is done (or found damaged).
+    let mut opened: Vec<Option<Opened>> = Vec::new();
     let mut queue: VecDeque<Candidate> = VecDeque::new();
     let mut last_read: Option<(DateTime<Utc>, i64)> = None;
     let mut exhausted = false;
@@ -228,52 +251,159 @@ fn scan_in_snapshot(
             queue.extend(chunk);
         }
         let next_block_newest = queue.front().map(|c| newest_kept(filter, c.max_time));
-        let emit = match (pending.peek(), next_block_newest) {
+        let emit = match (heads.peek(), next_block_newest) {
             (None, None) => return Ok(report),
             (Some(_), None) => true,
-            (Some(top), Some(newest)) => top.position().timestamp_micros > newest,
+            (Some(top), Some(newest)) => top.position.timestamp_micros > newest,
             (None, Some(_)) => false,
         };
         if emit {
-            let Some(Pending(event)) = pending.pop() else {
+            let Some(Head { slot, index, .. }) = heads.pop() else {
                 return Ok(report);
             };
-            if visit(event).is_break() {
-                return Ok(report);
+            let Some(block) = opened[slot].as_mut() else {
+                continue;
+            };
+            match block.block.event(index as usize) {
+                Ok(Some(event)) => {
+                    let scanned = ScannedEvent {
+                        lane: block.lane,
+                        kafka_partition: block.kafka_partition,
+                        event,
+                    };
+                    if visit(scanned).is_break() {
+                        return Ok(report);
+                    }
+                    advance(filter, &mut opened, slot, &mut heads, &mut report);
+                }
+                Ok(None) => opened[slot] = None,
+                Err(e) => {
+                    passed_over(block.block_id, &e, &mut report);
+                    opened[slot] = None;
+                }
             }
             continue;
         }
-        let Some(candidate) = queue.pop_front() else {
-            continue;
-        };
-        if !filter.may_hold(
-            &candidate.level_counts,
-            &candidate.token_filter,
-            &candidate.key_filter,
-        ) {
+        // Every block the merge is sure to open before it hands over its newest pending
+        // event is fetched in one statement: those whose newest kept time is not older
+        // than that event's (or, with none pending, than the next block's).
+        let threshold = heads.peek().map_or_else(
+            || queue.front().map(|c| newest_kept(filter, c.max_time)),
+            |top| Some(top.position.timestamp_micros),
+        );
+        let mut batch = Vec::new();
+        while batch.len() < BLOCKS_A_FETCH {
+            let Some(front) = queue.front() else { break };
+            if threshold.is_some_and(|t| newest_kept(filter, front.max_time) < t) {
+                break;
+            }
+            let candidate = queue.pop_front().expect("a front");
+            if filter.may_hold(
+                &candidate.level_counts,
+                &candidate.token_filter,
+                &candidate.key_filter,
+            ) {
+                batch.push(candidate);
+            }
+        }
+        if batch.is_empty() {
             continue;
         }
-        let payload: Vec<u8> = log_blocks::table
-            .filter(log_blocks::block_id.eq(candidate.block_id))
-            .select(log_blocks::payload)
-            .first(conn)?;
-        report.opened += 1;
-        match ::log_blocks::decode(&payload) {
-            Ok(events) => {
-                pending.extend(events.into_iter().filter(|e| filter.keeps(e)).map(|event| {
-                    Pending(ScannedEvent {
+        let ids: Vec<i64> = batch.iter().map(|c| c.block_id).collect();
+        let mut payloads: HashMap<i64, Vec<u8>> = log_blocks::table
+            .filter(log_blocks::block_id.eq_any(&ids))
+            .select((log_blocks::block_id, log_blocks::payload))
+            .load::<(i64, Vec<u8>)>(conn)?
+            .into_iter()
+            .collect();
+        for candidate in batch {
+            let Some(payload) = payloads.remove(&candidate.block_id) else {
+                continue;
+            };
+            report.opened += 1;
+            match OpenBlock::open(payload) {
+                Ok(block) => {
+                    opened.push(Some(Opened {
                         lane: candidate.lane,
                         kafka_partition: candidate.kafka_partition,
-                        event,
-                    })
-                }))
-            }
-            Err(e) => {
-                report.corrupt += 1;
-                tracing::error!(block_id = candidate.block_id, error = %e, "a stored block does not decode; passed over");
+                        block_id: candidate.block_id,
+                        order: newest_first(filter, &block),
+                        block,
+                        next: 0,
+                    }));
+                    let slot = opened.len() - 1;
+                    advance(filter, &mut opened, slot, &mut heads, &mut report);
+                }
+                Err(e) => passed_over(candidate.block_id, &e, &mut report),
             }
         }
     }
+}
+
+/// The indexes of a block's events that the ordered conditions keep, in the scan's
+/// order (newest first, then id descending). A block is written oldest first, so the
+/// common case is a reversal, not a sort.
+fn newest_first(filter: &ScanFilter, block: &OpenBlock) -> Vec<u32> {
+    let (times, ids, levels) = (block.times(), block.ids(), block.levels());
+    let position = |i: u32| Position {
+        timestamp_micros: times[i as usize],
+        id: ids[i as usize],
+    };
+    let mut order: Vec<u32> = (0..block.len() as u32)
+        .filter(|&i| filter.keeps_ordered(times[i as usize], ids[i as usize], levels[i as usize]))
+        .collect();
+    if order.windows(2).all(|w| position(w[0]) <= position(w[1])) {
+        order.reverse();
+    } else {
+        order.sort_unstable_by_key(|&i| std::cmp::Reverse(position(i)));
+    }
+    order
+}
+
+/// Moves an opened block on to its next event that every condition keeps and puts it
+/// in the merge, or lets the block go when none is left. A block whose text columns do
+/// not decode is passed over whole: they are read before its first event is handed
+/// over, so it never gives part of itself.
+fn advance(
+    filter: &ScanFilter,
+    opened: &mut [Option<Opened>],
+    slot: usize,
+    heads: &mut BinaryHeap<Head>,
+    report: &mut ScanReport,
+) {
+    let Some(block) = opened[slot].as_mut() else {
+        return;
+    };
+    while let Some(&index) = block.order.get(block.next) {
+        block.next += 1;
+        if filter.asks_text() {
+            match block.block.text_fields(index as usize) {
+                Ok(Some(text)) if filter.keeps_text(&text) => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    passed_over(block.block_id, &e, report);
+                    opened[slot] = None;
+                    return;
+                }
+            }
+        }
+        let i = index as usize;
+        heads.push(Head {
+            position: Position {
+                timestamp_micros: block.block.times()[i],
+                id: block.block.ids()[i],
+            },
+            slot,
+            index,
+        });
+        return;
+    }
+    opened[slot] = None;
+}
+
+fn passed_over(block_id: i64, error: &::log_blocks::FormatError, report: &mut ScanReport) {
+    report.corrupt += 1;
+    tracing::error!(block_id, error = %error, "a stored block does not decode; passed over");
 }
 
 /// The latest time an event of a block whose newest event is at `max_time` can have
@@ -398,44 +528,58 @@ pub fn offset_range(
                         event,
                     }),
             ),
-            Err(e) => {
-                report.corrupt += 1;
-                tracing::error!(block_id = candidate.block_id, error = %e, "a stored block does not decode; passed over");
-            }
+            Err(e) => passed_over(candidate.block_id, &e, &mut report),
         }
     }
     found.sort_by_key(|e| e.event.kafka_offset);
     Ok((found, report))
 }
 
-/// The first bytes of a block a count of a window fetches: a block's times and levels
-/// come first and take ~1.2 bytes an event, so this holds them for a full block. The
-/// payload is stored uncompressed out of line (`STORAGE EXTERNAL`), so PostgreSQL
-/// reads only the TOAST chunks of the prefix.
-const PREFIX_BYTES: i32 = 64 * 1024;
+/// The first bytes of a block a count of a window fetches: its header and its times
+/// and levels, which come first and take ~1.2 bytes an event (zstd), so this bound
+/// holds them with room to spare; at most 64 KiB. The payload is stored uncompressed
+/// out of line (`STORAGE EXTERNAL`), so PostgreSQL reads only the TOAST chunks of
+/// the prefix.
+const PREFIX_SQL: &str = "substring(payload FROM 1 FOR least(65536, 256 + 4 * events))";
 
-/// A block's times and levels: from a prefix of its payload, else (a block written
-/// with ids first, or a larger one) from the whole of it.
+/// The times and levels of the blocks `block_ids`, each with the block's id: read from
+/// a prefix of every payload in one statement, and whole for those whose prefix falls
+/// short (a block written with ids first, or one that compressed badly).
 fn times_and_levels(
     conn: &mut PgConnection,
-    block_id: i64,
-) -> QueryResult<Result<::log_blocks::TimesAndLevels, ::log_blocks::FormatError>> {
-    let prefix: Vec<u8> = log_blocks::table
-        .filter(log_blocks::block_id.eq(block_id))
-        .select(diesel::dsl::sql::<diesel::sql_types::Bytea>(&format!(
-            "substring(payload FROM 1 FOR {PREFIX_BYTES})"
-        )))
-        .first(conn)?;
-    match ::log_blocks::times_and_levels_of_prefix(&prefix) {
-        Ok(Some(found)) => return Ok(Ok(found)),
-        Ok(None) => {}
-        Err(e) => return Ok(Err(e)),
+    block_ids: &[i64],
+) -> QueryResult<
+    Vec<(
+        i64,
+        Result<::log_blocks::TimesAndLevels, ::log_blocks::FormatError>,
+    )>,
+> {
+    use diesel::sql_types::Bytea;
+    let prefixes: Vec<(i64, Vec<u8>)> = log_blocks::table
+        .filter(log_blocks::block_id.eq_any(block_ids))
+        .select((log_blocks::block_id, diesel::dsl::sql::<Bytea>(PREFIX_SQL)))
+        .load(conn)?;
+    let mut found = Vec::with_capacity(prefixes.len());
+    let mut short = Vec::new();
+    for (block_id, prefix) in prefixes {
+        match ::log_blocks::times_and_levels_of_prefix(&prefix) {
+            Ok(Some(read)) => found.push((block_id, Ok(read))),
+            Ok(None) => short.push(block_id),
+            Err(e) => found.push((block_id, Err(e))),
+        }
     }
-    let payload: Vec<u8> = log_blocks::table
-        .filter(log_blocks::block_id.eq(block_id))
-        .select(log_blocks::payload)
-        .first(conn)?;
-    Ok(::log_blocks::decode_times_and_levels(&payload))
+    if !short.is_empty() {
+        let payloads: Vec<(i64, Vec<u8>)> = log_blocks::table
+            .filter(log_blocks::block_id.eq_any(&short))
+            .select((log_blocks::block_id, log_blocks::payload))
+            .load(conn)?;
+        found.extend(
+            payloads
+                .into_iter()
+                .map(|(id, payload)| (id, ::log_blocks::decode_times_and_levels(&payload))),
+        );
+    }
+    Ok(found)
 }
 
 /// A block row as a count of a window reads it.
@@ -478,6 +622,7 @@ pub fn count_in_window(
         ..ScanReport::default()
     };
     let mut count = 0;
+    let mut cut = Vec::new();
     for WindowCandidate {
         block_id,
         min_time,
@@ -495,22 +640,25 @@ pub fn count_in_window(
         }
         if min_time >= start && max_time < end {
             count += of_levels;
-            continue;
+        } else {
+            cut.push(block_id);
         }
-        report.opened += 1;
-        match times_and_levels(conn, block_id)? {
+    }
+    if cut.is_empty() {
+        return Ok((count, report));
+    }
+    report.opened += cut.len();
+    let (from, to) = (super::micros(start), super::micros(end));
+    for (block_id, read) in times_and_levels(conn, &cut)? {
+        match read {
             Ok((times, block_levels)) => {
-                let (from, to) = (super::micros(start), super::micros(end));
                 count += times
                     .iter()
                     .zip(&block_levels)
                     .filter(|(t, level)| (from..to).contains(*t) && wanted(**level))
                     .count() as i64;
             }
-            Err(e) => {
-                report.corrupt += 1;
-                tracing::error!(block_id, error = %e, "a stored block does not decode; passed over");
-            }
+            Err(e) => passed_over(block_id, &e, &mut report),
         }
     }
     Ok((count, report))
