@@ -185,8 +185,7 @@ fn a_block_damaged_past_its_times_and_ids_gives_none_of_its_events() {
     let rows: Vec<_> = (0..20)
         .flat_map(|i| {
             let at = now - chrono::Duration::milliseconds(i);
-            [&good, &bad]
-                .map(|source| new_row("WARN", format!("line {i}"), source, at, None, None))
+            [&good, &bad].map(|source| new_row("WARN", format!("line {i}"), source, at, None, None))
         })
         .collect();
     assert_eq!(store_blocks(&rows), 40);

@@ -550,8 +550,7 @@ async fn a_client_that_stops_reading_is_dropped_and_shutdown_ends_every_stream()
     } = own_offsets(2, &[0], &mut conn);
     // Long enough that the reading client, parsing 80 MB in a debug build on a busy
     // machine, is never mistaken for a stalled one (at 300 ms it was, now and then).
-    let gateway =
-        gateway_following_with(&topic, &group, |tail| tail.slow_client_ms = 2_000).await;
+    let gateway = gateway_following_with(&topic, &group, |tail| tail.slow_client_ms = 2_000).await;
     let filter = format!("source={source}");
     let stalled = SseStream::open(&gateway.base, &filter, None).await;
     let mut reading = SseStream::open(&gateway.base, &filter, None).await;
