@@ -2,9 +2,13 @@
 //!
 //! ```text
 //! block   = magic "LGB" · version (1 byte) · event count (varint) · column count (varint) · column*
-//! column  = tag (1 byte) · codec (1 byte: 0 stored, 1 zstd) · raw length (varint)
+//! column  = tag (1 byte) · codec (1 byte: 0 stored, 1 zstd, 2 parts) · raw length (varint)
 //!           · stored length (varint) · stored bytes
 //! ```
+//!
+//! Since version 3 a text column of more than [`crate::parts::PART_EVENTS`] events is
+//! stored in parts (codec 2, [`crate::parts`]), each compressed on its own, so a reader
+//! inflates only the parts holding the events it hands over.
 //!
 //! Every column of [`Column`] is present exactly once in a block of a version this code reads, in any order;
 //! an unknown tag is an error (a newer writer's block is refused, never half read). Each
@@ -16,15 +20,17 @@
 
 use crate::columns;
 use crate::event::BlockEvent;
+use crate::parts::{self, PartedTexts, PART_EVENTS};
 use crate::varint::{self, Reader};
 use crate::FormatError;
 use std::cell::RefCell;
 
 const MAGIC: &[u8; 3] = b"LGB";
-/// The version this code writes. [`decode`] reads it and version 1 (which stored each
-/// id as 16 raw bytes), and refuses every other.
-pub const VERSION: u8 = 2;
-const READABLE_VERSIONS: [u8; 2] = [1, 2];
+/// The version this code writes. [`decode`] reads it, version 2 (text columns always
+/// whole, never in [`crate::parts`]) and version 1 (which also stored each id as 16 raw
+/// bytes), and refuses every other.
+pub const VERSION: u8 = 3;
+const READABLE_VERSIONS: [u8; 3] = [1, 2, 3];
 /// The most events one block holds (the writer and compaction cut there).
 pub const MAX_EVENTS: usize = 65_536;
 /// The most bytes one column holds before compression.
@@ -88,6 +94,18 @@ impl Column {
     /// Its place in [`COLUMNS`].
     fn slot(self) -> usize {
         self as usize - 1
+    }
+
+    /// The columns of text that version 3 stores in parts.
+    fn is_text(self) -> bool {
+        matches!(
+            self,
+            Column::Messages
+                | Column::Metadata
+                | Column::CorrelationIds
+                | Column::RequestIds
+                | Column::TraceIds
+        )
     }
 
     fn name(self) -> &'static str {
@@ -173,24 +191,40 @@ pub fn encode(events: &[BlockEvent]) -> Result<Vec<u8>, FormatError> {
     varint::put_u64(&mut out, events.len() as u64);
     varint::put_u64(&mut out, WRITE_ORDER.len() as u64);
     for column in WRITE_ORDER {
+        if column.is_text() && events.len() > PART_EVENTS {
+            let parts: Vec<(usize, Vec<u8>)> = events
+                .chunks(PART_EVENTS)
+                .map(|part| (part.len(), column.encode(part)))
+                .collect();
+            let raw_len: usize = parts.iter().map(|(_, raw)| raw.len()).sum();
+            if raw_len > MAX_COLUMN_BYTES {
+                return Err(FormatError::TooLarge(column.name()));
+            }
+            let stored = parts::encode(parts.into_iter(), |raw| compress(raw).ok());
+            put_column(&mut out, column, parts::CODEC_PARTS, raw_len, &stored);
+            continue;
+        }
         let raw = column.encode(events);
         if raw.len() > MAX_COLUMN_BYTES {
             return Err(FormatError::TooLarge(column.name()));
         }
         let compressed = compress(&raw)
             .map_err(|_| FormatError::Corrupt(column.name(), "zstd could not compress"))?;
-        let (codec, stored) = if compressed.len() < raw.len() {
-            (CODEC_ZSTD, compressed.as_slice())
+        if compressed.len() < raw.len() {
+            put_column(&mut out, column, CODEC_ZSTD, raw.len(), &compressed);
         } else {
-            (CODEC_STORED, raw.as_slice())
-        };
-        out.push(column as u8);
-        out.push(codec);
-        varint::put_u64(&mut out, raw.len() as u64);
-        varint::put_u64(&mut out, stored.len() as u64);
-        out.extend_from_slice(stored);
+            put_column(&mut out, column, CODEC_STORED, raw.len(), &raw);
+        }
     }
     Ok(out)
+}
+
+fn put_column(out: &mut Vec<u8>, column: Column, codec: u8, raw_len: usize, stored: &[u8]) {
+    out.push(column as u8);
+    out.push(codec);
+    varint::put_u64(out, raw_len as u64);
+    varint::put_u64(out, stored.len() as u64);
+    out.extend_from_slice(stored);
 }
 
 /// Where a column sits in a block, as its framing says: codec, length once inflated,
@@ -254,12 +288,13 @@ fn inflate_column(
     let stored = bytes
         .get(framed.stored.clone())
         .ok_or(FormatError::Truncated(column.name()))?;
-    inflate(column, framed.codec, framed.raw_len, stored)
+    inflate(column.name(), framed.codec, framed.raw_len, stored)
 }
 
-/// A column's stored bytes as written (`raw_len` of them), per its codec.
-fn inflate(
-    column: Column,
+/// A column's (or a part's) stored bytes as written (`raw_len` of them), per its codec;
+/// `what` names the column for the error.
+pub(crate) fn inflate(
+    what: &'static str,
     codec: u8,
     raw_len: usize,
     stored: &[u8],
@@ -267,11 +302,11 @@ fn inflate(
     let inflated = match codec {
         CODEC_STORED => stored.to_vec(),
         CODEC_ZSTD => decompress(stored, raw_len)
-            .map_err(|_| FormatError::Corrupt(column.name(), "zstd could not inflate"))?,
-        _ => return Err(FormatError::Corrupt(column.name(), "unknown codec")),
+            .map_err(|_| FormatError::Corrupt(what, "zstd could not inflate"))?,
+        _ => return Err(FormatError::Corrupt(what, "unknown codec")),
     };
     if inflated.len() != raw_len {
-        return Err(FormatError::Corrupt(column.name(), "length mismatch"));
+        return Err(FormatError::Corrupt(what, "length mismatch"));
     }
     Ok(inflated)
 }
@@ -320,7 +355,7 @@ pub fn times_and_levels_of_prefix(prefix: &[u8]) -> Result<Option<TimesAndLevels
         if !matches!(column, Column::Times | Column::Levels) {
             continue;
         }
-        let raw = inflate(column, codec, raw_len, stored)?;
+        let raw = inflate(column.name(), codec, raw_len, stored)?;
         match column {
             Column::Times => times = Some(columns::read_deltas(&raw, count, "times")?),
             _ => levels = Some(columns::read_levels(&raw, count)?),
@@ -355,18 +390,24 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<BlockEvent>, FormatError> {
 /// A block opened for reading a few of its events: the framing is checked and the
 /// small columns a scan orders and filters by (times, levels, ids, offsets) are
 /// inflated at once; the text columns (sources, messages, metadata and the three
-/// correlating ids, nine tenths of a block inflated) only when first asked for, and
-/// then all together, so a block either gives every event it holds or fails before it
-/// gave any. Never panics, whatever the bytes.
+/// correlating ids, nine tenths of a block inflated) only when an event's text is
+/// first asked for, and then only the part holding it ([`crate::parts`]). A part that
+/// does not decode fails every event it holds, whenever asked; events of other parts
+/// read as they are. Never panics, whatever the bytes.
 pub struct OpenBlock {
-    /// The block's bytes, until the text columns are read.
     bytes: Vec<u8>,
-    frames: [Option<Framed>; COLUMNS.len()],
     times: Vec<i64>,
     levels: Vec<u8>,
     ids: Vec<u128>,
     offsets: Vec<i64>,
-    texts: Option<Result<TextColumns, FormatError>>,
+    /// Whole (a dictionary is small), inflated at the first text asked for.
+    sources: Option<Result<columns::Dictionary, FormatError>>,
+    sources_frame: Framed,
+    messages: PartedTexts,
+    metadata: PartedTexts,
+    correlation_ids: PartedTexts,
+    request_ids: PartedTexts,
+    trace_ids: PartedTexts,
 }
 
 /// One event's text, borrowed from its opened block: what a scan's filters ask about.
@@ -376,33 +417,6 @@ pub struct TextFields<'a> {
     pub message: &'a str,
     pub correlation_id: Option<&'a str>,
     pub trace_id: Option<&'a str>,
-}
-
-struct TextColumns {
-    sources: columns::Dictionary,
-    messages: columns::Texts,
-    metadata: columns::Texts,
-    correlation_ids: columns::Texts,
-    request_ids: columns::Texts,
-    trace_ids: columns::Texts,
-}
-
-fn read_texts(
-    bytes: &[u8],
-    frames: &[Option<Framed>; COLUMNS.len()],
-    count: usize,
-) -> Result<TextColumns, FormatError> {
-    let inflated = |column| inflate_column(bytes, frames, column);
-    let texts =
-        |column, optional, what| columns::Texts::read(inflated(column)?, count, optional, what);
-    Ok(TextColumns {
-        sources: columns::Dictionary::read(&inflated(Column::Sources)?, count, "sources")?,
-        messages: texts(Column::Messages, false, "messages")?,
-        metadata: texts(Column::Metadata, true, "metadata")?,
-        correlation_ids: texts(Column::CorrelationIds, true, "correlation ids")?,
-        request_ids: texts(Column::RequestIds, true, "request ids")?,
-        trace_ids: texts(Column::TraceIds, true, "trace ids")?,
-    })
 }
 
 impl OpenBlock {
@@ -416,14 +430,40 @@ impl OpenBlock {
         };
         let levels = columns::read_levels(&inflated(Column::Levels)?, count)?;
         let offsets = columns::read_deltas(&inflated(Column::Offsets)?, count, "offsets")?;
+        let framed = |column: Column| {
+            frames[column.slot()]
+                .clone()
+                .ok_or(FormatError::Corrupt(column.name(), "column missing"))
+        };
+        let texts = |column: Column, optional: bool| {
+            let Framed {
+                codec,
+                raw_len,
+                stored,
+            } = framed(column)?;
+            if codec == parts::CODEC_PARTS && version < 3 {
+                return Err(FormatError::Corrupt(column.name(), "unknown codec"));
+            }
+            PartedTexts::open(
+                &bytes,
+                (codec, raw_len, stored),
+                count,
+                (column.name(), optional),
+            )
+        };
         Ok(OpenBlock {
+            sources_frame: framed(Column::Sources)?,
+            messages: texts(Column::Messages, false)?,
+            metadata: texts(Column::Metadata, true)?,
+            correlation_ids: texts(Column::CorrelationIds, true)?,
+            request_ids: texts(Column::RequestIds, true)?,
+            trace_ids: texts(Column::TraceIds, true)?,
             bytes,
-            frames,
             times,
             levels,
             ids,
             offsets,
-            texts: None,
+            sources: None,
         })
     }
 
@@ -450,16 +490,41 @@ impl OpenBlock {
         &self.ids
     }
 
-    /// Inflates and checks the text columns, once (a failure stays the answer); the
-    /// block's bytes are let go.
-    fn texts(&mut self) -> Result<&TextColumns, FormatError> {
-        if self.texts.is_none() {
-            let bytes = std::mem::take(&mut self.bytes);
-            self.texts = Some(read_texts(&bytes, &self.frames, self.times.len()));
+    /// Inflates the sources and every text column's part holding event `index`.
+    fn load_text(&mut self, index: usize) -> Result<(), FormatError> {
+        if self.sources.is_none() {
+            let Framed {
+                codec,
+                raw_len,
+                stored,
+            } = self.sources_frame.clone();
+            let read = self
+                .bytes
+                .get(stored)
+                .ok_or(FormatError::Truncated("sources"))
+                .and_then(|stored| inflate("sources", codec, raw_len, stored))
+                .and_then(|raw| columns::Dictionary::read(&raw, self.times.len(), "sources"));
+            self.sources = Some(read);
         }
-        match self.texts.as_ref().expect("set above") {
-            Ok(texts) => Ok(texts),
-            Err(e) => Err(e.clone()),
+        if let Some(Err(e)) = &self.sources {
+            return Err(e.clone());
+        }
+        for column in [
+            &mut self.messages,
+            &mut self.metadata,
+            &mut self.correlation_ids,
+            &mut self.request_ids,
+            &mut self.trace_ids,
+        ] {
+            column.load(&self.bytes, index)?;
+        }
+        Ok(())
+    }
+
+    fn source(&self, index: usize) -> &str {
+        match &self.sources {
+            Some(Ok(sources)) => sources.get(index),
+            _ => "",
         }
     }
 
@@ -468,12 +533,12 @@ impl OpenBlock {
         if index >= self.len() {
             return Ok(None);
         }
-        let texts = self.texts()?;
+        self.load_text(index)?;
         Ok(Some(TextFields {
-            source: texts.sources.get(index),
-            message: texts.messages.get(index).unwrap_or_default(),
-            correlation_id: texts.correlation_ids.get(index),
-            trace_id: texts.trace_ids.get(index),
+            source: self.source(index),
+            message: self.messages.get(index).unwrap_or_default(),
+            correlation_id: self.correlation_ids.get(index),
+            trace_id: self.trace_ids.get(index),
         }))
     }
 
@@ -482,31 +547,24 @@ impl OpenBlock {
         if index >= self.len() {
             return Ok(None);
         }
-        let (id, timestamp_micros, level, kafka_offset) = (
-            self.ids[index],
-            self.times[index],
-            self.levels[index],
-            self.offsets[index],
-        );
-        let texts = self.texts()?;
-        let owned = |column: &columns::Texts| column.get(index).map(str::to_owned);
+        self.load_text(index)?;
+        let owned = |column: &PartedTexts| column.get(index).map(str::to_owned);
         Ok(Some(BlockEvent {
-            id,
-            timestamp_micros,
-            level,
-            source: texts.sources.get(index).to_owned(),
-            message: texts.messages.get(index).unwrap_or_default().to_owned(),
-            metadata: owned(&texts.metadata),
-            correlation_id: owned(&texts.correlation_ids),
-            request_id: owned(&texts.request_ids),
-            trace_id: owned(&texts.trace_ids),
-            kafka_offset,
+            id: self.ids[index],
+            timestamp_micros: self.times[index],
+            level: self.levels[index],
+            source: self.source(index).to_owned(),
+            message: self.messages.get(index).unwrap_or_default().to_owned(),
+            metadata: owned(&self.metadata),
+            correlation_id: owned(&self.correlation_ids),
+            request_id: owned(&self.request_ids),
+            trace_id: owned(&self.trace_ids),
+            kafka_offset: self.offsets[index],
         }))
     }
 
-    /// Every event, in the block's order.
+    /// Every event, in the block's order; an error if any part fails.
     pub fn events(mut self) -> Result<Vec<BlockEvent>, FormatError> {
-        self.texts()?;
         (0..self.len())
             .map(|i| self.event(i).map(|e| e.expect("an index below the count")))
             .collect()

@@ -11,6 +11,7 @@
 //! - [`columns`]: each field's layout as a column.
 //! - [`format`]: the versioned container of zstd-compressed columns ([`encode`],
 //!   [`decode`]).
+//! - [`parts`]: text columns in parts, so a reader inflates only the parts it needs.
 //! - [`filter`]: the token and key filters stored beside a block.
 //! - [`tokens`]: how a message is cut into the terms search matches and filters hold.
 //! - [`search`]: the search syntax, matched in Rust, and the filter question it asks.
@@ -22,6 +23,7 @@ pub mod columns;
 pub mod event;
 pub mod filter;
 pub mod format;
+pub mod parts;
 pub mod search;
 pub mod tokens;
 pub mod varint;

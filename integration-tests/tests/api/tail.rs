@@ -548,9 +548,14 @@ async fn a_client_that_stops_reading_is_dropped_and_shutdown_ends_every_stream()
         source,
         base,
     } = own_offsets(2, &[0], &mut conn);
-    // Long enough that the reading client, parsing 80 MB in a debug build on a busy
-    // machine, is never mistaken for a stalled one (at 300 ms it was, now and then).
-    let gateway = gateway_following_with(&topic, &group, |tail| tail.slow_client_ms = 2_000).await;
+    // A poll's events go out as one message, and a client has the time limit to take
+    // each: small polls (50 events, 400 KB) and 2 s, so the reading client, parsing
+    // 80 MB in a debug build on a busy machine, is never taken for a stalled one.
+    let gateway = gateway_following_with(&topic, &group, |tail| {
+        tail.slow_client_ms = 2_000;
+        tail.batch = 50;
+    })
+    .await;
     let filter = format!("source={source}");
     let stalled = SseStream::open(&gateway.base, &filter, None).await;
     let mut reading = SseStream::open(&gateway.base, &filter, None).await;

@@ -361,9 +361,9 @@ fn newest_first(filter: &ScanFilter, block: &OpenBlock) -> Vec<u32> {
 }
 
 /// Moves an opened block on to its next event that every condition keeps and puts it
-/// in the merge, or lets the block go when none is left. A block whose text columns do
-/// not decode is passed over whole: they are read before its first event is handed
-/// over, so it never gives part of itself.
+/// in the merge, or lets the block go when none is left. A block whose text does not
+/// decode is passed over from there: a text part is read before any of its events is
+/// handed over, so what the block gave before came from parts read whole.
 fn advance(
     filter: &ScanFilter,
     opened: &mut [Option<Opened>],
