@@ -8,6 +8,8 @@
 //! - [`publisher`]: the Kafka producer behind a circuit breaker; one event or many,
 //!   each answered only after Kafka's acknowledgement.
 //! - [`rate_limit`]: per-client (API key, else IP) limits counted in events.
+//! - [`syslog`]: the syslog listeners (TCP and UDP; RFC 5424 and RFC 3164), whose
+//!   messages take the agents' path into Kafka.
 //! - [`admission`]: the bound on request bytes held at once, for all clients together.
 //! - [`metrics`]: the service's Prometheus metrics.
 
@@ -18,3 +20,4 @@ pub mod rate_limit;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod syslog;

@@ -23,6 +23,9 @@ pub struct ProducerMetrics {
     pub inflight_bytes: IntGauge,
     /// `producer_admission_waiting_requests`: requests waiting for room under that bound.
     pub admission_waiting: IntGauge,
+    /// `log_syslog_messages_total{transport,outcome}`: syslog messages received, by
+    /// what became of them (accepted, invalid, malformed, oversized, dropped).
+    pub syslog_messages: IntCounterVec,
 }
 
 impl ProducerMetrics {
@@ -71,6 +74,14 @@ impl ProducerMetrics {
             "producer_admission_waiting_requests",
             "Requests waiting for room under INGEST_MAX_INFLIGHT_MIB (at most INGEST_ADMISSION_WAIT_MS)",
         )?;
+        let syslog_messages = IntCounterVec::new(
+            Opts::new(
+                "log_syslog_messages_total",
+                "Syslog messages received, by transport and what became of them",
+            ),
+            &["transport", "outcome"],
+        )?;
+        registry.register(Box::new(syslog_messages.clone()))?;
         registry.register(Box::new(inflight_bytes.clone()))?;
         registry.register(Box::new(admission_waiting.clone()))?;
         registry.register(Box::new(ingested.clone()))?;
@@ -93,7 +104,13 @@ impl ProducerMetrics {
         for endpoint in ["ingest", "ingest_async", "batch", "bulk"] {
             rate_limited.with_label_values(&[endpoint]);
         }
+        for transport in ["tcp", "udp"] {
+            for outcome in crate::syslog::OUTCOMES {
+                syslog_messages.with_label_values(&[transport, outcome]);
+            }
+        }
         Ok(ProducerMetrics {
+            syslog_messages,
             ingested,
             rejected,
             duration,

@@ -26,6 +26,20 @@ pub struct Settings {
     pub auth: AuthSettings,
     #[command(flatten)]
     pub metrics: MetricsSettings,
+    #[command(flatten)]
+    pub syslog: SyslogSettings,
+}
+
+/// The syslog listeners (`crate::syslog`); each is off unless given an address.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SyslogSettings {
+    /// Address of the syslog TCP listener (`127.0.0.1:6514`; port 0 picks one):
+    /// RFC 5424 or RFC 3164 messages, octet-counted or one a line.
+    #[arg(long = "syslog-tcp-addr", env = "SYSLOG_TCP_ADDR")]
+    pub tcp_addr: Option<String>,
+    /// Address of the syslog UDP listener (`127.0.0.1:5514`): one message a datagram.
+    #[arg(long = "syslog-udp-addr", env = "SYSLOG_UDP_ADDR")]
+    pub udp_addr: Option<String>,
 }
 
 impl Settings {

@@ -6,6 +6,7 @@ use crate::publisher::Publisher;
 use crate::rate_limit::ClientRateLimiter;
 use crate::routes::{self, IngestState};
 use crate::settings::Settings;
+use crate::syslog::SyslogListeners;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -13,6 +14,7 @@ use log_common::auth::ApiKeys;
 use log_common::error::{not_found, query_config};
 use log_common::http::{observe, HttpMetrics};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ pub struct Application {
     port: u16,
     server: Server,
     publisher: Arc<Publisher>,
+    syslog: SyslogListeners,
 }
 
 impl Application {
@@ -49,6 +52,12 @@ impl Application {
             limit_by_api_key: api_keys.enabled(),
         });
         spawn_idle_client_sweeper(state.clone());
+        let syslog = SyslogListeners::start(
+            settings.syslog.tcp_addr.as_deref(),
+            settings.syslog.udp_addr.as_deref(),
+            state.clone(),
+        )
+        .await?;
 
         let listener = settings.http.listen(Settings::DEFAULT_PORT)?;
         let listener_address = listener.local_addr()?;
@@ -81,6 +90,7 @@ impl Application {
             port,
             server: server.run(),
             publisher,
+            syslog,
         })
     }
 
@@ -88,10 +98,16 @@ impl Application {
         self.port
     }
 
+    /// Where the syslog listeners listen (TCP, UDP), those that are on.
+    pub fn syslog_addresses(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        (self.syslog.tcp, self.syslog.udp)
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
-    /// requests finish and flushes every queued event to Kafka.
+    /// requests and syslog batches finish and flushes every queued event to Kafka.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         log_common::http::serve_until_stopped(self.server, shutdown).await?;
+        self.syslog.stop().await;
         let publisher = self.publisher;
         tokio::task::spawn_blocking(move || publisher.flush(Duration::from_secs(15))).await?;
         tracing::info!("log-producer stopped");

@@ -12,6 +12,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 use serde_json::Value;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -497,6 +498,14 @@ impl Drop for Running {
 pub async fn spawn_producer(
     configure: impl FnOnce(&mut log_producer::settings::Settings),
 ) -> Running {
+    spawn_producer_listening(configure).await.0
+}
+
+/// [`spawn_producer`], with where its syslog listeners listen (those `configure` turned
+/// on: TCP, UDP).
+pub async fn spawn_producer_listening(
+    configure: impl FnOnce(&mut log_producer::settings::Settings),
+) -> (Running, (Option<SocketAddr>, Option<SocketAddr>)) {
     require_infrastructure();
     log_common::telemetry::init_for_tests();
     let mut settings = log_producer::settings::Settings::defaults();
@@ -508,11 +517,13 @@ pub async fn spawn_producer(
         .await
         .expect("producer builds");
     let port = app.port();
-    Running::spawn(port, move |stop| {
+    let syslog = app.syslog_addresses();
+    let running = Running::spawn(port, move |stop| {
         app.run_until_stopped(async move {
             let _ = stop.await;
         })
-    })
+    });
+    (running, syslog)
 }
 
 pub async fn spawn_gateway(

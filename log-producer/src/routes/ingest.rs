@@ -64,8 +64,12 @@ pub struct BatchItemError {
 impl IngestState {
     /// Rate limit, counted in events, keyed by API key or else the client's IP.
     fn charge(&self, req: &HttpRequest, endpoint: &str, events: usize) -> Result<(), ApiError> {
-        let client = client_key(req, self.limit_by_api_key);
-        self.limiter.check(&client, events).map_err(|retry| {
+        self.charge_client(&client_key(req, self.limit_by_api_key), endpoint, events)
+    }
+
+    /// The rate limit of `client` (a bucket's name: `key:…`, `ip:…`), charged `events`.
+    fn charge_client(&self, client: &str, endpoint: &str, events: usize) -> Result<(), ApiError> {
+        self.limiter.check(client, events).map_err(|retry| {
             self.metrics
                 .rate_limited
                 .with_label_values(&[endpoint])
@@ -365,6 +369,19 @@ pub async fn publish_many(
     items: Vec<(usize, Result<Value, String>)>,
     max_records: usize,
 ) -> Result<Vec<(usize, Outcome)>, ApiError> {
+    let client = client_key(req, state.limit_by_api_key);
+    publish_many_as(&client, state, endpoint, items, max_records).await
+}
+
+/// [`publish_many`] for a client named by its rate-limit bucket rather than by an HTTP
+/// request (the syslog listeners: `ip:` and the peer's address).
+pub async fn publish_many_as(
+    client: &str,
+    state: &IngestState,
+    endpoint: &str,
+    items: Vec<(usize, Result<Value, String>)>,
+    max_records: usize,
+) -> Result<Vec<(usize, Outcome)>, ApiError> {
     let total = items.len();
     if total == 0 {
         return Err(ApiError::BadRequest(
@@ -376,7 +393,7 @@ pub async fn publish_many(
             "{total} events; the limit is {max_records} per request"
         )));
     }
-    state.charge(req, endpoint, total)?;
+    state.charge_client(client, endpoint, total)?;
     state.check_breaker(total)?;
 
     let mut outcomes = Vec::with_capacity(total);

@@ -2,7 +2,7 @@
 
 pub mod agents;
 mod health;
-mod ingest;
+pub(crate) mod ingest;
 mod ndjson;
 mod openapi;
 
