@@ -208,6 +208,17 @@ async fn logger_over_tcp_and_udp_in_both_formats_stores_every_field() {
 
     assert!(syslog_count(&s.producer, "tcp", "accepted").await >= 3.0);
     assert!(syslog_count(&s.producer, "udp", "accepted").await >= 1.0);
+    // And in the ingest metric by protocol, beside the HTTP routes (a Grafana panel).
+    let text = metrics_text(&format!("{}/producer/actuator/prometheus", s.producer.base)).await;
+    for (protocol, at_least) in [("syslog_tcp", 3.0), ("syslog_udp", 1.0), ("bulk", 0.0)] {
+        let series = format!("log_ingestion_protocol_events_total{{protocol=\"{protocol}\"}} ");
+        let n: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        assert!(n >= at_least, "{series}{n}");
+    }
 }
 
 /// A file of lines through one TCP connection (`logger --file`): every line stored

@@ -4,10 +4,29 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+/// The `protocol` label values of `log_ingestion_protocol_events_total`: each ingest
+/// route's and listener's endpoint name.
+pub const PROTOCOLS: [&str; 9] = [
+    "ingest",
+    "ingest_async",
+    "batch",
+    "bulk",
+    "otlp",
+    "es_bulk",
+    "loki",
+    "syslog_tcp",
+    "syslog_udp",
+];
+
 #[derive(Clone)]
 pub struct ProducerMetrics {
     /// `log_ingestion_total{level}`: events Kafka acknowledged (or queued, for async).
     pub ingested: IntCounterVec,
+    /// `log_ingestion_protocol_events_total{protocol}`: events Kafka acknowledged (or
+    /// queued, for async), by the route or listener they came in by: `ingest`,
+    /// `ingest_async`, `batch`, `bulk`, `otlp`, `es_bulk`, `loki`, `syslog_tcp`,
+    /// `syslog_udp`.
+    pub by_protocol: IntCounterVec,
     /// `log_ingestion_rejected_total{reason}`: events refused before Kafka
     /// (validation, rate_limited, unavailable).
     pub rejected: IntCounterVec,
@@ -33,6 +52,13 @@ impl ProducerMetrics {
         let ingested = IntCounterVec::new(
             Opts::new("log_ingestion_total", "Log events accepted, by level"),
             &["level"],
+        )?;
+        let by_protocol = IntCounterVec::new(
+            Opts::new(
+                "log_ingestion_protocol_events_total",
+                "Log events accepted, by the protocol (route or listener) they came in by",
+            ),
+            &["protocol"],
         )?;
         let rejected = IntCounterVec::new(
             Opts::new(
@@ -82,6 +108,7 @@ impl ProducerMetrics {
             &["transport", "outcome"],
         )?;
         registry.register(Box::new(syslog_messages.clone()))?;
+        registry.register(Box::new(by_protocol.clone()))?;
         registry.register(Box::new(inflight_bytes.clone()))?;
         registry.register(Box::new(admission_waiting.clone()))?;
         registry.register(Box::new(ingested.clone()))?;
@@ -104,6 +131,9 @@ impl ProducerMetrics {
         for endpoint in ["ingest", "ingest_async", "batch", "bulk"] {
             rate_limited.with_label_values(&[endpoint]);
         }
+        for protocol in PROTOCOLS {
+            by_protocol.with_label_values(&[protocol]);
+        }
         for transport in ["tcp", "udp"] {
             for outcome in crate::syslog::OUTCOMES {
                 syslog_messages.with_label_values(&[transport, outcome]);
@@ -111,6 +141,7 @@ impl ProducerMetrics {
         }
         Ok(ProducerMetrics {
             syslog_messages,
+            by_protocol,
             ingested,
             rejected,
             duration,

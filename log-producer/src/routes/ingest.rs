@@ -127,6 +127,14 @@ impl IngestState {
         ApiError::validation(errors)
     }
 
+    /// One event accepted by `protocol` (see `ProducerMetrics::by_protocol`).
+    fn counted_in(&self, protocol: &str) {
+        self.metrics
+            .by_protocol
+            .with_label_values(&[protocol])
+            .inc();
+    }
+
     pub fn observe(&self, endpoint: &str, started: Instant) {
         self.metrics
             .duration
@@ -175,6 +183,7 @@ pub async fn ingest(
         .publish(&event)
         .await
         .map_err(|e| state.unavailable(e, 1))?;
+    state.counted_in("ingest");
     state.observe("ingest", started);
     Ok(HttpResponse::Ok().json(IngestResponse {
         status: "accepted",
@@ -207,6 +216,7 @@ pub async fn ingest_async(
         .publisher
         .publish_in_background(event)
         .map_err(|e| state.unavailable(e, 1))?;
+    state.counted_in("ingest_async");
     state.observe("ingest_async", started);
     Ok(HttpResponse::Accepted().json(IngestResponse {
         status: "queued",
@@ -435,6 +445,11 @@ pub async fn publish_many_as(
             }
         }
     }
+    state
+        .metrics
+        .by_protocol
+        .with_label_values(&[endpoint])
+        .inc_by(delivered);
     if delivered == 0 {
         if let Some(e) = last_failure {
             return Err(state.unavailable(e, events.len()));
