@@ -388,8 +388,8 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<BlockEvent>, FormatError> {
 }
 
 /// A block opened for reading a few of its events: the framing is checked and the
-/// small columns a scan orders and filters by (times, levels, ids, offsets) are
-/// inflated at once; the text columns (sources, messages, metadata and the three
+/// small columns a scan orders and filters by (times, levels, ids) are inflated at
+/// once; the Kafka offsets with the first event made whole; the text columns (sources, messages, metadata and the three
 /// correlating ids, nine tenths of a block inflated) only when an event's text is
 /// first asked for, and then only the part holding it ([`crate::parts`]). A part that
 /// does not decode fails every event it holds, whenever asked; events of other parts
@@ -399,7 +399,9 @@ pub struct OpenBlock {
     times: Vec<i64>,
     levels: Vec<u8>,
     ids: Vec<u128>,
-    offsets: Vec<i64>,
+    /// Inflated with the first event made whole ([`OpenBlock::event`]).
+    offsets: Option<Result<Vec<i64>, FormatError>>,
+    offsets_frame: Framed,
     /// Whole (a dictionary is small), inflated at the first text asked for.
     sources: Option<Result<columns::Dictionary, FormatError>>,
     sources_frame: Framed,
@@ -429,7 +431,6 @@ impl OpenBlock {
             _ => columns::read_ids(&inflated(Column::Ids)?, &times)?,
         };
         let levels = columns::read_levels(&inflated(Column::Levels)?, count)?;
-        let offsets = columns::read_deltas(&inflated(Column::Offsets)?, count, "offsets")?;
         let framed = |column: Column| {
             frames[column.slot()]
                 .clone()
@@ -462,7 +463,8 @@ impl OpenBlock {
             times,
             levels,
             ids,
-            offsets,
+            offsets: None,
+            offsets_frame: framed(Column::Offsets)?,
             sources: None,
         })
     }
@@ -490,19 +492,34 @@ impl OpenBlock {
         &self.ids
     }
 
+    /// A whole column framed at `framed`, inflated.
+    fn inflated(&self, framed: &Framed, what: &'static str) -> Result<Vec<u8>, FormatError> {
+        let stored = self
+            .bytes
+            .get(framed.stored.clone())
+            .ok_or(FormatError::Truncated(what))?;
+        inflate(what, framed.codec, framed.raw_len, stored)
+    }
+
+    /// The Kafka offsets, inflated once (a failure stays the answer).
+    fn offsets(&mut self) -> Result<&[i64], FormatError> {
+        if self.offsets.is_none() {
+            let read = self
+                .inflated(&self.offsets_frame, "offsets")
+                .and_then(|raw| columns::read_deltas(&raw, self.times.len(), "offsets"));
+            self.offsets = Some(read);
+        }
+        match self.offsets.as_ref().expect("set above") {
+            Ok(offsets) => Ok(offsets),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
     /// Inflates the sources and every text column's part holding event `index`.
     fn load_text(&mut self, index: usize) -> Result<(), FormatError> {
         if self.sources.is_none() {
-            let Framed {
-                codec,
-                raw_len,
-                stored,
-            } = self.sources_frame.clone();
             let read = self
-                .bytes
-                .get(stored)
-                .ok_or(FormatError::Truncated("sources"))
-                .and_then(|stored| inflate("sources", codec, raw_len, stored))
+                .inflated(&self.sources_frame, "sources")
                 .and_then(|raw| columns::Dictionary::read(&raw, self.times.len(), "sources"));
             self.sources = Some(read);
         }
@@ -548,6 +565,7 @@ impl OpenBlock {
             return Ok(None);
         }
         self.load_text(index)?;
+        let kafka_offset = self.offsets()?[index];
         let owned = |column: &PartedTexts| column.get(index).map(str::to_owned);
         Ok(Some(BlockEvent {
             id: self.ids[index],
@@ -559,7 +577,7 @@ impl OpenBlock {
             correlation_id: owned(&self.correlation_ids),
             request_id: owned(&self.request_ids),
             trace_id: owned(&self.trace_ids),
-            kafka_offset: self.offsets[index],
+            kafka_offset,
         }))
     }
 
