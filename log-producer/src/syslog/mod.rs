@@ -8,8 +8,9 @@
 //!
 //! **Delivery.** Plain syslog has no acknowledgement. Over TCP the listener pushes back
 //! instead of dropping: while the rate limit or Kafka refuses a batch, it stops reading
-//! that connection and tries the batch again after the `Retry-After` it was given, so a
-//! sender's own queue holds what waits. What is lost is what a sender had written when
+//! that connection (past the one batch it reads while another is in flight) and tries
+//! the batch again after the `Retry-After` it was given, so a sender's own queue holds
+//! what waits. What is lost is what a sender had written when
 //! its connection broke, or a batch still waiting when the producer stops: at most once
 //! per connection loss. Over UDP nothing pushes back: a refused batch is dropped and
 //! counted. Every message is counted in `log_syslog_messages_total{transport,outcome}`:
@@ -164,6 +165,7 @@ async fn serve_connection(
     let mut framer = Framer::default();
     let mut batch = Vec::new();
     let mut lingering = Linger::default();
+    let mut in_flight: Option<tokio::task::JoinHandle<()>> = None;
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         let read = tokio::select! {
@@ -186,7 +188,23 @@ async fn serve_connection(
             Err(_) => {}
         }
         lingering = Linger::default();
-        send_tcp(&client, std::mem::take(&mut batch), &state, &mut stopped).await;
+        if batch.is_empty() {
+            continue;
+        }
+        // One batch in flight while the next is read: its sender is not held up by
+        // Kafka's round trip, and the connection still holds at most two batches
+        // (it waits for the one in flight before it sends the next, in order).
+        if let Some(previous) = in_flight.take() {
+            let _ = previous.await;
+        }
+        let full = std::mem::take(&mut batch);
+        let (sender, ingest, mut stop) = (client.clone(), state.clone(), stopped.clone());
+        in_flight = Some(tokio::spawn(async move {
+            send_tcp(&sender, full, &ingest, &mut stop).await;
+        }));
+    }
+    if let Some(previous) = in_flight {
+        let _ = previous.await;
     }
     send_tcp(&client, batch, &state, &mut stopped).await;
 }
