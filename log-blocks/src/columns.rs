@@ -151,19 +151,6 @@ pub fn dictionary<'a>(values: impl Iterator<Item = &'a str>) -> Vec<u8> {
     out
 }
 
-pub fn read_dictionary(
-    bytes: &[u8],
-    count: usize,
-    what: &'static str,
-) -> Result<Vec<String>, FormatError> {
-    let column = Dictionary::read(bytes, count, what)?;
-    Ok(column
-        .codes
-        .iter()
-        .map(|&code| column.entries[code as usize].clone())
-        .collect())
-}
-
 /// A dictionary column as read: its entries and each event's code, every code checked
 /// to be in range.
 pub struct Dictionary {
@@ -213,17 +200,6 @@ pub fn strings<'a>(values: impl Iterator<Item = &'a str> + Clone) -> Vec<u8> {
         out.extend_from_slice(value.as_bytes());
     }
     out
-}
-
-pub fn read_strings(
-    bytes: &[u8],
-    count: usize,
-    what: &'static str,
-) -> Result<Vec<String>, FormatError> {
-    let column = Texts::read(bytes.to_vec(), count, false, what)?;
-    Ok((0..count)
-        .map(|i| column.get(i).unwrap_or_default().to_owned())
-        .collect())
 }
 
 /// A column of strings (optional or not) as read: all its text in one `String`, each
@@ -300,17 +276,6 @@ pub fn optional_strings<'a>(values: impl Iterator<Item = Option<&'a str>> + Clon
         out.extend_from_slice(value.as_bytes());
     }
     out
-}
-
-pub fn read_optional_strings(
-    bytes: &[u8],
-    count: usize,
-    what: &'static str,
-) -> Result<Vec<Option<String>>, FormatError> {
-    let column = Texts::read(bytes.to_vec(), count, true, what)?;
-    Ok((0..count)
-        .map(|i| column.get(i).map(str::to_owned))
-        .collect())
 }
 
 fn utf8(bytes: &[u8], what: &'static str) -> Result<String, FormatError> {

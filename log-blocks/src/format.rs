@@ -230,10 +230,20 @@ fn put_column(out: &mut Vec<u8>, column: Column, codec: u8, raw_len: usize, stor
 /// Where a column sits in a block, as its framing says: codec, length once inflated,
 /// and the range of its stored bytes.
 #[derive(Debug, Clone)]
-struct Framed {
-    codec: u8,
-    raw_len: usize,
-    stored: std::ops::Range<usize>,
+pub(crate) struct Framed {
+    pub(crate) codec: u8,
+    pub(crate) raw_len: usize,
+    pub(crate) stored: std::ops::Range<usize>,
+}
+
+impl Framed {
+    /// The bytes it frames in `block`, inflated; `what` names them for the error.
+    pub(crate) fn inflate(&self, block: &[u8], what: &'static str) -> Result<Vec<u8>, FormatError> {
+        let stored = block
+            .get(self.stored.clone())
+            .ok_or(FormatError::Truncated(what))?;
+        inflate(what, self.codec, self.raw_len, stored)
+    }
 }
 
 /// A block's framing: (format version, event count, each column present), every length
@@ -282,18 +292,15 @@ fn inflate_column(
     frames: &[Option<Framed>; COLUMNS.len()],
     column: Column,
 ) -> Result<Vec<u8>, FormatError> {
-    let framed = frames[column.slot()]
+    frames[column.slot()]
         .as_ref()
-        .ok_or(FormatError::Corrupt(column.name(), "column missing"))?;
-    let stored = bytes
-        .get(framed.stored.clone())
-        .ok_or(FormatError::Truncated(column.name()))?;
-    inflate(column.name(), framed.codec, framed.raw_len, stored)
+        .ok_or(FormatError::Corrupt(column.name(), "column missing"))?
+        .inflate(bytes, column.name())
 }
 
 /// A column's (or a part's) stored bytes as written (`raw_len` of them), per its codec;
 /// `what` names the column for the error.
-pub(crate) fn inflate(
+fn inflate(
     what: &'static str,
     codec: u8,
     raw_len: usize,
@@ -437,20 +444,11 @@ impl OpenBlock {
                 .ok_or(FormatError::Corrupt(column.name(), "column missing"))
         };
         let texts = |column: Column, optional: bool| {
-            let Framed {
-                codec,
-                raw_len,
-                stored,
-            } = framed(column)?;
-            if codec == parts::CODEC_PARTS && version < 3 {
+            let framed = framed(column)?;
+            if framed.codec == parts::CODEC_PARTS && version < 3 {
                 return Err(FormatError::Corrupt(column.name(), "unknown codec"));
             }
-            PartedTexts::open(
-                &bytes,
-                (codec, raw_len, stored),
-                count,
-                (column.name(), optional),
-            )
+            PartedTexts::open(&bytes, framed, count, (column.name(), optional))
         };
         Ok(OpenBlock {
             sources_frame: framed(Column::Sources)?,
@@ -492,20 +490,12 @@ impl OpenBlock {
         &self.ids
     }
 
-    /// A whole column framed at `framed`, inflated.
-    fn inflated(&self, framed: &Framed, what: &'static str) -> Result<Vec<u8>, FormatError> {
-        let stored = self
-            .bytes
-            .get(framed.stored.clone())
-            .ok_or(FormatError::Truncated(what))?;
-        inflate(what, framed.codec, framed.raw_len, stored)
-    }
-
     /// The Kafka offsets, inflated once (a failure stays the answer).
     fn offsets(&mut self) -> Result<&[i64], FormatError> {
         if self.offsets.is_none() {
             let read = self
-                .inflated(&self.offsets_frame, "offsets")
+                .offsets_frame
+                .inflate(&self.bytes, "offsets")
                 .and_then(|raw| columns::read_deltas(&raw, self.times.len(), "offsets"));
             self.offsets = Some(read);
         }
@@ -519,7 +509,8 @@ impl OpenBlock {
     fn load_text(&mut self, index: usize) -> Result<(), FormatError> {
         if self.sources.is_none() {
             let read = self
-                .inflated(&self.sources_frame, "sources")
+                .sources_frame
+                .inflate(&self.bytes, "sources")
                 .and_then(|raw| columns::Dictionary::read(&raw, self.times.len(), "sources"));
             self.sources = Some(read);
         }

@@ -15,6 +15,7 @@
 //! A column of at most [`PART_EVENTS`] events is written whole, as before version 3.
 
 use crate::columns::Texts;
+use crate::format::Framed;
 use crate::varint::{self, Reader};
 use crate::FormatError;
 use std::ops::Range;
@@ -51,14 +52,12 @@ pub(crate) fn encode(
     out
 }
 
-/// Where one part of a column sits in the block's bytes.
+/// Where one part of a column sits in the block's bytes, and which events it holds.
 #[derive(Debug, Clone)]
 struct Part {
     first: usize,
     events: usize,
-    codec: u8,
-    raw_len: usize,
-    stored: Range<usize>,
+    framed: Framed,
 }
 
 /// A text column opened for reading part by part: each part is inflated and checked
@@ -71,24 +70,21 @@ pub(crate) struct PartedTexts {
 }
 
 impl PartedTexts {
-    /// A column framed at `stored` in `block` with `codec` and `raw_len`, holding
-    /// `count` events: one part when written whole, else its part table, checked
-    /// against the block (nothing is inflated yet).
+    /// A column `framed` in `block`, holding `count` events: one part when written
+    /// whole, else its part table, checked against the block (nothing is inflated yet).
     pub(crate) fn open(
         block: &[u8],
-        (codec, raw_len, stored): (u8, usize, Range<usize>),
+        framed: Framed,
         count: usize,
         (what, optional): (&'static str, bool),
     ) -> Result<PartedTexts, FormatError> {
-        let parts = if codec == CODEC_PARTS {
-            part_table(block, stored, count, raw_len, what)?
+        let parts = if framed.codec == CODEC_PARTS {
+            part_table(block, framed.stored, count, framed.raw_len, what)?
         } else {
             vec![Part {
                 first: 0,
                 events: count,
-                codec,
-                raw_len,
-                stored,
+                framed,
             }]
         };
         Ok(PartedTexts {
@@ -112,12 +108,9 @@ impl PartedTexts {
         };
         if self.read[i].is_none() {
             let part = &self.parts[i];
-            let read = block
-                .get(part.stored.clone())
-                .ok_or(FormatError::Truncated(self.what))
-                .and_then(|stored| {
-                    crate::format::inflate(self.what, part.codec, part.raw_len, stored)
-                })
+            let read = part
+                .framed
+                .inflate(block, self.what)
                 .and_then(|raw| Texts::read(raw, part.events, self.optional, self.what));
             self.read[i] = Some(read);
         }
@@ -164,9 +157,11 @@ fn part_table(
         parts.push(Part {
             first,
             events,
-            codec,
-            raw_len: part_raw,
-            stored: start..start + stored_len,
+            framed: Framed {
+                codec,
+                raw_len: part_raw,
+                stored: start..start + stored_len,
+            },
         });
         first += events;
         raw_total += part_raw;
