@@ -36,37 +36,15 @@ TOPIC="agents-bench-$(date +%s)"
 RUN="$(mktemp -d /tmp/agents-bench.XXXXXX)"
 RESULTS="$RUN/results"
 mkdir -p "$RESULTS"
-PRODUCER_PID=""
-cleanup() {
-    if [[ -n "$PRODUCER_PID" ]] && kill -0 "$PRODUCER_PID" 2>/dev/null; then
-        kill "$PRODUCER_PID"
-        wait "$PRODUCER_PID" 2>/dev/null || true
-    fi
-    ./setup.sh kafka-topics --delete --topic "$TOPIC" >/dev/null 2>&1 || true
-    ./setup.sh kafka-topics --delete --topic "$TOPIC-priority" >/dev/null 2>&1 || true
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
+# shellcheck source=load-test/bench-producer.sh
+source load-test/bench-producer.sh
 
 echo "agents bench: topics $TOPIC(-priority), producer on 127.0.0.1:$PORT"
-./setup.sh kafka-topics --create --topic "$TOPIC" --partitions 3 >/dev/null
-./setup.sh kafka-topics --create --topic "$TOPIC-priority" --partitions 2 >/dev/null
-# No rate limit to speak of: one client sends everything, and the point is what each
-# protocol costs, not the limit (200,000 events/s by default).
-KAFKA_TOPIC="$TOPIC" KAFKA_PRIORITY_TOPIC="$TOPIC-priority" SERVER_PORT="$PORT" \
-    RATE_LIMIT_EVENTS_PER_SECOND=100000000 RATE_LIMIT_BURST=100000000 \
-    LOG_FORMAT=json RUST_LOG=warn "$BIN/log-producer" >"$RUN/producer.log" 2>&1 &
-PRODUCER_PID=$!
-echo "$PRODUCER_PID" >"$RUN/producer.pid"
+# shellcheck disable=SC2119 # no extra settings: the script's own arguments are not the producer's
+bench_producer_start
 # The report samples the services whose pid files are in the run dir: this producer,
 # and the stack's Kafka.
 cp .run/kafka.pid "$RUN/" 2>/dev/null || true
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$PORT/producer/actuator/health" >/dev/null && break
-    sleep 0.1
-done
-curl -sf "http://127.0.0.1:$PORT/producer/actuator/health" >/dev/null \
-    || { echo "the benchmark's producer did not come up:"; cat "$RUN/producer.log"; exit 1; }
 
 TIMEFORMAT='%U %S'
 ENDPOINTS=(bulk otlp es-bulk loki)

@@ -26,33 +26,14 @@ cargo build --release -q -p log-producer -p load-test
 BIN="$CARGO_TARGET_DIR/release"
 TOPIC="syslog-bench-$(date +%s)"
 RUN="$(mktemp -d /tmp/syslog-bench.XXXXXX)"
-PRODUCER_PID=""
-cleanup() {
-    if [[ -n "$PRODUCER_PID" ]] && kill -0 "$PRODUCER_PID" 2>/dev/null; then
-        kill "$PRODUCER_PID"
-        wait "$PRODUCER_PID" 2>/dev/null || true
-    fi
-    ./setup.sh kafka-topics --delete --topic "$TOPIC" >/dev/null 2>&1 || true
-    ./setup.sh kafka-topics --delete --topic "$TOPIC-priority" >/dev/null 2>&1 || true
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
+# shellcheck source=load-test/bench-producer.sh
+source load-test/bench-producer.sh
 
 echo "syslog bench: $LINES lines, $CONCURRENCY connections, topics $TOPIC(-priority)"
-./setup.sh kafka-topics --create --topic "$TOPIC" --partitions 3 >/dev/null
-./setup.sh kafka-topics --create --topic "$TOPIC-priority" --partitions 2 >/dev/null
 "$BIN/corpus-lines" --lines "$LINES" --span-seconds 600 >"$RUN/lines.ndjson"
-KAFKA_TOPIC="$TOPIC" KAFKA_PRIORITY_TOPIC="$TOPIC-priority" SERVER_PORT="$PORT" \
-    SYSLOG_TCP_ADDR="127.0.0.1:$SYSLOG_PORT" \
-    RATE_LIMIT_EVENTS_PER_SECOND=100000000 RATE_LIMIT_BURST=100000000 \
-    LOG_FORMAT=json RUST_LOG=warn "$BIN/log-producer" >"$RUN/producer.log" 2>&1 &
-PRODUCER_PID=$!
-for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$PORT/producer/actuator/health" >/dev/null 2>&1 && break
-    sleep 0.2
-done
+bench_producer_start SYSLOG_TCP_ADDR="127.0.0.1:$SYSLOG_PORT"
 
-python3 - "$RUN/lines.ndjson" "$PRODUCER_PID" "$PORT" "$SYSLOG_PORT" "$CONCURRENCY" "$BATCH" <<'PY'
+python3 - "$RUN/lines.ndjson" "$BENCH_PRODUCER_PID" "$PORT" "$SYSLOG_PORT" "$CONCURRENCY" "$BATCH" <<'PY'
 import http.client, json, os, resource, socket, sys, threading, time, urllib.request
 
 path, pid, port, syslog_port, concurrency, batch = sys.argv[1:]
