@@ -92,26 +92,27 @@ impl SyslogListeners {
     ) -> anyhow::Result<SyslogListeners> {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let mut listeners = SyslogListeners {
-            tcp: None,
-            udp: None,
-            stop,
-            tasks: JoinSet::new(),
-        };
+        let (mut tcp_address, mut udp_address) = (None, None);
         if let Some(address) = tcp {
             let listener = TcpListener::bind(address).await?;
-            listeners.tcp = Some(listener.local_addr()?);
-            tracing::info!(address = %listeners.tcp.expect("bound"), "syslog listening on TCP");
+            let bound = listener.local_addr()?;
+            tracing::info!(address = %bound, "syslog listening on TCP");
+            tcp_address = Some(bound);
             tasks.spawn(serve_tcp(listener, state.clone(), stopped.clone()));
         }
         if let Some(address) = udp {
             let socket = UdpSocket::bind(address).await?;
-            listeners.udp = Some(socket.local_addr()?);
-            tracing::info!(address = %listeners.udp.expect("bound"), "syslog listening on UDP");
+            let bound = socket.local_addr()?;
+            tracing::info!(address = %bound, "syslog listening on UDP");
+            udp_address = Some(bound);
             tasks.spawn(serve_udp(socket, state, stopped));
         }
-        listeners.tasks = tasks;
-        Ok(listeners)
+        Ok(SyslogListeners {
+            tcp: tcp_address,
+            udp: udp_address,
+            stop,
+            tasks,
+        })
     }
 
     /// Stops accepting and reading, sends on what each listener holds, waits for that
