@@ -102,10 +102,11 @@ impl LogEvent {
     /// Validates and normalises one event from its JSON form.
     ///
     /// `default_id` and `received_at` fill `id` and `timestamp` when the client left
-    /// them out: the producer passes a fresh v7 UUID and its receive time.
+    /// them out: the producer passes its receive time and [`crate::ids::mint_event_id`],
+    /// which is given the event's timestamp, so the id names the event's time.
     pub fn from_json(
         value: Value,
-        default_id: impl FnOnce() -> Uuid,
+        default_id: impl FnOnce(DateTime<Utc>) -> Uuid,
         received_at: DateTime<Utc>,
     ) -> Result<LogEvent, Vec<FieldError>> {
         let Value::Object(mut object) = value else {
@@ -116,9 +117,10 @@ impl LogEvent {
         };
         let mut errors = Vec::new();
 
+        // `None` inside: absent, minted once the timestamp is known.
         let id = match take(&mut object, "id", None) {
-            None => Some(EventId::from(default_id())),
-            Some(Value::String(s)) => check("id", EventId::parse(&s), &mut errors),
+            None => Some(None),
+            Some(Value::String(s)) => check("id", EventId::parse(&s), &mut errors).map(Some),
             Some(other) => {
                 errors.push(type_error("id", "a UUID string", &other));
                 None
@@ -194,7 +196,7 @@ impl LogEvent {
                 if errors.is_empty() =>
             {
                 Ok(LogEvent {
-                    id,
+                    id: id.unwrap_or_else(|| EventId::from(default_id(timestamp))),
                     level,
                     message,
                     source,
@@ -307,7 +309,7 @@ mod tests {
     use serde_json::json;
 
     fn parse(value: Value) -> Result<LogEvent, Vec<FieldError>> {
-        LogEvent::from_json(value, Uuid::now_v7, Utc::now())
+        LogEvent::from_json(value, crate::ids::mint_event_id, Utc::now())
     }
 
     fn fields(errors: Vec<FieldError>) -> Vec<String> {
@@ -320,7 +322,7 @@ mod tests {
         let fixed = Uuid::now_v7();
         let event = LogEvent::from_json(
             json!({"level": "warning", "message": "m", "source": " svc "}),
-            || fixed,
+            |_| fixed,
             now,
         )
         .expect("valid");
@@ -328,6 +330,24 @@ mod tests {
         assert_eq!(event.timestamp, now);
         assert_eq!(event.level, Level::Warn);
         assert_eq!(event.source, "svc");
+    }
+
+    #[test]
+    fn a_minted_id_names_the_event_time_not_the_receive_time() {
+        let event = parse(json!({"level": "INFO", "message": "m", "source": "s",
+            "timestamp": "2026-01-02T03:04:05.678901Z"}))
+        .expect("valid");
+        assert!(crate::ids::id_names_its_time(
+            event.id.as_uuid(),
+            event.timestamp
+        ));
+        let given = Uuid::new_v4();
+        let kept = parse(
+            json!({"id": given.to_string(), "level": "INFO", "message": "m",
+            "source": "s", "timestamp": "2026-01-02T03:04:05Z"}),
+        )
+        .expect("valid");
+        assert_eq!(kept.id, given, "a given id is kept as it is");
     }
 
     #[test]
@@ -367,7 +387,7 @@ mod tests {
         let at = |ts: &str| {
             LogEvent::from_json(
                 json!({"level": "INFO", "message": "m", "source": "s", "timestamp": ts}),
-                Uuid::now_v7,
+                crate::ids::mint_event_id,
                 received,
             )
         };
@@ -514,7 +534,7 @@ mod tests {
         proptest! {
             #[test]
             fn parsing_never_panics_and_errors_always_name_a_field(value in any_json()) {
-                if let Err(errors) = LogEvent::from_json(value, Uuid::now_v7, Utc::now()) {
+                if let Err(errors) = LogEvent::from_json(value, crate::ids::mint_event_id, Utc::now()) {
                     prop_assert!(!errors.is_empty());
                     prop_assert!(errors.iter().all(|e| !e.field.is_empty() && !e.message.is_empty()));
                 }
@@ -531,9 +551,9 @@ mod tests {
                 let timestamp = DateTime::<Utc>::from_timestamp_millis(millis).expect("in range");
                 let input = serde_json::json!({"level": level, "message": message, "source": source,
                     "timestamp": timestamp.to_rfc3339()});
-                let event = LogEvent::from_json(input, Uuid::now_v7, Utc::now()).expect("valid");
+                let event = LogEvent::from_json(input, crate::ids::mint_event_id, Utc::now()).expect("valid");
                 let wire = serde_json::to_value(&event).expect("serialise");
-                let again = LogEvent::from_json(wire, Uuid::now_v7, Utc::now()).expect("still valid");
+                let again = LogEvent::from_json(wire, crate::ids::mint_event_id, Utc::now()).expect("still valid");
                 prop_assert_eq!(again, event);
             }
         }

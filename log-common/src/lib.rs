@@ -21,6 +21,7 @@ pub mod domain;
 pub mod error;
 pub mod event;
 pub mod http;
+pub mod ids;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -93,7 +93,7 @@ impl Inbound {
             .unwrap_or_else(Utc::now);
         // An event without an id gets one from its origin, so a replay of the same
         // message produces the same id and stays idempotent.
-        let derived_id = || derived_event_id(topic, self.partition, self.offset);
+        let derived_id = |_| derived_event_id(topic, self.partition, self.offset);
         let event = LogEvent::from_json(value, derived_id, received_at).map_err(|errors| {
             let details: Vec<String> = errors
                 .iter()

@@ -439,7 +439,8 @@ mod tests {
         ] {
             let e = event(text);
             let json = serde_json::to_value(&e).expect("serialise");
-            LogEvent::from_json(json, Uuid::now_v7, ctx(None).now).expect("valid");
+            LogEvent::from_json(json, log_common::ids::mint_event_id, ctx(None).now)
+                .expect("valid");
         }
     }
 }

@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 use uuid::Uuid;
 
-fn events_of(source: &str) -> (Vec<ScannedEvent>, ScanReport) {
+pub fn events_of(source: &str) -> (Vec<ScannedEvent>, ScanReport) {
     scan_with(ScanFilter {
         source: Some(source.to_owned()),
         ..ScanFilter::default()
@@ -44,7 +44,7 @@ async fn wait_for_events(source: &str, expected: usize) -> Vec<ScannedEvent> {
     events_of(source).0
 }
 
-fn ids(events: &[ScannedEvent]) -> HashSet<Uuid> {
+pub fn ids(events: &[ScannedEvent]) -> HashSet<Uuid> {
     events.iter().map(|e| Uuid::from_u128(e.event.id)).collect()
 }
 
@@ -104,7 +104,7 @@ async fn the_consumer_stores_each_event_once_in_blocks_across_replays_and_a_rest
     app.stop().await;
 }
 
-fn store_blocks(rows: &[log_store::NewLogEvent]) -> usize {
+pub fn store_blocks(rows: &[log_store::NewLogEvent]) -> usize {
     let mut settings = log_consumer::settings::Settings::defaults();
     settings.postgres.url = crate::helpers::test_database_url().to_owned();
     log_store::Store::new(&settings.postgres, "blocks-test", "blocks-test")

@@ -7,6 +7,7 @@
 
 mod admin_dead_letters;
 mod blocks;
+mod blocks_copies;
 mod blocks_pages;
 mod cache;
 mod consumer;

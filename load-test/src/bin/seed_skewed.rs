@@ -221,8 +221,8 @@ impl Shape {
             );
             JsonText::from_object(map)
         });
-        // As the producer assigns one (v7) at the event's receive time: 48 bits of
-        // milliseconds, 74 random.
+        // As the producer mints one (v7, `log_common::ids::mint_event_id`) at the
+        // event's own time: 48 bits of milliseconds, 74 random.
         let minted = uuid::Timestamp::from_unix(
             uuid::NoContext,
             at.timestamp() as u64,

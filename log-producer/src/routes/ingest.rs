@@ -13,6 +13,7 @@ use chrono::Utc;
 use log_common::auth::presented_key;
 use log_common::error::{ApiError, ErrorBody, UnavailableBody};
 use log_common::event::{FieldError, LogEvent, MAX_BATCH_EVENTS};
+use log_common::ids::mint_event_id;
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -158,7 +159,7 @@ fn client_key(req: &HttpRequest, by_api_key: bool) -> String {
 }
 
 fn parse_event(value: Value) -> Result<LogEvent, Vec<FieldError>> {
-    LogEvent::from_json(value, Uuid::now_v7, Utc::now())
+    LogEvent::from_json(value, mint_event_id, Utc::now())
 }
 
 /// Ingest one event; answers after Kafka acknowledged it (acks=all).

@@ -32,6 +32,7 @@ use crate::routes::ingest::{publish_many_as, IngestState, Outcome};
 use actix_web::web;
 use chrono::Utc;
 use log_common::error::ApiError;
+use log_common::ids::mint_event_id;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -330,12 +331,14 @@ async fn send_udp(batches: HashMap<IpAddr, Vec<parse::SyslogRecord>>, state: &In
 }
 
 fn into_record(record: parse::SyslogRecord) -> Record {
+    // Timed here rather than on parsing the event, so the id names the event's time.
+    let timestamp = record.timestamp.unwrap_or_else(Utc::now);
     Record {
-        id: uuid::Uuid::now_v7(),
+        id: mint_event_id(timestamp),
         level: record.level,
         message: record.message,
         source: record.source,
-        timestamp: record.timestamp,
+        timestamp: Some(timestamp),
         trace_id: None,
         metadata: record.metadata,
     }

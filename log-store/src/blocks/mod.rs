@@ -8,6 +8,7 @@
 //! cursor each select whole blocks.
 
 pub mod compact;
+pub mod copies;
 pub mod migrate;
 pub mod query;
 pub mod read;

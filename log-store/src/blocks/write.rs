@@ -1,5 +1,5 @@
-//! The consumer's write path for blocks: a batch's rows become blocks, their ids are
-//! checked against the id memory, and the new blocks are inserted, all inside the
+//! The consumer's write path for blocks: a batch's rows become blocks, the rows stored
+//! already are dropped ([`super::copies`]), and the new blocks are inserted, all inside the
 //! batch transaction ([`crate::Store::write_batch`]) with the fence, the rollups and
 //! the offsets.
 //!
@@ -245,23 +245,19 @@ impl<'a> NewBlock<'a> {
     }
 }
 
-/// Inside the batch transaction: remembers the batch's new ids, drops the rows whose
-/// ids were stored before (rebuilding their blocks), inserts the blocks and returns
-/// what the rollups must add.
+/// Inside the batch transaction: drops the rows stored before ([`super::copies`]),
+/// rebuilding their blocks, inserts the blocks and returns what the rollups must add.
 pub fn insert(conn: &mut PgConnection, batch: PreparedBatch<'_>) -> QueryResult<Vec<Counted>> {
     let PreparedBatch { rows, mut blocks } = batch;
     if blocks.is_empty() {
         return Ok(Vec::new());
     }
-    let candidates: Vec<Uuid> = blocks
-        .iter()
-        .flat_map(|b| b.rows.iter().map(|&i| rows[i].id))
-        .collect();
-    let new_ids: HashSet<Uuid> = remember_new_ids(conn, &candidates)?.into_iter().collect();
-    if new_ids.len() < candidates.len() {
+    let candidates: Vec<usize> = blocks.iter().flat_map(|b| b.rows.iter().copied()).collect();
+    let stored = super::copies::stored_already(conn, rows, &candidates)?;
+    if !stored.is_empty() {
         let mut rebuilt = Vec::with_capacity(blocks.len());
         for block in blocks {
-            if block.rows.iter().all(|&i| new_ids.contains(&rows[i].id)) {
+            if block.rows.iter().all(|i| !stored.contains(i)) {
                 rebuilt.push(block);
                 continue;
             }
@@ -269,7 +265,7 @@ pub fn insert(conn: &mut PgConnection, batch: PreparedBatch<'_>) -> QueryResult<
                 .rows
                 .iter()
                 .copied()
-                .filter(|&i| new_ids.contains(&rows[i].id))
+                .filter(|i| !stored.contains(i))
                 .collect();
             for (key, members) in cut(rows, |i| kept.contains(&i)) {
                 // The rows were built into a block a moment ago: they build again.
@@ -304,27 +300,6 @@ pub(crate) fn insert_blocks(conn: &mut PgConnection, blocks: &[PreparedBlock]) -
             .execute(conn)?;
     }
     Ok(())
-}
-
-/// Adds `ids` to the id memory (`log_event_ids`) and returns the ones that were not
-/// in it: only those are stored.
-fn remember_new_ids(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<Vec<Uuid>> {
-    #[derive(QueryableByName)]
-    struct NewId {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        id: Uuid,
-    }
-    let rows: Vec<NewId> = diesel::sql_query(
-        "INSERT INTO log_event_ids (id, stored_on) \
-         SELECT b.id, (SELECT stored_on FROM log_event_id_generation) \
-         FROM unnest($1::uuid[]) AS b(id) \
-         WHERE NOT EXISTS (SELECT 1 FROM log_event_ids seen WHERE seen.id = b.id) \
-         ON CONFLICT DO NOTHING \
-         RETURNING id",
-    )
-    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
-    .load(conn)?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
 fn counted(row: &NewLogEvent) -> Counted {

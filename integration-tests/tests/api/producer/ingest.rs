@@ -17,19 +17,18 @@ async fn single_event_is_acked_normalised_and_carries_its_id() {
     .await;
     assert_eq!(status, 200, "{body}");
     let id = body["logId"].as_str().expect("logId").to_owned();
+    let uuid = uuid::Uuid::parse_str(&id).expect("uuid");
+    assert_eq!(uuid.get_version_num(), 7, "time-ordered id");
     assert_eq!(
-        uuid::Uuid::parse_str(&id).expect("uuid").get_version_num(),
-        7,
-        "time-ordered id"
+        log_common::ids::id_time_millis(uuid),
+        Some(1_704_103_200_000),
+        "minted at the event's time, not at receipt"
     );
 
     let records = read_back(&topic, 1).await;
     assert_eq!(records.len(), 1);
     let record = &records[0];
-    assert_eq!(
-        record.key, "",
-        "no key: the sticky partitioner spreads the load"
-    );
+    assert_eq!(record.key, uuid.as_bytes(), "keyed by the id");
     assert_eq!(record.id_header.as_deref(), Some(id.as_str()));
     assert_eq!(record.event["level"], "WARN");
     assert_eq!(record.event["timestamp"], "2024-01-01T10:00:00Z");
@@ -127,4 +126,29 @@ async fn async_ingest_answers_202_and_shutdown_flushes_every_queued_event() {
         40,
         "graceful stop delivered every queued event"
     );
+}
+
+#[tokio::test]
+async fn every_copy_of_an_id_goes_to_one_partition_and_ids_spread_over_all() {
+    let (app, topic) = producer_on_own_topic().await;
+    let retried = uuid::Uuid::new_v4().to_string();
+    let mut events: Vec<Value> = (0..6)
+        .map(|_| json!({"id": retried, "level": "INFO", "message": "retried", "source": "keys"}))
+        .collect();
+    events.extend((0..30).map(|i| event("keys", "INFO", &format!("distinct {i}"))));
+    let (status, body) = post_json(format!("{}/producer/api/logs/batch", app.base), &events).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["successCount"], 36);
+
+    let records = read_back(&topic, 36).await;
+    assert_eq!(records.len(), 36);
+    let copies: HashSet<i32> = records
+        .iter()
+        .filter(|r| r.event["id"] == retried.as_str())
+        .map(|r| r.partition)
+        .collect();
+    assert_eq!(copies.len(), 1, "the six copies share a partition");
+    let all: HashSet<i32> = records.iter().map(|r| r.partition).collect();
+    assert_eq!(all.len(), 3, "30 distinct ids reach all three partitions");
+    app.stop().await;
 }

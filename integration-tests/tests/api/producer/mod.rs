@@ -17,7 +17,8 @@ use std::time::Duration;
 
 /// What a test reads back from the producer's topic.
 struct Record {
-    key: String,
+    key: Vec<u8>,
+    partition: i32,
     event: Value,
     id_header: Option<String>,
 }
@@ -43,7 +44,8 @@ async fn read_back(topic: &str, expected: usize) -> Vec<Record> {
         };
         match tokio::time::timeout_at(wait_until, consumer.recv()).await {
             Ok(Ok(message)) => records.push(Record {
-                key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                key: message.key().unwrap_or_default().to_vec(),
+                partition: message.partition(),
                 event: serde_json::from_slice(message.payload().unwrap_or_default())
                     .expect("JSON payload"),
                 id_header: message.headers().and_then(|h| {

@@ -20,7 +20,8 @@
 //! A `_id` becomes the event id: as is when it is a UUID, else a UUID v5 of the index
 //! and the `_id`; sending it again stores one row. Without `_id`, the id is a UUID v5
 //! of the index and the document's bytes as sent ([`content_id`](super::content_id)):
-//! a client's retry sends the same bytes.
+//! a client's retry sends the same bytes. When the document has its own time, that
+//! id's first 48 bits are its millisecond ([`timed_content_id`]).
 
 use super::{content_id, level_named, reshape_errors, Record, MAX_AGENT_RECORDS};
 use crate::routes::ingest::{joined, publish_many, IngestState, Outcome};
@@ -34,6 +35,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use log_common::domain::Level;
 use log_common::error::ApiError;
 use log_common::event::parse_timestamp;
+use log_common::ids::timed_content_id;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
@@ -435,18 +437,24 @@ pub async fn bulk(
             document,
         } = item;
         if matches!(action, Action::Index | Action::Create) {
-            let event = match (&index, document) {
+            let record = match (&index, document) {
                 (None, _) => Err("_index: no index named, in the action or the path".to_owned()),
                 (Some(index), Some(Ok(document))) => {
-                    record_of(index, event_id, document).map(Record::into_event_json)
+                    record_of(index, event_id, document).map(|mut record| {
+                        // Without `_id`: the document's content at its own time.
+                        if id.is_none() {
+                            record.id = timed_content_id(record.id, record.timestamp);
+                        }
+                        record
+                    })
                 }
                 (Some(_), Some(Err(why))) => Err(why),
                 (Some(_), None) => Err("the action has no document".to_owned()),
             };
-            if id.is_none() && event.is_ok() {
-                id = Some(event_id.to_string());
+            if let (None, Ok(record)) = (&id, &record) {
+                id = Some(record.id.to_string());
             }
-            events.push((position, event));
+            events.push((position, record.map(Record::into_event_json)));
         }
         slots.push(Slot { action, index, id });
     }

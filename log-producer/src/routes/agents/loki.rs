@@ -27,6 +27,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use log_common::domain::Level;
 use log_common::error::ApiError;
 use log_common::event::MAX_BATCH_BODY_BYTES;
+use log_common::ids::timed_content_id;
 use prost::Message;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -392,14 +393,17 @@ fn record_of(
     let timestamp = time_from_nanos(nanos)?;
     // Its stream, nanosecond, line and structured metadata: Loki likewise keeps one of
     // two entries with the same stream, time and line.
-    let id = content_id(
-        PROTOCOL,
-        &[
-            stream_key,
-            &nanos.to_be_bytes(),
-            entry.line.as_bytes(),
-            &pairs_key(&entry.structured_metadata),
-        ],
+    let id = timed_content_id(
+        content_id(
+            PROTOCOL,
+            &[
+                stream_key,
+                &nanos.to_be_bytes(),
+                entry.line.as_bytes(),
+                &pairs_key(&entry.structured_metadata),
+            ],
+        ),
+        Some(timestamp),
     );
     let mut structured = entry.structured_metadata;
     let trace_id = TRACE_KEYS

@@ -8,7 +8,9 @@
 //!
 //! A record that does not carry an id of its own gets a UUID v5 over its content
 //! ([`content_id`]), so an agent that sends a request again after a timeout stores each
-//! record once. Each adapter hashes its protocol's own canonical form (OTLP: the
+//! record once. When the record has a time, its millisecond replaces the id's first 48
+//! bits ([`log_common::ids::timed_content_id`]): the consumer finds a copy of such an
+//! event by its time, with no id memory of its own. Each adapter hashes its protocol's own canonical form (OTLP: the
 //! resource, scope and record re-encoded as protobuf; Loki: the sorted labels, the
 //! nanosecond, the line and the sorted structured metadata; a bulk document: its index
 //! and bytes), never a JSON rendering, which would cost more than the rest of the

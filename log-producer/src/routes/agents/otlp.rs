@@ -35,6 +35,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use log_common::domain::Level;
 use log_common::error::ApiError;
+use log_common::ids::timed_content_id;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -320,7 +321,8 @@ fn record_of(
         metadata.insert("eventName".into(), Value::String(log.event_name));
     }
     Ok(Record {
-        id,
+        // The record's time (or, without one, the time the agent read it) in front.
+        id: timed_content_id(id, timestamp),
         level,
         message,
         source: source.to_owned(),
@@ -586,7 +588,12 @@ mod tests {
         let first = ids(request);
         assert_eq!(first, ids(again), "JSON and protobuf give the same ids");
         assert_ne!(first[0], first[1], "a nanosecond apart");
-        assert_eq!(first[0].get_version_num(), 5);
+        // The content's digest behind the record's own millisecond.
+        assert_eq!(first[0].get_version_num(), 8);
+        assert_eq!(
+            log_common::ids::id_time_millis(first[0]),
+            Some(1_700_000_000_000)
+        );
     }
 
     #[test]
