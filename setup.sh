@@ -54,7 +54,7 @@ source "$REPO/setup/packages.sh"   # Debian packages
 # shellcheck source=setup/postgres.sh
 source "$REPO/setup/postgres.sh"   # cluster, role and database, schema check
 # shellcheck source=setup/kafka.sh
-source "$REPO/setup/kafka.sh"      # jars, broker, topics, kafka-topics / kafka-consumer-groups
+source "$REPO/setup/kafka.sh"      # jars, broker, topics, Kafka's CLI tools
 # shellcheck source=setup/redis.sh
 source "$REPO/setup/redis.sh"      # redis-server
 # shellcheck source=setup/prometheus.sh
@@ -86,6 +86,7 @@ Usage: ./setup.sh [command]
                           only cargo test --release --workspace <args>
   kafka-topics ...        Kafka's TopicCommand (--bootstrap-server $KAFKA_BOOTSTRAP added)
   kafka-consumer-groups ... Kafka's ConsumerGroupCommand (same)
+  kafka-get-offsets ...   Kafka's GetOffsetShell (same): a topic's offsets per partition
   help                    this text
 
 Components: $(components)
@@ -136,7 +137,7 @@ main() {
       if [[ -t 1 ]]; then tail -n 100 -f "$f"; else tail -n 200 "$f"; fi
       ;;
     test) cmd_test "$@" ;;
-    kafka-topics | kafka-consumer-groups) cmd_kafka_cli "$cmd" "$@" ;;
+    kafka-topics | kafka-consumer-groups | kafka-get-offsets) cmd_kafka_cli "$cmd" "$@" ;;
     help | -h | --help) usage ;;
     *) usage >&2; exit 2 ;;
   esac

@@ -3,7 +3,9 @@
 # and PORT, then calls bench_producer_start with any extra settings (VAR=value). The
 # producer gets fresh topics TOPIC and TOPIC-priority and no rate limit to speak of
 # (one client sends everything, and the point is what a protocol costs, not the
-# limit); on exit it is stopped by its pid, its topics deleted and RUN removed.
+# limit); on exit it prints how many records each partition got, is stopped by its
+# pid, its topics deleted and RUN removed. PRODUCER_BIN runs another build of the
+# producer (an older commit's, to compare).
 # shellcheck shell=bash
 
 BENCH_PRODUCER_PID=""
@@ -13,6 +15,10 @@ bench_cleanup() {
     if [[ -n "$BENCH_PRODUCER_PID" ]] && kill -0 "$BENCH_PRODUCER_PID" 2>/dev/null; then
         kill "$BENCH_PRODUCER_PID"
         wait "$BENCH_PRODUCER_PID" 2>/dev/null || true
+    fi
+    if [[ -n "$BENCH_PRODUCER_PID" ]]; then
+        echo "records per partition (topic:partition:end offset):"
+        ./setup.sh kafka-get-offsets --topic "$TOPIC" 2>/dev/null | sed 's/^/  /' || true
     fi
     ./setup.sh kafka-topics --delete --topic "$TOPIC" >/dev/null 2>&1 || true
     ./setup.sh kafka-topics --delete --topic "$TOPIC-priority" >/dev/null 2>&1 || true
@@ -24,7 +30,7 @@ bench_producer_start() {
     ./setup.sh kafka-topics --create --topic "$TOPIC-priority" --partitions 2 >/dev/null
     env KAFKA_TOPIC="$TOPIC" KAFKA_PRIORITY_TOPIC="$TOPIC-priority" SERVER_PORT="$PORT" \
         RATE_LIMIT_EVENTS_PER_SECOND=100000000 RATE_LIMIT_BURST=100000000 \
-        LOG_FORMAT=json RUST_LOG=warn "$@" "$BIN/log-producer" >"$RUN/producer.log" 2>&1 &
+        LOG_FORMAT=json RUST_LOG=warn "$@" "${PRODUCER_BIN:-$BIN/log-producer}" >"$RUN/producer.log" 2>&1 &
     BENCH_PRODUCER_PID=$!
     echo "$BENCH_PRODUCER_PID" >"$RUN/producer.pid"
     for _ in $(seq 1 100); do

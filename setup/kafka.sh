@@ -98,13 +98,17 @@ add_bootstrap() {
   return 0
 }
 
-# kafka-topics | kafka-consumer-groups <args>: Kafka's own CLI, with
-# --bootstrap-server added unless the arguments give one.
+# kafka-topics | kafka-consumer-groups | kafka-get-offsets <args>: Kafka's own CLI,
+# with --bootstrap-server added unless the arguments give one.
 cmd_kafka_cli() {
   local cmd=$1
   shift
-  local cls=org.apache.kafka.tools.TopicCommand
-  [[ $cmd == kafka-consumer-groups ]] && cls=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand
+  local cls
+  case $cmd in
+    kafka-topics) cls=org.apache.kafka.tools.TopicCommand ;;
+    kafka-consumer-groups) cls=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
+    kafka-get-offsets) cls=org.apache.kafka.tools.GetOffsetShell ;;
+  esac
   kafka_jars_present || die "Kafka jars missing in $KAFKA_LIBS (run ./setup.sh up)"
   if add_bootstrap "$@"; then
     kafka_tool "$cls" --bootstrap-server "$KAFKA_BOOTSTRAP" "$@"
