@@ -4,7 +4,7 @@
 PACKAGES=(postgresql redis-server prometheus prometheus-postgres-exporter prometheus-redis-exporter
   kcat openjdk-17-jre-headless maven cmake pkg-config libssl-dev libpq-dev libcurl4-openssl-dev
   zlib1g-dev curl build-essential iproute2 python3-venv chromium chromium-driver fonts-dejavu-core
-  bsdutils)  # bsdutils: logger, the syslog sender of the syslog tests
+  bsdutils rsyslog rsyslog-elasticsearch)  # logger (bsdutils) and rsyslog: the real senders of the syslog and agent tests
 
 step_packages() {
   local p missing=()
