@@ -220,8 +220,11 @@ pub fn records_of(request: ExportLogsServiceRequest) -> Vec<Result<Record, Strin
     for resource_logs in request.resource_logs {
         let resource_bytes = resource_logs
             .resource
-            .as_ref()
-            .map(Message::encode_to_vec)
+            .clone()
+            .map(|mut resource| {
+                in_key_order(&mut resource.attributes);
+                resource.encode_to_vec()
+            })
             .unwrap_or_default();
         let mut resource = attributes_json(
             resource_logs
@@ -242,8 +245,11 @@ pub fn records_of(request: ExportLogsServiceRequest) -> Vec<Result<Record, Strin
         for scope_logs in resource_logs.scope_logs {
             let scope_bytes = scope_logs
                 .scope
-                .as_ref()
-                .map(Message::encode_to_vec)
+                .clone()
+                .map(|mut scope| {
+                    in_key_order(&mut scope.attributes);
+                    scope.encode_to_vec()
+                })
                 .unwrap_or_default();
             let scope = scope_json(scope_logs.scope);
             for mut log_record in scope_logs.log_records {
@@ -255,13 +261,40 @@ pub fn records_of(request: ExportLogsServiceRequest) -> Vec<Result<Record, Strin
     records
 }
 
+/// Attributes sorted by key, nested maps too, as an id hashes them: OTLP attributes are
+/// a map, and an agent may send one record's attributes in another order each time
+/// (the Collector's `json_parser` follows Go's random map order), so the same record
+/// would otherwise get another id when it is read again.
+fn in_key_order(attributes: &mut [KeyValue]) {
+    attributes.sort_by(|a, b| a.key.cmp(&b.key));
+    for attribute in attributes {
+        if let Some(value) = attribute.value.as_mut() {
+            value_in_key_order(value);
+        }
+    }
+}
+
+fn value_in_key_order(value: &mut AnyValue) {
+    match value.value.as_mut() {
+        Some(any_value::Value::KvlistValue(list)) => in_key_order(&mut list.values),
+        Some(any_value::Value::ArrayValue(array)) => {
+            array.values.iter_mut().for_each(value_in_key_order);
+        }
+        _ => {}
+    }
+}
+
 /// A record's id: its resource, scope and itself, re-encoded (the same bytes whichever
-/// encoding the request came in). A record with a time of its own is hashed without
+/// encoding the request came in, attributes in key order). A record with a time of its own is hashed without
 /// its observed time: that is when the agent read it, so a Collector that reads a file
 /// again after a restart (its default without a storage extension) would otherwise
 /// send every record under a new id.
 /// (The record is hashed in place, its observed time put back after.)
 fn identity(resource: &[u8], scope: &[u8], record: &mut LogRecord) -> uuid::Uuid {
+    in_key_order(&mut record.attributes);
+    if let Some(body) = record.body.as_mut() {
+        value_in_key_order(body);
+    }
     let observed = record.observed_time_unix_nano;
     if record.time_unix_nano != 0 {
         record.observed_time_unix_nano = 0;
@@ -593,6 +626,64 @@ mod tests {
         assert_eq!(
             log_common::ids::id_time_millis(first[0]),
             Some(1_700_000_000_000)
+        );
+    }
+
+    #[test]
+    fn attributes_in_another_order_are_the_same_record() {
+        let pair = |key: &str, value: any_value::Value| KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..KeyValue::default()
+        };
+        let text = |s: &str| any_value::Value::StringValue(s.to_owned());
+        let nested = |pairs: Vec<KeyValue>| {
+            any_value::Value::KvlistValue(opentelemetry_proto::tonic::common::v1::KeyValueList {
+                values: pairs,
+            })
+        };
+        let record = |attributes| LogRecord {
+            time_unix_nano: 1_700_000_000_000_000_000,
+            body: string("GET /health 200"),
+            attributes,
+            ..LogRecord::default()
+        };
+        let id = |record| {
+            records_of(request(vec![record]))[0]
+                .as_ref()
+                .expect("valid")
+                .id
+        };
+        let one = record(vec![
+            pair("level", text("info")),
+            pair(
+                "http",
+                nested(vec![
+                    pair("method", text("GET")),
+                    pair("status", text("200")),
+                ]),
+            ),
+            pair("time", text("t")),
+        ]);
+        let other = record(vec![
+            pair("time", text("t")),
+            pair(
+                "http",
+                nested(vec![
+                    pair("status", text("200")),
+                    pair("method", text("GET")),
+                ]),
+            ),
+            pair("level", text("info")),
+        ]);
+        assert_eq!(id(one), id(other));
+        let changed = record(vec![pair("level", text("warn")), pair("time", text("t"))]);
+        assert_ne!(
+            id(changed),
+            id(record(vec![
+                pair("level", text("info")),
+                pair("time", text("t"))
+            ]))
         );
     }
 
