@@ -248,7 +248,7 @@ async fn flaky(req: HttpRequest, body: web::Bytes, proxy: web::Data<FlakyProxy>)
         }
     }
     let answer = forward.send().await.expect("the producer answers");
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         return unavailable();
     }
     let status = answer.status().as_u16();
