@@ -4,7 +4,12 @@
 PACKAGES=(postgresql redis-server prometheus prometheus-postgres-exporter prometheus-redis-exporter
   kcat openjdk-17-jre-headless maven cmake pkg-config libssl-dev libpq-dev libcurl4-openssl-dev
   zlib1g-dev curl build-essential iproute2 python3-venv chromium chromium-driver fonts-dejavu-core
-  bsdutils rsyslog rsyslog-elasticsearch)  # logger (bsdutils) and rsyslog: the real senders of the syslog and agent tests
+  bsdutils rsyslog rsyslog-elasticsearch
+  libivykis0 libnet1 libpcre3 libwrap0)
+# bsdutils (logger), rsyslog and syslog-ng are the real senders of the syslog and agent
+# tests. syslog-ng's own packages conflict with rsyslog's (each is the system's log
+# daemon), so `./setup.sh test` unpacks them instead (setup/test.sh); the libraries
+# above are what its binary links.
 
 step_packages() {
   local p missing=()

@@ -8,6 +8,7 @@ cmd_test() {
   cd "$REPO" || exit
   install_agent_clients
   build_otel_collector
+  unpack_syslog_ng
   if (($#)); then
     echo "+ CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo test --release --workspace $*"
     local rc=0
@@ -93,4 +94,27 @@ build_otel_collector() {
     die "ocb could not build the Collector (log: $dir/build.log)"
   }
   echo "$want" >"$stamp"
+}
+
+# syslog-ng for tests/syslog_ng.rs: Debian's syslog-ng-core conflicts with rsyslog (both
+# provide the system's log daemon), so its packages are downloaded and unpacked into
+# ~/.cache/logpipeline/syslog-ng, never installed; the binary runs from there with its
+# own module path. The libraries it links are in setup/packages.sh.
+SYSLOG_NG_PACKAGES=(syslog-ng-core syslog-ng-mod-http syslog-ng-scl)
+unpack_syslog_ng() {
+  local dir="${LOGPIPELINE_CACHE:-$HOME/.cache/logpipeline}/syslog-ng"
+  export SYSLOG_NG_ROOT="$dir/root"
+  if [[ -x "$SYSLOG_NG_ROOT/usr/sbin/syslog-ng" ]]; then
+    return 0
+  fi
+  echo "agents: unpacking syslog-ng (${SYSLOG_NG_PACKAGES[*]}) into $dir"
+  rm -rf "$dir"
+  mkdir -p "$dir/debs"
+  # (As root, apt warns that it downloads unsandboxed: harmless here.)
+  (cd "$dir/debs" && apt-get download "${SYSLOG_NG_PACKAGES[@]}")
+  local deb
+  for deb in "$dir"/debs/*.deb; do
+    dpkg-deb -x "$deb" "$SYSLOG_NG_ROOT"
+  done
+  [[ -x "$SYSLOG_NG_ROOT/usr/sbin/syslog-ng" ]] || die "syslog-ng did not unpack into $SYSLOG_NG_ROOT"
 }
