@@ -193,6 +193,18 @@ impl CircuitBreaker {
         BreakerState::from_u8(self.state.load(Ordering::Relaxed))
     }
 
+    /// The state as a call would find it now: an open breaker whose open period has
+    /// passed turns half-open, letting the next call through as its probe. Readiness
+    /// asks this, so it recovers without traffic: behind a load balancer or a
+    /// readiness probe that sends nothing until a node is ready, an open breaker would
+    /// otherwise never see the call that closes it.
+    pub fn state_now(&self) -> BreakerState {
+        if self.state() == BreakerState::Open && self.retry_after().is_zero() {
+            self.machine.is_call_permitted();
+        }
+        self.state()
+    }
+
     /// How long until the breaker lets a call through again: while open, what is left of
     /// the current open period (which doubles on each failed probe); otherwise the first
     /// open period, the least a breaker that opens now would wait.
@@ -288,5 +300,24 @@ mod tests {
         breaker.record_success();
         breaker.record_failure();
         assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn an_open_breaker_whose_period_passed_is_ready_to_probe_without_a_call() {
+        let gauge = IntGaugeVec::new(Opts::new("g", "g"), &["name", "state"]).expect("gauge");
+        let breaker = CircuitBreaker::new(
+            "kafka",
+            1,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            gauge,
+        );
+        breaker.trip();
+        assert_eq!(breaker.state_now(), BreakerState::Open, "within its period");
+        std::thread::sleep(Duration::from_millis(1_100));
+        assert_eq!(breaker.state(), BreakerState::Open, "nothing moved it yet");
+        assert_eq!(breaker.state_now(), BreakerState::HalfOpen);
+        breaker.record_success();
+        assert_eq!(breaker.state_now(), BreakerState::Closed);
     }
 }

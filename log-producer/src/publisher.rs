@@ -139,6 +139,11 @@ impl Publisher {
         self.breaker.state()
     }
 
+    /// [`CircuitBreaker::state_now`]: an open period that has passed is half-open.
+    pub fn breaker_state_now(&self) -> BreakerState {
+        self.breaker.state_now()
+    }
+
     /// What `Retry-After` says while the breaker is open.
     pub fn retry_after_secs(&self) -> u64 {
         self.breaker.retry_after_secs()
