@@ -84,6 +84,10 @@ build_otel_collector() {
   if [[ -x "$OTELCOL_BIN" && "$(cat "$stamp" 2>/dev/null)" == "$want" ]]; then
     return 0
   fi
+  # Non-login shells (CI) may lack Go's PATH entry, as they may lack rustup's.
+  if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+    export PATH="/usr/local/go/bin:$PATH"
+  fi
   command -v go >/dev/null 2>&1 || die "go not found: the OpenTelemetry Collector's test builds it from its Go modules"
   echo "agents: building the OpenTelemetry Collector with ocb $OCB_VERSION into $dir (a few minutes)"
   mkdir -p "$dir"
