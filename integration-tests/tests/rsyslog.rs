@@ -47,6 +47,16 @@ async fn pipeline() -> Pipeline {
     }
 }
 
+/// Debian's `rsyslogd`, in `/usr/sbin`, which a non-login shell's PATH may lack.
+fn rsyslogd() -> &'static str {
+    const DEBIAN: &str = "/usr/sbin/rsyslogd";
+    if Path::new(DEBIAN).exists() {
+        DEBIAN
+    } else {
+        "rsyslogd"
+    }
+}
+
 /// `rsyslogd -n` with one of the published configs; stopped (SIGTERM, then waited
 /// for) by [`Rsyslogd::stop`], killed if the test fails first.
 struct Rsyslogd {
@@ -67,7 +77,7 @@ impl Rsyslogd {
         assert!(!config.contains("@WORK_DIR@") && !config.contains("@FILE@"));
         let path = dir.join("rsyslog.conf");
         std::fs::write(&path, config).expect("write the config");
-        let check = tokio::process::Command::new("rsyslogd")
+        let check = tokio::process::Command::new(rsyslogd())
             .args(["-N1", "-f"])
             .arg(&path)
             .output()
@@ -78,7 +88,7 @@ impl Rsyslogd {
             "rsyslogd -N1 refuses the config: {}",
             String::from_utf8_lossy(&check.stderr)
         );
-        let child = tokio::process::Command::new("rsyslogd")
+        let child = tokio::process::Command::new(rsyslogd())
             .arg("-n")
             .arg("-f")
             .arg(&path)
