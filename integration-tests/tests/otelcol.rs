@@ -12,11 +12,11 @@
 
 #[path = "api/helpers.rs"]
 mod helpers;
+mod real_agents;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use diesel::prelude::*;
-use helpers::Running;
-use helpers::{create_topic, db, eventually, metrics_text, spawn_consumer, spawn_producer, unique};
+use helpers::{create_topic, eventually, spawn_consumer, spawn_producer, unique, Running};
+use real_agents::{assert_each_line_once, protocol_events_sent, stored};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,77 +114,8 @@ impl Collector {
     }
 
     async fn stop(mut self) {
-        if let Some(pid) = self.0.id() {
-            let _ = tokio::process::Command::new("kill")
-                .arg(pid.to_string())
-                .status()
-                .await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.0.wait()).await;
+        real_agents::stop(&mut self.0, Duration::from_secs(15)).await;
     }
-}
-
-#[derive(QueryableByName)]
-struct Stored {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    level: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    message: String,
-}
-
-fn rows_of(source: &str) -> Vec<Stored> {
-    diesel::sql_query(
-        "SELECT level::text AS level, message FROM log_events WHERE source = $1 ORDER BY message",
-    )
-    .bind::<diesel::sql_types::Text, _>(source)
-    .load::<Stored>(&mut db())
-    .expect("rows")
-}
-
-/// The rows of `source` once there are at least `expected`, after a pause in which a
-/// duplicate would show.
-async fn stored(source: &str, expected: usize) -> Vec<Stored> {
-    eventually(
-        &format!("{expected} rows of {source}"),
-        Duration::from_secs(120),
-        || {
-            let source = source.to_owned();
-            async move {
-                let rows = tokio::task::spawn_blocking(move || rows_of(&source).len())
-                    .await
-                    .expect("query task");
-                (rows >= expected).then_some(())
-            }
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let source = source.to_owned();
-    tokio::task::spawn_blocking(move || rows_of(&source))
-        .await
-        .expect("query task")
-}
-
-fn assert_each_line_once(rows: &[Stored], messages: &[String]) {
-    let mut expected: Vec<&str> = messages.iter().map(String::as_str).collect();
-    expected.sort_unstable();
-    let stored: Vec<&str> = rows.iter().map(|r| r.message.as_str()).collect();
-    assert_eq!(stored.len(), expected.len(), "each line once");
-    assert!(stored == expected, "the lines as written");
-    assert!(rows.iter().all(|r| r.level == "INFO"));
-}
-
-/// The OTLP records the producer handed to Kafka, all told.
-async fn otlp_records_sent(producer: &Running) -> f64 {
-    let text = metrics_text(&format!("{}/producer/actuator/prometheus", producer.base)).await;
-    text.lines()
-        .find(|line| {
-            line.starts_with("log_ingestion_protocol_events_total{")
-                && line.contains("protocol=\"otlp\"")
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]
@@ -195,23 +126,24 @@ async fn the_collector_reading_a_file_again_after_a_restart_stores_each_line_onc
     let url = format!("{}/producer", producer.base);
 
     let collector = Collector::start(&file, &service, &url, &dir);
-    let rows = stored(&service, LINES).await;
+    let rows = stored(&service, LINES, Duration::from_secs(120)).await;
     assert_each_line_once(&rows, &messages);
     collector.stop().await;
 
     // No storage extension (the Collector's documented default): it starts again
     // from the first line and sends every record a second time.
-    let sent_before = otlp_records_sent(&producer).await;
+    let sent_before = protocol_events_sent(&producer, "otlp").await;
     let collector = Collector::start(&file, &service, &url, &dir);
     eventually(
         "the Collector to send the file again",
         Duration::from_secs(120),
         || async {
-            (otlp_records_sent(&producer).await >= sent_before + LINES as f64).then_some(())
+            (protocol_events_sent(&producer, "otlp").await >= sent_before + LINES as f64)
+                .then_some(())
         },
     )
     .await;
-    let rows = stored(&service, LINES).await;
+    let rows = stored(&service, LINES, Duration::from_secs(120)).await;
     assert_each_line_once(&rows, &messages);
     collector.stop().await;
     producer.stop().await;
@@ -290,7 +222,7 @@ async fn a_503_is_retried_by_the_collector_and_nothing_is_lost_or_doubled() {
     tokio::spawn(server);
 
     let collector = Collector::start(&file, &service, &format!("http://{address}/producer"), &dir);
-    let rows = stored(&service, LINES).await;
+    let rows = stored(&service, LINES, Duration::from_secs(120)).await;
     assert_each_line_once(&rows, &messages);
     let requests = proxy.requests.load(Ordering::SeqCst);
     assert!(

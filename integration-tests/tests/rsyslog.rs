@@ -8,12 +8,12 @@
 
 #[path = "api/helpers.rs"]
 mod helpers;
+mod real_agents;
 
-use diesel::prelude::*;
 use helpers::{
-    create_topic, db, eventually, metrics_text, spawn_consumer, spawn_producer_listening, unique,
-    Running,
+    create_topic, eventually, spawn_consumer, spawn_producer_listening, unique, Running,
 };
+use real_agents::{assert_each_line_once, protocol_events_sent, stored};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -103,13 +103,7 @@ impl Rsyslogd {
     }
 
     async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = tokio::process::Command::new("kill")
-                .arg(pid.to_string())
-                .status()
-                .await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        real_agents::stop(&mut self.child, Duration::from_secs(10)).await;
     }
 }
 
@@ -123,66 +117,6 @@ fn file_of_lines(prefix: &str) -> (PathBuf, PathBuf, Vec<String>) {
         .collect();
     std::fs::write(&file, lines.join("\n") + "\n").expect("write the file");
     (dir, file, lines)
-}
-
-#[derive(QueryableByName)]
-struct Stored {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    level: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    message: String,
-}
-
-/// The rows of `source` once there are at least `expected`, after a pause in which a
-/// duplicate would show.
-async fn stored(source: &str, expected: usize) -> Vec<Stored> {
-    let load = |source: String| {
-        tokio::task::spawn_blocking(move || {
-            diesel::sql_query(
-                "SELECT level::text AS level, message FROM log_events WHERE source = $1 \
-                 ORDER BY message",
-            )
-            .bind::<diesel::sql_types::Text, _>(source)
-            .load::<Stored>(&mut db())
-            .expect("rows")
-        })
-    };
-    eventually(
-        &format!("{expected} rows of {source}"),
-        Duration::from_secs(120),
-        || {
-            let source = source.to_owned();
-            async move {
-                let rows = load(source).await.expect("query task");
-                (rows.len() >= expected).then_some(())
-            }
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    load(source.to_owned()).await.expect("query task")
-}
-
-/// The documents the producer's Elasticsearch API handed to Kafka, all told.
-async fn es_documents_sent(producer: &Running) -> f64 {
-    let text = metrics_text(&format!("{}/producer/actuator/prometheus", producer.base)).await;
-    text.lines()
-        .find(|line| {
-            line.starts_with("log_ingestion_protocol_events_total{")
-                && line.contains("protocol=\"es_bulk\"")
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0.0)
-}
-
-fn assert_each_line_once(rows: &[Stored], lines: &[String]) {
-    let mut expected: Vec<&str> = lines.iter().map(String::as_str).collect();
-    expected.sort_unstable();
-    let messages: Vec<&str> = rows.iter().map(|r| r.message.as_str()).collect();
-    assert_eq!(messages.len(), expected.len(), "each line once");
-    assert!(messages == expected, "the lines as written");
-    assert!(rows.iter().all(|r| r.level == "INFO"));
 }
 
 #[tokio::test]
@@ -201,7 +135,7 @@ async fn rsyslog_omfwd_ships_a_file_over_tcp_syslog_line_for_line() {
         &dir,
     )
     .await;
-    let rows = stored(&tag, LINES).await;
+    let rows = stored(&tag, LINES, Duration::from_secs(120)).await;
     assert_each_line_once(&rows, &lines);
     rsyslogd.stop().await;
     p.producer.stop().await;
@@ -223,7 +157,7 @@ async fn rsyslog_omelasticsearch_ships_a_file_through_the_bulk_api_each_line_onc
         ("@ES_URL@", format!("{}/producer/es", p.producer.base)),
     ];
     let rsyslogd = Rsyslogd::start("rsyslog-omelasticsearch.conf", &values, &dir).await;
-    let rows = stored(&tag, LINES).await;
+    let rows = stored(&tag, LINES, Duration::from_secs(120)).await;
     assert_each_line_once(&rows, &lines);
     rsyslogd.stop().await;
 
@@ -243,17 +177,18 @@ async fn rsyslog_omelasticsearch_ships_a_file_through_the_bulk_api_each_line_onc
     for state in states {
         std::fs::remove_file(state).expect("remove imfile's state");
     }
-    let sent_before = es_documents_sent(&p.producer).await;
+    let sent_before = protocol_events_sent(&p.producer, "es_bulk").await;
     let rsyslogd = Rsyslogd::start("rsyslog-omelasticsearch.conf", &values, &dir).await;
     eventually(
         "rsyslog to send the file again",
         Duration::from_secs(120),
         || async {
-            (es_documents_sent(&p.producer).await >= sent_before + LINES as f64).then_some(())
+            (protocol_events_sent(&p.producer, "es_bulk").await >= sent_before + LINES as f64)
+                .then_some(())
         },
     )
     .await;
-    let rows = stored(&tag, LINES).await;
+    let rows = stored(&tag, LINES, Duration::from_secs(120)).await;
     assert_each_line_once(&rows, &lines);
     rsyslogd.stop().await;
     p.producer.stop().await;

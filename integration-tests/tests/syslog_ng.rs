@@ -8,9 +8,10 @@
 
 #[path = "api/helpers.rs"]
 mod helpers;
+mod real_agents;
 
-use diesel::prelude::*;
-use helpers::{create_topic, db, eventually, spawn_consumer, spawn_producer, unique, Running};
+use helpers::{create_topic, spawn_consumer, spawn_producer, unique, Running};
+use real_agents::{assert_each_line_once, stored};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -48,23 +49,6 @@ async fn pipeline() -> (Running, Running) {
 fn published_config() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/syslog-ng.conf"))
         .expect("the published config")
-}
-
-#[derive(QueryableByName)]
-struct Stored {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    level: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    message: String,
-}
-
-fn rows_of(source: &str) -> Vec<Stored> {
-    diesel::sql_query(
-        "SELECT level::text AS level, message FROM log_events WHERE source = $1 ORDER BY message",
-    )
-    .bind::<diesel::sql_types::Text, _>(source)
-    .load::<Stored>(&mut db())
-    .expect("rows")
 }
 
 #[tokio::test]
@@ -111,36 +95,10 @@ async fn syslog_ng_ships_a_file_larger_than_its_queue_through_the_bulk_api_every
         .spawn()
         .expect("syslog-ng starts");
 
-    eventually(
-        &format!("{LINES} rows of {program}"),
-        Duration::from_secs(180),
-        || {
-            let program = program.clone();
-            async move {
-                let n = tokio::task::spawn_blocking(move || rows_of(&program).len())
-                    .await
-                    .expect("query task");
-                (n >= LINES).then_some(())
-            }
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rows = rows_of(&program);
-    let mut expected: Vec<&str> = lines.iter().map(String::as_str).collect();
-    expected.sort_unstable();
-    let stored: Vec<&str> = rows.iter().map(|r| r.message.as_str()).collect();
-    assert_eq!(stored.len(), LINES, "each line once");
-    assert!(stored == expected, "the lines as written");
-    assert!(rows.iter().all(|r| r.level == "INFO"));
+    let rows = stored(&program, LINES, Duration::from_secs(180)).await;
+    assert_each_line_once(&rows, &lines);
 
-    if let Some(pid) = syslog_ng.id() {
-        let _ = tokio::process::Command::new("kill")
-            .arg(pid.to_string())
-            .status()
-            .await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), syslog_ng.wait()).await;
+    real_agents::stop(&mut syslog_ng, Duration::from_secs(10)).await;
     producer.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
