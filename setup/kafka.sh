@@ -42,7 +42,10 @@ start_kafka() {
     launch kafka java $KAFKA_HEAP_OPTS -cp "$KAFKA_LIBS/*" \
       -Dlog4j2.configurationFile="$REPO/kafka/log4j2.properties" kafka.Kafka "$props"
   fi
-  wait_for kafka 60 kafka_ready
+  # A broker that was stopped uncleanly (a reboot, kill -9) recovers every
+  # partition's log before it answers; with thousands of partitions that takes
+  # minutes, not seconds.
+  wait_for kafka 300 kafka_ready
   ensure_topics
 }
 

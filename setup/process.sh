@@ -155,7 +155,7 @@ launch() {
 # wait_for <component> <timeout-s> <cmd...>: poll until cmd succeeds; fail
 # early if the component's process exits.
 wait_for() {
-  local c=$1 timeout=$2 start pid
+  local c=$1 timeout=$2 start pid next_report=15
   shift 2
   start=$SECONDS
   while ! "$@" >/dev/null 2>&1; do
@@ -168,6 +168,10 @@ wait_for() {
       echo "$c: not ready after ${timeout}s; last lines of $(logfile "$c"):"
       tail -n 30 "$(logfile "$c")" 2>/dev/null || true
       return 1
+    fi
+    if ((SECONDS - start >= next_report)); then
+      echo "$c: not ready yet after $((SECONDS - start))s (waiting up to ${timeout}s)"
+      next_report=$((next_report + 15))
     fi
     sleep 0.5
   done

@@ -9,11 +9,13 @@ cmd_test() {
   install_agent_clients
   build_otel_collector
   unpack_syslog_ng
+  drop_test_topics
   if (($#)); then
     echo "+ CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo test --release --workspace $*"
     local rc=0
     cargo test --release --workspace "$@" || rc=$?
     drop_test_databases
+    drop_test_topics
     return "$rc"
   fi
   # The whole suite: everything but the chaos run, then the chaos run with its
@@ -36,6 +38,7 @@ cmd_test() {
   env -u CONSUMER_WRITERS "$REPO/setup.sh" restart consumer
   ((rc == 0)) || exit "$rc"
   drop_test_databases
+  drop_test_topics
   echo "+ integration-tests/schemathesis/run.sh"
   "$REPO/integration-tests/schemathesis/run.sh"
 }
@@ -47,6 +50,19 @@ drop_test_databases() {
   for db in $(psql_app -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'logtest\_%'"); do
     psql_app -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
   done
+}
+
+# Every test names its topics with a UUID (`unique` in tests/api/helpers.rs), so
+# none of the stack's own topics matches. Dropped before a run too: a run that
+# failed left its topics, and a broker holding thousands of partitions is slow to
+# start again after an unclean stop.
+drop_test_topics() {
+  local pattern='.*-[0-9a-f]{32}.*' count
+  count="$(kafka_list_topics | grep -cE "^$pattern\$" || true)"
+  ((count > 0)) || return 0
+  echo "+ deleting $count test topics left in Kafka"
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+    --delete --topic "$pattern" || echo "(could not delete the test topics; carrying on)"
 }
 
 # The agents' client libraries that tests/agents.rs drives (OpenTelemetry SDK,
