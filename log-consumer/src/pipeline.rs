@@ -105,6 +105,16 @@ pub struct Pipeline {
     pub claimer: Claimer,
 }
 
+/// How far past `CONSUMER_BATCH_MAX_RECORDS` a batch grows while its writer is busy
+/// before the dispatcher waits for that writer. Gathering on instead of waiting
+/// keeps the other writers fed and Kafka's prefetch whole (a pause drops it, and
+/// the refetch left every writer idle: drains ran at a quarter of the writers'
+/// capacity).
+const OVERFLOW_FACTOR: usize = 2;
+
+/// How soon a batch whose wait is over is offered again to a writer that was busy.
+const RETRY_HAND_OVER: Duration = Duration::from_millis(10);
+
 /// A batch being gathered for one writer.
 struct Gathering {
     batch: Batch,
@@ -207,7 +217,11 @@ impl Dispatcher {
                         }
                     });
                     entry.batch.add(inbound, partition.epoch, &self.topic);
-                    if entry.batch.len() >= self.tuning.batch_max_records {
+                    let gathered = entry.batch.len();
+                    if gathered >= self.tuning.batch_max_records
+                        && !self.try_hand_over(&mut gathering, partition.writer)
+                        && gathered >= self.tuning.batch_max_records * OVERFLOW_FACTOR
+                    {
                         held.extend(self.hand_over(&mut gathering, partition.writer).await);
                     }
                 }
@@ -218,11 +232,15 @@ impl Dispatcher {
                 None => {
                     let now = tokio::time::Instant::now();
                     for writer in 0..gathering.len() {
-                        if gathering[writer]
+                        let due = gathering[writer]
                             .as_ref()
-                            .is_some_and(|g| g.deadline <= now)
-                        {
-                            held.extend(self.hand_over(&mut gathering, writer).await);
+                            .is_some_and(|g| g.deadline <= now);
+                        if due && !self.try_hand_over(&mut gathering, writer) {
+                            // The writer is still busy: its batch goes on growing
+                            // and is offered again shortly.
+                            if let Some(g) = gathering[writer].as_mut() {
+                                g.deadline = now + RETRY_HAND_OVER;
+                            }
                         }
                     }
                 }
@@ -253,6 +271,22 @@ impl Dispatcher {
                         .collect()
                 })
                 .unwrap_or_default(),
+        }
+    }
+
+    /// Sends the writer its batch if it can take it now; false (the batch left in
+    /// its slot) while the writer still has one queued.
+    fn try_hand_over(&self, gathering: &mut [Option<Gathering>], writer: usize) -> bool {
+        match self.senders[writer].try_reserve() {
+            Ok(permit) => {
+                if let Some(gathered) = gathering[writer].take() {
+                    permit.send(gathered.batch);
+                }
+                true
+            }
+            Err(TrySendError::Full(())) => false,
+            // The blocking hand-over reports it.
+            Err(TrySendError::Closed(())) => false,
         }
     }
 
