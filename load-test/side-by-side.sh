@@ -6,8 +6,9 @@
 #   - our producer's /producer/api/logs/bulk, stored by the stack's consumer restarted
 #     with STORAGE_LAYOUT=blocks (set back to its default afterwards).
 # For each: events/s from the first body sent until every event is stored and
-# countable (VictoriaLogs: its count query; ours: the events in log_blocks), machine
-# CPU per event over that window (every process: Kafka, PostgreSQL, the services, curl),
+# countable (VictoriaLogs: its count query; ours: the consumer's stored counter, then
+# the events in log_blocks checked once), machine CPU per event over that window
+# (every process: Kafka, PostgreSQL, the services, curl; ours split by process too),
 # and disk per event (VictoriaLogs: its data directory after a graceful stop; ours: the
 # blocks written, once compaction has run, and what the id memory and the rollups grew
 # by; Kafka's log directories' growth apart, which retention keeps only as a buffer).
@@ -17,13 +18,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 lines=${1:-1000000}
 peer=../shared/peers/victorialogs
-export PGPASSWORD=${POSTGRES_PASSWORD:-logpass}
-pg_user=${POSTGRES_USERNAME:-loguser}
 data_dir=${LOGPIPE_DATA_DIR:-$HOME/.local/share/logpipeline}
-psql_() { psql -h 127.0.0.1 -U "$pg_user" -d logprocessor -v ON_ERROR_STOP=1 -qAtX "$@"; }
-cpu_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
-hz=$(getconf CLK_TCK)
-now() { date +%s.%N; }
+# shellcheck source=load-test/measure.sh
+source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 
 ./setup.sh status >/dev/null 2>&1 || true
 for component in postgres kafka producer consumer; do
@@ -64,13 +61,13 @@ send_all() {
   fi
 }
 
-# Polls `$1` (a command printing a count) until it reaches $2, printing progress.
-wait_for_count() {
+# Polls VictoriaLogs' count until it reaches $1, printing progress.
+wait_for_vl() {
   local n last=-1
   while :; do
-    n=$($1)
-    [ "$n" -ge "$2" ] && return 0
-    if [ "$n" != "$last" ]; then echo "  stored $n / $2"; last=$n; fi
+    n=$(vl_count)
+    [ "$n" -ge "$1" ] && return 0
+    if [ "$n" != "$last" ]; then echo "  stored $n / $1"; last=$n; fi
     sleep 0.2
   done
 }
@@ -87,10 +84,10 @@ vl_count() {
 }
 t0=$(now); c0=$(cpu_ticks)
 send_all 'http://127.0.0.1:9428/insert/jsonline?_stream_fields=source&_msg_field=message&_time_field=timestamp'
-wait_for_count vl_count "$lines"
+wait_for_vl "$lines"
 t1=$(now); c1=$(cpu_ticks)
 rate[vl]=$(echo "$lines / ($t1 - $t0)" | bc -l)
-cpu[vl]=$(echo "($c1 - $c0) * 1000000 / $hz / $lines" | bc -l)
+cpu[vl]=$(per_event "$c1 - $c0" "$lines")
 extra[vl]="peak RSS $(awk '/^VmHWM/ {printf "%d MiB", $2 / 1024}' "/proc/$vl_pid/status")"
 # Recent data sits in memory parts (searchable, not yet written): a graceful stop
 # writes them, then the directory holds everything.
@@ -103,7 +100,6 @@ disk[vl]=$(echo "$(du -sb "$work/vl" | cut -f1) / $lines" | bc -l)
 echo "== log pipeline (STORAGE_LAYOUT=blocks)"
 restore_consumer=1
 STORAGE_LAYOUT=blocks MOVE_ROWS_TO_BLOCKS=false ./setup.sh restart consumer >/dev/null
-blocks_events() { psql_ -c "SELECT coalesce(sum(events), 0) FROM log_blocks"; }
 # The id memory and the rollups only grow; log_blocks reuses the space compaction
 # freed, so its share is the size of the blocks written since the start (their rows
 # with the payload as stored, the filters, the summary), counted row by row.
@@ -116,20 +112,26 @@ kafka_bytes() { du -sb "$data_dir"/kafka/data/log-events-* 2>/dev/null | awk '{s
 events0=$(blocks_events); pg0=$(pg_bytes); kafka0=$(kafka_bytes)
 block0=$(psql_ -c "SELECT coalesce(max(block_id), 0) FROM log_blocks")
 target_events=$((events0 + lines))
-t0=$(now); c0=$(cpu_ticks)
-send_all 'http://127.0.0.1:8081/producer/api/logs/bulk'
-wait_for_count blocks_events "$target_events"
-t1=$(now); c1=$(cpu_ticks)
+producer=$(./setup.sh pid producer); consumer=$(./setup.sh pid consumer); kafka=$(./setup.sh pid kafka)
+processes() { echo "$(proc_ticks "$producer") $(proc_ticks "$kafka") $(proc_ticks "$consumer") $(comm_ticks postgres)"; }
+t0=$(now); c0=$(cpu_ticks); read -r pr0 k0 co0 pg_0 < <(processes)
+send_all 'http://127.0.0.1:8081/producer/api/logs/bulk' &
+sender=$!
+wait_until_stored "$lines" "$t0"
+wait "$sender"
+t1=$(now); c1=$(cpu_ticks); read -r pr1 k1 co1 pg_1 < <(processes)
+[ "$(blocks_events)" -ge "$target_events" ] || { echo "log_blocks holds fewer events than were sent" >&2; exit 1; }
 echo "  compaction: waiting for the consumer's rounds to merge the small blocks (at most 120 s)"
 for _ in $(seq 120); do
-  small=$(psql_ -c "SELECT count(*) FROM (SELECT 1 FROM log_blocks WHERE events < 8192
-    GROUP BY lane, kafka_partition, source, (min_time AT TIME ZONE 'UTC')::date HAVING count(*) > 1) s")
-  [ "$small" -eq 0 ] && break
+  [ "$(small_streams)" -eq 0 ] && break
   sleep 1
 done
 psql_ -c "VACUUM log_blocks" >/dev/null 2>&1 || true
 rate[ours]=$(echo "$lines / ($t1 - $t0)" | bc -l)
-cpu[ours]=$(echo "($c1 - $c0) * 1000000 / $hz / $lines" | bc -l)
+cpu[ours]=$(per_event "$c1 - $c0" "$lines")
+split_cpu=$(printf 'producer %.1f, Kafka %.1f, consumer %.1f, PostgreSQL %.1f' \
+  "$(per_event "$pr1 - $pr0" "$lines")" "$(per_event "$k1 - $k0" "$lines")" \
+  "$(per_event "$co1 - $co0" "$lines")" "$(per_event "$pg_1 - $pg_0" "$lines")")
 disk[ours]=$(echo "($(pg_bytes) - $pg0 + $(new_block_bytes "$block0")) / $lines" | bc -l)
 kafka_per_event=$(echo "($(kafka_bytes) - $kafka0) / $lines" | bc -l)
 rss() { awk '/^VmRSS/ {printf "%d", $2 / 1024}' "/proc/$(./setup.sh pid "$1")/status"; }
@@ -143,6 +145,7 @@ printf '| ingest until all stored, events/s | %.0f | %.0f | %.2f× |\n' "${rate[
   "$(echo "${rate[ours]} / ${rate[vl]}" | bc -l)"
 printf '| machine CPU per event, µs | %.1f | %.1f | %.2f× |\n' "${cpu[vl]}" "${cpu[ours]}" \
   "$(echo "${cpu[ours]} / ${cpu[vl]}" | bc -l)"
+echo "| of which, µs an event | | $split_cpu | |"
 printf '| disk per event, B (ours: PostgreSQL) | %.1f | %.1f | %.2f× |\n' "${disk[vl]}" "${disk[ours]}" \
   "$(echo "${disk[ours]} / ${disk[vl]}" | bc -l)"
 echo "| other | ${extra[vl]} | ${extra[ours]} | |"
