@@ -1,6 +1,11 @@
 use clap::Parser;
 use log_producer::{settings::Settings, startup::Application};
 
+/// Each request parses, validates and re-encodes thousands of small documents: mimalloc
+/// is cheaper per allocation than glibc's allocator, as measured in the consumer.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();

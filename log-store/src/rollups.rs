@@ -7,7 +7,7 @@
 use crate::sketch::DurationSketch;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use diesel::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// What the rollups need of a row the insert stored.
 #[derive(Debug, Clone, QueryableByName)]
@@ -51,27 +51,66 @@ pub struct Tally {
 /// per level (source [`ALL`]), per source (level [`ALL`]), and the total with the
 /// duration sketch (both [`ALL`]).
 pub fn tally(rows: &[Counted], width: TimeDelta) -> BTreeMap<Key<'_>, Tally> {
-    let mut tallies: BTreeMap<Key<'_>, Tally> = BTreeMap::new();
-    for row in rows {
-        // Truncating cannot fail for a timestamp PostgreSQL stored.
-        let bucket = row.timestamp.duration_trunc(width).unwrap_or(row.timestamp);
-        let level = row.level.as_str();
-        let partition = row.kafka_partition;
-        for key in [
-            (bucket, level, row.source.as_str(), partition),
-            (bucket, level, ALL, partition),
-            (bucket, ALL, row.source.as_str(), partition),
-        ] {
-            tallies.entry(key).or_default().events += 1;
+    Minutes::of(rows).tally(width)
+}
+
+/// A batch's rows counted once, by minute, level, source and partition, with a
+/// duration sketch per minute and partition: every grain's tally is summed from these
+/// few hundred entries instead of from the rows again (counting each row into twelve
+/// ordered keys was a tenth of the consumer's CPU).
+pub struct Minutes<'a> {
+    events: HashMap<Key<'a>, i64>,
+    durations: HashMap<(DateTime<Utc>, i32), DurationSketch>,
+}
+
+impl<'a> Minutes<'a> {
+    pub fn of(rows: &'a [Counted]) -> Minutes<'a> {
+        let mut events: HashMap<Key<'a>, i64> = HashMap::new();
+        let mut durations: HashMap<(DateTime<Utc>, i32), DurationSketch> = HashMap::new();
+        for row in rows {
+            // Truncating cannot fail for a timestamp PostgreSQL stored.
+            let minute = row
+                .timestamp
+                .duration_trunc(TimeDelta::minutes(1))
+                .unwrap_or(row.timestamp);
+            let partition = row.kafka_partition;
+            *events
+                .entry((minute, &row.level, &row.source, partition))
+                .or_default() += 1;
+            let sketch = durations.entry((minute, partition)).or_default();
+            if let Some(duration) = row.duration {
+                sketch.add(duration);
+            }
         }
-        let total = tallies.entry((bucket, ALL, ALL, partition)).or_default();
-        total.events += 1;
-        let sketch = total.durations.get_or_insert_with(DurationSketch::default);
-        if let Some(duration) = row.duration {
-            sketch.add(duration);
-        }
+        Minutes { events, durations }
     }
-    tallies
+
+    /// The additions at bucket width `width` (a whole number of minutes that divides
+    /// the day, as every grain's is), in key order.
+    pub fn tally(&self, width: TimeDelta) -> BTreeMap<Key<'a>, Tally> {
+        let bucket_of = |minute: DateTime<Utc>| minute.duration_trunc(width).unwrap_or(minute);
+        let mut tallies: BTreeMap<Key<'a>, Tally> = BTreeMap::new();
+        for (&(minute, level, source, partition), &events) in &self.events {
+            let bucket = bucket_of(minute);
+            for key in [
+                (bucket, level, source, partition),
+                (bucket, level, ALL, partition),
+                (bucket, ALL, source, partition),
+                (bucket, ALL, ALL, partition),
+            ] {
+                tallies.entry(key).or_default().events += events;
+            }
+        }
+        for (&(minute, partition), sketch) in &self.durations {
+            tallies
+                .entry((bucket_of(minute), ALL, ALL, partition))
+                .or_default()
+                .durations
+                .get_or_insert_with(DurationSketch::default)
+                .merge(sketch);
+        }
+        tallies
+    }
 }
 
 /// Adds `rows` to every rollup: one statement a table, whatever the batch. Keys go
@@ -82,8 +121,9 @@ pub fn add(conn: &mut PgConnection, rows: &[Counted]) -> QueryResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
+    let minutes = Minutes::of(rows);
     for (table, width) in GRAINS {
-        let tallies = tally(rows, width);
+        let tallies = minutes.tally(width);
         diesel::sql_query(format!(
             "INSERT INTO {table} AS r (bucket, level, source, kafka_partition, events, sketch) \
              SELECT b, l, s, p, e, k::int8[] \
