@@ -46,7 +46,8 @@ pub struct ConsumerTuning {
         default_value_t = 0
     )]
     pub writers: usize,
-    /// A batch is written when it holds this many records…
+    /// A batch is written when it holds this many records (while its writer is still
+    /// busy with the one before, it grows up to twice that)…
     #[arg(
         long = "batch-max-records",
         env = "CONSUMER_BATCH_MAX_RECORDS",
