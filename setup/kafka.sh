@@ -42,11 +42,40 @@ start_kafka() {
     launch kafka java $KAFKA_HEAP_OPTS -cp "$KAFKA_LIBS/*" \
       -Dlog4j2.configurationFile="$REPO/kafka/log4j2.properties" kafka.Kafka "$props"
   fi
-  # A broker that was stopped uncleanly (a reboot, kill -9) recovers every
-  # partition's log before it answers; with thousands of partitions that takes
-  # minutes, not seconds.
-  wait_for kafka 300 kafka_ready
+  wait_for_kafka
   ensure_topics
+}
+
+# A broker that was stopped uncleanly (a reboot, kill -9) recovers every partition's
+# log before it answers, a log line for each; with thousands of partitions (a machine
+# that ran many test suites) that takes minutes. So the wait goes on while its log
+# grows, up to 20 minutes, and gives up after 60 s without a new line.
+wait_for_kafka() {
+  local start=$SECONDS log size last_size=-1 last_change=$SECONDS next_report=15
+  log="$(logfile kafka)"
+  while ! kafka_ready >/dev/null 2>&1; do
+    if ! running_pid kafka >/dev/null; then
+      echo "kafka: process exited while starting; last lines of $log:"
+      tail -n 30 "$log" 2>/dev/null || true
+      return 1
+    fi
+    size=$(stat -c %s "$log" 2>/dev/null || echo 0)
+    if ((size != last_size)); then
+      last_size=$size
+      last_change=$SECONDS
+    fi
+    if ((SECONDS - last_change >= 60 || SECONDS - start >= 1200)); then
+      echo "kafka: not ready after $((SECONDS - start))s (its log last grew $((SECONDS - last_change))s ago); last lines of $log:"
+      tail -n 30 "$log" 2>/dev/null || true
+      return 1
+    fi
+    if ((SECONDS - start >= next_report)); then
+      echo "kafka: not ready yet after $((SECONDS - start))s; its last log line: $(tail -n 1 "$log" | cut -c1-160)"
+      next_report=$((next_report + 15))
+    fi
+    sleep 0.5
+  done
+  echo "kafka: ready after $((SECONDS - start))s"
 }
 
 check_port_free_9093() {
