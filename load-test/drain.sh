@@ -17,9 +17,7 @@ lines=${1:-300000}
 # shellcheck source=load-test/measure.sh
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 
-for component in postgres kafka producer consumer; do
-  ./setup.sh pid "$component" >/dev/null || { echo "$component is not running: ./setup.sh up" >&2; exit 1; }
-done
+require_stack
 
 work=$(mktemp -d)
 perf_pid=
@@ -65,12 +63,7 @@ if [ -n "$perf_pid" ]; then
     | grep -v '^$' | head -150 >load-test/results/drain.perf.txt
   echo "perf report: load-test/results/drain.perf.txt"
 fi
-[ "$(blocks_events)" -ge "$target_events" ] || { echo "log_blocks holds fewer events than were sent" >&2; exit 1; }
-echo "  compaction: until no stream has small blocks left to merge (at most 180 s)"
-for _ in $(seq 180); do
-  [ "$(small_streams)" -eq 0 ] && break
-  sleep 1
-done
+check_stored_then_compacted "$target_events" 180
 t2=$(now); c2=$(cpu_ticks); p2=$(proc_ticks "$consumer")
 
 printf '\n| %s real-shaped lines, drain | value |\n|---|---|\n' "$lines"

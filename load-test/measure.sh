@@ -6,6 +6,13 @@ export PGPASSWORD=${POSTGRES_PASSWORD:-logpass}
 pg_user=${POSTGRES_USERNAME:-loguser}
 psql_() { psql -h 127.0.0.1 -U "$pg_user" -d logprocessor -v ON_ERROR_STOP=1 -qAtX "$@"; }
 hz=$(getconf CLK_TCK)
+# Fails unless the stack's parts a benchmark drives are running.
+require_stack() {
+  local component
+  for component in postgres kafka producer consumer; do
+    ./setup.sh pid "$component" >/dev/null || { echo "$component is not running: ./setup.sh up" >&2; exit 1; }
+  done
+}
 now() { date +%s.%N; }
 # The machine's CPU ticks (user, nice, system, irq, softirq), every process together.
 cpu_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
@@ -32,6 +39,17 @@ blocks_events() { psql_ -c "SELECT coalesce(sum(events), 0) FROM log_blocks"; }
 small_streams() {
   psql_ -c "SELECT count(*) FROM (SELECT 1 FROM log_blocks WHERE events < 8192
     GROUP BY lane, kafka_partition, source, (min_time AT TIME ZONE 'UTC')::date HAVING count(*) > 1) s"
+}
+# Fails unless log_blocks holds $1 events, then waits (at most $2 seconds) until
+# compaction has no small blocks left to merge.
+check_stored_then_compacted() {
+  [ "$(blocks_events)" -ge "$1" ] || { echo "log_blocks holds fewer events than were sent" >&2; exit 1; }
+  echo "  compaction: until no stream has small blocks left to merge (at most $2 s)"
+  local _
+  for _ in $(seq "$2"); do
+    [ "$(small_streams)" -eq 0 ] && return 0
+    sleep 1
+  done
 }
 # Waits until the consumer (started at the beginning of the window) has stored $1
 # events, printing progress with the seconds since $2.

@@ -23,9 +23,7 @@ data_dir=${LOGPIPE_DATA_DIR:-$HOME/.local/share/logpipeline}
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 
 ./setup.sh status >/dev/null 2>&1 || true
-for component in postgres kafka producer consumer; do
-  ./setup.sh pid "$component" >/dev/null || { echo "$component is not running: ./setup.sh up" >&2; exit 1; }
-done
+require_stack
 
 work=$(mktemp -d)
 vl_pid=
@@ -120,12 +118,7 @@ sender=$!
 wait_until_stored "$lines" "$t0"
 wait "$sender"
 t1=$(now); c1=$(cpu_ticks); read -r pr1 k1 co1 pg_1 < <(processes)
-[ "$(blocks_events)" -ge "$target_events" ] || { echo "log_blocks holds fewer events than were sent" >&2; exit 1; }
-echo "  compaction: waiting for the consumer's rounds to merge the small blocks (at most 120 s)"
-for _ in $(seq 120); do
-  [ "$(small_streams)" -eq 0 ] && break
-  sleep 1
-done
+check_stored_then_compacted "$target_events" 120
 psql_ -c "VACUUM log_blocks" >/dev/null 2>&1 || true
 rate[ours]=$(echo "$lines / ($t1 - $t0)" | bc -l)
 cpu[ours]=$(per_event "$c1 - $c0" "$lines")

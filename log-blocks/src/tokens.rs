@@ -163,26 +163,16 @@ fn emit_words_and_pairs(term: &str, word_at: impl Fn(usize) -> bool, key: &mut i
 
 /// [`for_each_filter_key`] for any text.
 fn unicode_filter_keys(text: &str, mut key: impl FnMut(&str)) {
-    let mut term = String::new();
+    let mut in_word = Vec::new();
     for raw in raw_terms(text) {
-        term.clear();
-        term.push_str(&raw.to_lowercase());
-        // Each word, and each word with the one before it: the pairs.
-        let (mut previous, mut start) = (None, None);
-        for (i, c) in term.char_indices().chain([(term.len(), ' ')]) {
-            match (is_word_char(c) && i < term.len(), start) {
-                (true, None) => start = Some(i),
-                (false, Some(s)) => {
-                    key(&term[s..i]);
-                    if let Some(p) = previous {
-                        key(&term[p..i]);
-                    }
-                    previous = Some(s);
-                    start = None;
-                }
-                _ => {}
-            }
+        let term = raw.to_lowercase();
+        // Each byte of a char gets the char's class, so words start and end at char
+        // boundaries.
+        in_word.clear();
+        for c in term.chars() {
+            in_word.extend(std::iter::repeat_n(is_word_char(c), c.len_utf8()));
         }
+        emit_words_and_pairs(&term, |i| in_word[i], &mut key);
     }
 }
 
@@ -329,6 +319,13 @@ mod tests {
             unicode_filter_keys(&text, |k| general.push(k.to_owned()));
             proptest::prop_assert_eq!(fast, general);
         }
+    }
+
+    #[test]
+    fn filter_keys_of_text_beyond_ascii_cut_at_chars() {
+        let mut keys = Vec::new();
+        filter_keys("Zürich-Nord naïve ÉCOLE", &mut keys);
+        assert_eq!(keys, ["zürich", "nord", "zürich-nord", "naïve", "école"]);
     }
 
     #[test]
