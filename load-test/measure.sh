@@ -18,14 +18,10 @@ now() { date +%s.%N; }
 cpu_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 # One process's CPU ticks, all its threads.
 proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# CPU ticks of every live process whose command name is $1 (PostgreSQL's backends).
+# CPU ticks of every live process whose command name is $1 (PostgreSQL's backends),
+# read in one pass (cat goes on past a process that ended meanwhile).
 comm_ticks() {
-  local f sum=0 t
-  for f in /proc/[0-9]*/stat; do
-    t=$(awk -v c="($1)" '$2 == c {print $14 + $15}' "$f" 2>/dev/null) || continue
-    sum=$((sum + ${t:-0}))
-  done
-  echo "$sum"
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v c="($1)" '$2 == c {s += $14 + $15} END {print s + 0}'
 }
 # Events the consumer has stored since it started, from its own counter: polling the
 # table instead cost PostgreSQL a scan every time, in the window being measured.

@@ -274,20 +274,22 @@ impl Dispatcher {
         }
     }
 
-    /// Sends the writer its batch if it can take it now; false (the batch left in
-    /// its slot) while the writer still has one queued.
+    /// Sends the writer its batch if it can take it now (or drops it, logged, if the
+    /// writer has stopped); false, the batch left in its slot, while the writer still
+    /// has one queued.
     fn try_hand_over(&self, gathering: &mut [Option<Gathering>], writer: usize) -> bool {
-        match self.senders[writer].try_reserve() {
-            Ok(permit) => {
-                if let Some(gathered) = gathering[writer].take() {
-                    permit.send(gathered.batch);
-                }
-                true
+        let permit = match self.senders[writer].try_reserve() {
+            Ok(permit) => Some(permit),
+            Err(TrySendError::Full(())) => return false,
+            Err(TrySendError::Closed(())) => None,
+        };
+        if let Some(gathered) = gathering[writer].take() {
+            match permit {
+                Some(permit) => permit.send(gathered.batch),
+                None => tracing::error!(writer, "writer has stopped; batch left uncommitted"),
             }
-            Err(TrySendError::Full(())) => false,
-            // The blocking hand-over reports it.
-            Err(TrySendError::Closed(())) => false,
         }
+        true
     }
 
     /// Sends the writer its batch. While the writer still has one queued (PostgreSQL
@@ -299,34 +301,30 @@ impl Dispatcher {
     /// dealt like any other, and its partition is paused too.
     async fn hand_over(&self, gathering: &mut [Option<Gathering>], writer: usize) -> Vec<Inbound> {
         let mut held = Vec::new();
+        if self.try_hand_over(gathering, writer) {
+            return held;
+        }
         let Some(gathered) = gathering[writer].take() else {
             return held;
         };
         let sender = &self.senders[writer];
-        let permit = match sender.try_reserve() {
-            Ok(permit) => Some(permit),
-            Err(TrySendError::Closed(())) => None,
-            Err(TrySendError::Full(())) => {
-                self.pause_fetching(true);
-                let permit = loop {
-                    tokio::select! {
-                        permit = sender.reserve() => break permit.ok(),
-                        received = self.consumer.recv() => match received {
-                            Ok(message) => {
-                                held.push(self.take(&message));
-                                self.pause_fetching(true);
-                            }
-                            Err(e) => {
-                                self.metrics.errors.with_label_values(&["poll"]).inc();
-                                tracing::warn!(error = %e, "Kafka poll error");
-                            }
-                        },
+        self.pause_fetching(true);
+        let permit = loop {
+            tokio::select! {
+                permit = sender.reserve() => break permit.ok(),
+                received = self.consumer.recv() => match received {
+                    Ok(message) => {
+                        held.push(self.take(&message));
+                        self.pause_fetching(true);
                     }
-                };
-                self.pause_fetching(false);
-                permit
+                    Err(e) => {
+                        self.metrics.errors.with_label_values(&["poll"]).inc();
+                        tracing::warn!(error = %e, "Kafka poll error");
+                    }
+                },
             }
         };
+        self.pause_fetching(false);
         match permit {
             Some(permit) => permit.send(gathered.batch),
             None => tracing::error!(writer, "writer has stopped; batch left uncommitted"),

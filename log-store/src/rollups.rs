@@ -58,13 +58,13 @@ pub fn tally(rows: &[Counted], width: TimeDelta) -> BTreeMap<Key<'_>, Tally> {
 /// duration sketch per minute and partition: every grain's tally is summed from these
 /// few hundred entries instead of from the rows again (counting each row into twelve
 /// ordered keys was a tenth of the consumer's CPU).
-pub struct Minutes<'a> {
+struct Minutes<'a> {
     events: HashMap<Key<'a>, i64>,
     durations: HashMap<(DateTime<Utc>, i32), DurationSketch>,
 }
 
 impl<'a> Minutes<'a> {
-    pub fn of(rows: &'a [Counted]) -> Minutes<'a> {
+    fn of(rows: &'a [Counted]) -> Minutes<'a> {
         let mut events: HashMap<Key<'a>, i64> = HashMap::new();
         let mut durations: HashMap<(DateTime<Utc>, i32), DurationSketch> = HashMap::new();
         for row in rows {
@@ -87,7 +87,7 @@ impl<'a> Minutes<'a> {
 
     /// The additions at bucket width `width` (a whole number of minutes that divides
     /// the day, as every grain's is), in key order.
-    pub fn tally(&self, width: TimeDelta) -> BTreeMap<Key<'a>, Tally> {
+    fn tally(&self, width: TimeDelta) -> BTreeMap<Key<'a>, Tally> {
         let bucket_of = |minute: DateTime<Utc>| minute.duration_trunc(width).unwrap_or(minute);
         let mut tallies: BTreeMap<Key<'a>, Tally> = BTreeMap::new();
         for (&(minute, level, source, partition), &events) in &self.events {
